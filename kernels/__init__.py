@@ -1,0 +1,11 @@
+"""Fused kernels for xpnet's two hot paths (and the optimizer updates).
+
+Installed as ``xpnet.kernels`` (never as a bare top-level ``kernels`` module):
+
+- ``numba_cpu``: Numba kernels for NumPy arrays (CPU).
+- ``cupy_gpu``: CuPy kernels for CUDA arrays.
+
+Nothing here is imported by ``import xpnet``; :class:`xpnet.ops.Ops` imports a
+family the first time a model needs it. Every kernel has the signature of its
+reference implementation in :mod:`xpnet.ops` and is tested against it.
+"""

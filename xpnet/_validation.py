@@ -1,0 +1,58 @@
+"""Input checks shared by the network and the estimators.
+
+Every check runs before any parameter or optimizer state changes, and each
+error names the argument and says what was expected.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+
+
+def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum`` (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def check_features(X: Any, backend: Any, dtype: Any, n_features: int | None = None, name: str = "X") -> Any:
+    """``X`` as a finite 2-D float array ``(n_samples, n_features)`` on ``backend``."""
+    if X is None:
+        raise TypeError(f"{name} must be an array of shape (n_samples, n_features), got None")
+    if isinstance(X, (list, tuple)):
+        try:
+            X = np.asarray(X)
+        except ValueError as exc:  # ragged nested lists
+            raise ValueError(f"{name} must be a rectangular array of numbers ({exc})") from None
+    if isinstance(X, np.ndarray) and X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be numeric, got dtype {X.dtype}")
+    arr = backend.asarray(X, name=name)
+    xp = backend.xp
+    if not xp.isdtype(arr.dtype, ("bool", "integral", "real floating")):
+        raise TypeError(f"{name} must be numeric, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        hint = " (reshape a single feature with X.reshape(-1, 1))" if arr.ndim == 1 else ""
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {tuple(arr.shape)}{hint}")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features}")
+    arr = xp.astype(arr, dtype, copy=False) if arr.dtype != dtype else arr
+    if not bool(xp.all(xp.isfinite(arr))):
+        raise ValueError(f"{name} contains NaN or infinity")
+    return arr
+
+
+def check_same_length(X: Any, y: Any, names: tuple[str, str] = ("X", "y")) -> None:
+    n_x = X.shape[0]
+    n_y = len(y) if isinstance(y, (list, tuple)) else (y.shape[0] if getattr(y, "ndim", 0) else None)
+    if n_y is None:
+        raise ValueError(f"{names[1]} must be an array with one entry per sample, got a scalar")
+    if n_x != n_y:
+        raise ValueError(f"{names[0]} has {n_x} samples but {names[1]} has {n_y}: lengths must match")

@@ -1,0 +1,303 @@
+"""Array backends: the only module that knows library names.
+
+A :class:`Backend` bundles an Array-API namespace (``xp``), the device arrays
+live on, and the few operations the standard leaves out (moving data to and
+from NumPy, synchronising, random permutations). Everything else in xpnet
+receives a backend once and calls ``backend.xp`` from then on.
+
+``get_backend(spec)`` resolves ``"numpy"``, ``"cupy"``, ``"array_api_strict"``,
+``"auto"`` or an array module/namespace. Asking for ``"cupy"`` where CuPy or a
+usable GPU is missing falls back to NumPy with one warning saying why; with
+``strict=True`` or ``XPNET_STRICT_BACKEND=1`` that is an error instead.
+``XPNET_BACKEND`` sets the default spec.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import types
+import warnings
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "Backend",
+    "BackendUnavailableError",
+    "BackendFallbackWarning",
+    "get_backend",
+    "cupy_usable",
+    "BACKEND_NAMES",
+]
+
+BACKEND_NAMES = ("auto", "numpy", "cupy", "array_api_strict")
+
+
+class BackendUnavailableError(RuntimeError):
+    """The requested backend cannot run here and falling back was not allowed."""
+
+
+class BackendFallbackWarning(RuntimeWarning):
+    """The requested backend is unavailable; xpnet fell back to NumPy."""
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@functools.lru_cache(maxsize=None)
+def cupy_usable() -> tuple[bool, str]:
+    """Whether CuPy imports and a CUDA device is usable, and if not, why.
+
+    CuPy imports fine on machines without a GPU or driver (its first allocation
+    fails instead), so this asks ``cupy.is_available()``, which never raises.
+    """
+    try:
+        import cupy
+    except Exception as exc:  # ImportError, or a broken CUDA install
+        return False, f"CuPy is not importable ({type(exc).__name__}: {exc})"
+    try:
+        if not cupy.is_available():
+            return False, "CuPy is installed but no usable CUDA GPU was found"
+    except Exception as exc:
+        return False, f"CuPy could not query the GPU ({type(exc).__name__}: {exc})"
+    return True, "ok"
+
+
+class Backend:
+    """An array namespace plus the device its arrays live on.
+
+    Attributes
+    ----------
+    name : str
+        ``"numpy"``, ``"cupy"``, ``"array_api_strict"`` or the module name of a
+        user-supplied namespace.
+    xp : module
+        The Array-API namespace (from ``array_api_compat`` where it wraps one).
+    device : object
+        The device new arrays are created on.
+    """
+
+    def __init__(self, name: str, xp: Any, device: Any, native: Any = None) -> None:
+        self.name = name
+        self.xp = xp
+        self.device = device
+        self._native = native  # the underlying library module (numpy, cupy), if any
+
+    # -- identity ---------------------------------------------------------------
+    @property
+    def is_numpy(self) -> bool:
+        return self.name == "numpy"
+
+    @property
+    def is_cupy(self) -> bool:
+        return self.name == "cupy"
+
+    def __repr__(self) -> str:
+        return f"Backend(name={self.name!r}, device={self.device!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, Backend)
+            and other.name == self.name
+            and str(other.device) == str(self.device)
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.name, str(self.device)))
+
+    # -- dtypes -------------------------------------------------------------------
+    def dtype(self, name: Any) -> Any:
+        """The namespace's floating dtype for ``"float32"``/``"float64"`` (or a dtype)."""
+        if isinstance(name, str):
+            if name not in ("float32", "float64"):
+                raise ValueError(f"dtype must be 'float32' or 'float64', got {name!r}")
+            return getattr(self.xp, name)
+        for candidate in ("float32", "float64"):
+            if name == getattr(self.xp, candidate) or str(name) == candidate:
+                return getattr(self.xp, candidate)
+        raise ValueError(f"dtype must be float32 or float64, got {name!r}")
+
+    # -- moving data --------------------------------------------------------------
+    def owns(self, x: Any) -> bool:
+        """True if ``x`` is an array of this backend's library."""
+        import array_api_compat as compat
+
+        if self.is_numpy:
+            return isinstance(x, np.ndarray)
+        if self.is_cupy:
+            return compat.is_cupy_array(x)
+        if self.name == "array_api_strict":
+            return compat.is_array_api_strict_namespace(_namespace_of(x))
+        return _namespace_of(x) is self.xp
+
+    def asarray(self, obj: Any, dtype: Any = None, *, name: str = "array") -> Any:
+        """``obj`` as an array of this backend on its device.
+
+        Accepts NumPy arrays, nested lists and arrays of this backend. A CuPy
+        model converts NumPy input with an explicit host-to-device copy; an
+        array of another library or on another device is a ``TypeError``
+        (``name`` says which argument).
+        """
+        import array_api_compat as compat
+
+        if dtype is not None and isinstance(dtype, str):
+            dtype = self.dtype(dtype) if dtype.startswith("float") else getattr(self.xp, dtype)
+        if self.owns(obj):
+            if compat.device(obj) != self.device and not self.is_numpy:
+                raise TypeError(
+                    f"{name} lives on device {compat.device(obj)!r} but this model lives on "
+                    f"{self.device!r}; move it explicitly first"
+                )
+            return obj if dtype is None or obj.dtype == dtype else self.xp.astype(obj, dtype)
+        if compat.is_array_api_obj(obj) and not isinstance(obj, np.ndarray):
+            raise TypeError(
+                f"{name} is a {type(obj).__module__}.{type(obj).__name__} array but this model "
+                f"uses the {self.name!r} backend on {self.device!r}; convert it explicitly "
+                "(for example to a NumPy array) before passing it"
+            )
+        host = np.asarray(obj)
+        if self.is_numpy:
+            return host if dtype is None else host.astype(dtype, copy=False)
+        if self.is_cupy:
+            with self._native.cuda.Device(self.device.id):
+                out = self._native.asarray(host)
+            return out if dtype is None else self.xp.astype(out, dtype)
+        return self.xp.asarray(host, dtype=dtype, device=self.device)
+
+    def to_numpy(self, x: Any) -> np.ndarray:
+        """A NumPy copy (or view, for NumPy arrays) of a backend array."""
+        if isinstance(x, np.ndarray):
+            return x
+        if self.is_cupy:
+            return self._native.asnumpy(x)
+        if isinstance(x, (int, float, bool, list, tuple)):
+            return np.asarray(x)
+        return np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
+
+    def synchronize(self) -> None:
+        """Block until queued device work has finished (no-op on the CPU)."""
+        if self.is_cupy:
+            self._native.cuda.get_current_stream().synchronize()
+
+    def permutation(self, n: int, rng: np.random.Generator) -> Any:
+        """A random permutation of ``range(n)`` as an int64 array on the device.
+
+        The seed comes from the NumPy generator ``rng`` so runs are reproducible;
+        on CuPy the permutation itself is drawn on the GPU.
+        """
+        if self.is_cupy:
+            seed = int(rng.integers(0, 2**63 - 1))
+            with self._native.cuda.Device(self.device.id):
+                return self._native.random.default_rng(seed).permutation(n).astype("int64")
+        perm = rng.permutation(n)
+        return perm if self.is_numpy else self.asarray(perm)
+
+    def describe(self) -> dict:
+        """Versions and device, for logs and benchmark records."""
+        info = {"backend": self.name, "device": str(self.device)}
+        if self.is_cupy:
+            dev = self._native.cuda.Device(self.device.id)
+            props = self._native.cuda.runtime.getDeviceProperties(dev.id)
+            info["gpu_name"] = props["name"].decode() if isinstance(props["name"], bytes) else props["name"]
+            info["gpu_memory_bytes"] = int(props["totalGlobalMem"])
+            info["cupy_version"] = self._native.__version__
+        return info
+
+
+def _namespace_of(x: Any) -> Any:
+    import array_api_compat as compat
+
+    try:
+        return compat.array_namespace(x)
+    except TypeError:
+        return None
+
+
+@functools.lru_cache(maxsize=None)
+def _numpy_backend() -> Backend:
+    import array_api_compat.numpy as xp_numpy
+
+    return Backend("numpy", xp_numpy, "cpu", native=np)
+
+
+def _cupy_backend() -> Backend:
+    import array_api_compat.cupy as xp_cupy
+    import cupy
+
+    return Backend("cupy", xp_cupy, cupy.cuda.Device(), native=cupy)
+
+
+def _strict_backend() -> Backend:
+    try:
+        import array_api_strict as xs
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "backend 'array_api_strict' needs the array-api-strict package "
+            "(pip install array-api-strict)"
+        ) from exc
+    return Backend("array_api_strict", xs, xs.Device("CPU_DEVICE"), native=xs)
+
+
+def get_backend(spec: Any = None, *, strict: bool | None = None) -> Backend:
+    """Resolve a backend specification to a :class:`Backend`.
+
+    Parameters
+    ----------
+    spec : str, module, Backend or None
+        ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"auto"``, an array
+        module or Array-API namespace, or an existing Backend. ``None`` reads
+        ``XPNET_BACKEND`` and defaults to ``"numpy"``.
+    strict : bool, optional
+        Raise :class:`BackendUnavailableError` instead of falling back to NumPy
+        when CuPy or a GPU is missing. Defaults to ``XPNET_STRICT_BACKEND``.
+    """
+    if isinstance(spec, Backend):
+        return spec
+    if strict is None:
+        strict = _env_flag("XPNET_STRICT_BACKEND")
+    if spec is None:
+        spec = os.environ.get("XPNET_BACKEND", "").strip() or "numpy"
+    if isinstance(spec, types.ModuleType) or (not isinstance(spec, str) and hasattr(spec, "asarray")):
+        return _backend_from_namespace(spec)
+    if not isinstance(spec, str):
+        raise TypeError(f"backend must be a name, an array module or a Backend, got {type(spec).__name__}")
+    name = spec.strip().lower().replace("-", "_")
+    if name == "numpy":
+        return _numpy_backend()
+    if name == "array_api_strict":
+        return _strict_backend()
+    if name in ("cupy", "auto"):
+        ok, why = cupy_usable()
+        if ok:
+            return _cupy_backend()
+        if name == "cupy":
+            if strict:
+                raise BackendUnavailableError(f"backend 'cupy' was requested but {why}")
+            warnings.warn(
+                f"backend 'cupy' was requested but {why}; falling back to 'numpy' "
+                "(set XPNET_STRICT_BACKEND=1 to make this an error)",
+                BackendFallbackWarning,
+                stacklevel=2,
+            )
+        return _numpy_backend()
+    raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {spec!r}")
+
+
+def _backend_from_namespace(module: Any) -> Backend:
+    import array_api_compat as compat
+
+    if compat.is_numpy_namespace(module):
+        return _numpy_backend()
+    if compat.is_cupy_namespace(module):
+        return get_backend("cupy")
+    if compat.is_array_api_strict_namespace(module):
+        return _strict_backend()
+    if not hasattr(module, "__array_api_version__"):
+        raise TypeError(
+            f"backend module {getattr(module, '__name__', module)!r} is not an Array-API "
+            "namespace (it has no __array_api_version__)"
+        )
+    sample = module.asarray(0.0)
+    return Backend(getattr(module, "__name__", "custom"), module, compat.device(sample), native=module)

@@ -1,0 +1,81 @@
+"""Training callbacks: hooks that ``Sequential.fit`` calls around epochs and batches."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+__all__ = ["Callback", "ProgressBar", "EpochPrinter"]
+
+
+class Callback:
+    """Base class; override what you need. ``logs`` hold device arrays where noted."""
+
+    def on_epoch_begin(self, epoch: int, n_batches: int) -> None:
+        """``epoch`` counts from 0 over the model's whole life (it continues across fit calls)."""
+
+    def on_batch_end(self, batch: int, logs: dict) -> None:
+        """``logs``: ``loss_sum`` (0-d device array: summed batch losses times batch sizes), ``seen``."""
+
+    def on_epoch_end(self, epoch: int, logs: dict) -> None:
+        """``logs``: floats ``loss``, ``seconds`` and, where they apply, ``accuracy``, ``val_loss``, ``val_accuracy``."""
+
+
+def format_epoch(epoch: int, logs: dict) -> str:
+    """One readable line per epoch: ``epoch 3: loss 0.1234 acc 0.9650 | val_loss ... | 1.23 s``."""
+    parts = [f"epoch {epoch + 1}: loss {logs['loss']:.4f}"]
+    if "accuracy" in logs:
+        parts.append(f"acc {logs['accuracy']:.4f}")
+    if "val_loss" in logs:
+        parts.append(f"| test loss {logs['val_loss']:.4f}")
+    if "val_accuracy" in logs:
+        parts.append(f"test acc {logs['val_accuracy']:.4f}")
+    parts.append(f"| {logs['seconds']:.2f} s")
+    return " ".join(parts)
+
+
+class EpochPrinter(Callback):
+    """Prints one line per epoch (see :func:`format_epoch`)."""
+
+    def __init__(self, stream: Any = None) -> None:
+        self.stream = stream
+
+    def on_epoch_end(self, epoch, logs):
+        print(format_epoch(epoch, logs), file=self.stream or sys.stdout, flush=True)
+
+
+class ProgressBar(Callback):
+    """A tqdm bar per epoch with the running loss and throughput, then the epoch line.
+
+    The running loss is read from the device every ``refresh`` batches only, so
+    the bar costs one synchronisation per ``refresh`` batches on a GPU.
+    """
+
+    def __init__(self, refresh: int = 20, stream: Any = None) -> None:
+        self.refresh = max(1, int(refresh))
+        self.stream = stream
+        self._bar = None
+
+    def on_epoch_begin(self, epoch, n_batches):
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(
+            total=n_batches, desc=f"epoch {epoch + 1}", unit="batch", leave=False,
+            file=self.stream or sys.stderr, dynamic_ncols=True,
+        )
+
+    def on_batch_end(self, batch, logs):
+        bar = self._bar
+        if bar is None:
+            return
+        bar.update(1)
+        if (batch + 1) % self.refresh == 0:
+            seen = logs["seen"]
+            rate = bar.format_dict.get("rate") or 0.0
+            bar.set_postfix(loss=f"{float(logs['loss_sum']) / seen:.4f}", samples_s=f"{rate * logs['batch_size']:.0f}")
+
+    def on_epoch_end(self, epoch, logs):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        print(format_epoch(epoch, logs), file=sys.stdout, flush=True)

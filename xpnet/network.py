@@ -1,0 +1,395 @@
+"""Sequential: a stack of layers with a loss, trained by the hand-written backward pass.
+
+Data flows one way: user arrays are checked and moved to the backend once per
+``fit``; batches are gathered on the device; the loss and the count of correct
+predictions accumulate on the device and are read back once per epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from ._io import atomic_write
+from ._validation import check_features, check_positive_int, check_same_length
+from .backend import get_backend
+from .callbacks import Callback, EpochPrinter, ProgressBar
+from .layers import Dense, Layer, Sigmoid, layer_from_config
+from .losses import get_loss
+from .ops import Ops
+from .optim import Adam, Optimizer, get_optimizer
+
+__all__ = ["Sequential", "History", "NonFiniteLossError", "load", "MODEL_FORMAT"]
+
+MODEL_FORMAT = "xpnet.Sequential"
+_PREDICT_CHUNK = 8192
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; ``epoch`` and ``batch`` say where (1-based)."""
+
+    def __init__(self, epoch: int, batch: int, value: float) -> None:
+        self.epoch, self.batch, self.value = epoch, batch, value
+        super().__init__(
+            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped "
+            "before the update. Try a lower learning rate (--lr), a smaller batch or float64."
+        )
+
+
+class History(dict):
+    """Per-epoch records: ``loss``, ``seconds`` and, where they apply, ``accuracy``,
+    ``val_loss``, ``val_accuracy``. Keys read as attributes too (``history.loss``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def append(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.setdefault(key, []).append(value)
+
+
+class Sequential:
+    """A feed-forward network: layers applied in order, then a loss.
+
+    Parameters
+    ----------
+    layers : sequence of Layer
+        For example ``[Dense(784, 256), Sigmoid(), Dense(256, 10)]``. The last
+        layer's output is what the loss sees (logits for classification).
+    loss : Loss or str
+        ``"softmax_cross_entropy"`` (default), ``"binary_cross_entropy"`` or ``"mse"``.
+    backend : str, module or Backend
+        See :func:`xpnet.get_backend`.
+    dtype : {"float32", "float64"}
+        Parameter and activation precision.
+    seed : int or None
+        Seeds weight initialisation and shuffling.
+    fused : bool or None
+        Fused kernels on/off (``None`` follows ``XPNET_FUSED``, default on).
+    l2 : float
+        L2 penalty ``l2 / (2N) * sum ||W||^2`` on the Dense weights (not the biases).
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[Layer],
+        loss: Any = "softmax_cross_entropy",
+        backend: Any = None,
+        dtype: str = "float32",
+        seed: int | None = None,
+        fused: bool | None = None,
+        l2: float = 0.0,
+    ) -> None:
+        layers = list(layers) if isinstance(layers, Iterable) else layers
+        if not isinstance(layers, list) or not layers:
+            raise ValueError("layers must be a non-empty sequence of Layer objects")
+        for i, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise TypeError(f"layers[{i}] must be a Layer, got {type(layer).__name__}")
+        dense = [layer for layer in layers if isinstance(layer, Dense)]
+        if not dense:
+            raise ValueError("layers must contain at least one Dense layer")
+        for prev, nxt in zip(dense, dense[1:]):
+            if prev.n_out != nxt.n_in:
+                raise ValueError(f"layer widths do not chain: {prev!r} outputs {prev.n_out} but {nxt!r} expects {nxt.n_in}")
+        if dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0 or not math.isfinite(l2):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        self.layers = layers
+        self.loss = get_loss(loss)
+        self.backend = get_backend(backend)
+        self.dtype_name = dtype
+        self.dtype = self.backend.dtype(dtype)
+        self.seed = seed
+        self.l2 = float(l2)
+        self.ops = Ops(self.backend, fused)
+        self.rng = np.random.default_rng(seed)
+        self.n_features = dense[0].n_in
+        self.n_outputs = dense[-1].n_out
+        self.epochs_trained = 0
+        for i, layer in enumerate(layers):
+            nxt = layers[i + 1] if i + 1 < len(layers) else None
+            init = "he" if type(nxt).__name__ == "ReLU" else "glorot"
+            layer.build(self.backend, self.ops, self.dtype, self.rng, init=init)
+        self._first_param_layer = next(i for i, layer in enumerate(layers) if layer.params)
+        # Dense followed by Sigmoid runs as matmul + one fused bias-add-sigmoid pass.
+        self._fuse_bias = {
+            i for i, layer in enumerate(layers[:-1]) if isinstance(layer, Dense) and isinstance(layers[i + 1], Sigmoid)
+        }
+
+    # -- parameters ---------------------------------------------------------------
+    def parameters(self) -> list:
+        """Parameter arrays in layer order: ``[W0, b0, W1, b1, ...]``."""
+        return [p for layer in self.layers for p in layer.params]
+
+    def _grads(self) -> list:
+        return [g for layer in self.layers for g in layer.grads]
+
+    def set_parameters(self, arrays: Sequence[Any]) -> None:
+        """Replace the parameters (same order and shapes as :meth:`parameters`)."""
+        current = self.parameters()
+        if len(arrays) != len(current):
+            raise ValueError(f"expected {len(current)} parameter arrays, got {len(arrays)}")
+        new = []
+        for i, (old, a) in enumerate(zip(current, arrays)):
+            arr = self.backend.asarray(a, dtype=self.dtype, name=f"parameter {i}")
+            if tuple(arr.shape) != tuple(old.shape):
+                raise ValueError(f"parameter {i} must have shape {tuple(old.shape)}, got {tuple(arr.shape)}")
+            new.append(arr)
+        it = iter(new)
+        for layer in self.layers:
+            layer.params = [next(it) for _ in layer.params]
+
+    # -- forward / backward ----------------------------------------------------------
+    def forward(self, x: Any) -> Any:
+        """Network output for a batch ``x`` of shape ``(N, n_features)`` already on the backend."""
+        h = x
+        skip = False
+        for i, layer in enumerate(self.layers):
+            if skip:
+                skip = False
+                continue
+            if i in self._fuse_bias:
+                z = layer.forward(h, add_bias=False)
+                h = self.layers[i + 1].forward_with_bias(z, layer.b)
+                skip = True
+            else:
+                h = layer.forward(h)
+        return h
+
+    def _backward(self, grad: Any) -> None:
+        for i in range(len(self.layers) - 1, self._first_param_layer - 1, -1):
+            grad = self.layers[i].backward(grad, need_input_grad=i > self._first_param_layer)
+
+    def _loss_and_backward(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+        """Forward, loss, backward on one batch; fills each layer's grads. Returns (0-d loss, output)."""
+        out = self.forward(xb)
+        loss, grad = self.loss.value_and_grad(out, yb, self.ops)
+        self._backward(grad)
+        if self.l2:
+            xp, inv_n = self.backend.xp, 1.0 / xb.shape[0]
+            penalty = 0.0
+            for layer in self.layers:
+                if isinstance(layer, Dense):
+                    w = layer.W
+                    penalty = penalty + xp.sum(w * w)
+                    layer.grads[0] = layer.grads[0] + (self.l2 * inv_n) * w
+            loss = loss + (0.5 * self.l2 * inv_n) * penalty
+        return loss, out
+
+    def _check_data(self, X: Any, y: Any, names: tuple[str, str] = ("X", "y")) -> tuple[Any, Any]:
+        Xd = check_features(X, self.backend, self.dtype, self.n_features, name=names[0])
+        check_same_length(Xd, y, names)
+        yd = self.loss.prepare_targets(y, Xd.shape[0], self.n_outputs, self.backend, self.dtype, name=names[1])
+        return Xd, yd
+
+    def value_and_grad(self, X: Any, y: Any) -> tuple[float, list]:
+        """Mean loss on ``(X, y)`` and its gradients, in the order of :meth:`parameters`.
+
+        No parameter changes.
+        """
+        Xd, yd = self._check_data(X, y)
+        loss, _ = self._loss_and_backward(Xd, yd)
+        return float(loss), self._grads()
+
+    # -- training -----------------------------------------------------------------------
+    def fit(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = 10,
+        batch_size: int = 128,
+        optimizer: Optimizer | str | None = None,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = True,
+        verbose: int = 0,
+        callbacks: Sequence[Callback] = (),
+    ) -> History:
+        """Train with mini-batches; returns a :class:`History` of per-epoch figures.
+
+        Parameters
+        ----------
+        X : array ``(N, n_features)``; y : targets as the loss expects them.
+        epochs : int >= 0; batch_size : int >= 1 (a last, smaller batch is kept).
+        optimizer : Optimizer or name; default ``Adam(1e-3)``. Pass the same object to
+            several ``fit`` calls to continue training with its state.
+        validation_data : ``(X_val, y_val)`` evaluated after each epoch.
+        shuffle : reshuffle the samples each epoch (seeded by the model's ``seed``).
+        verbose : 0 silent, 1 a line per epoch, 2 a progress bar and a line per epoch.
+        callbacks : :class:`~xpnet.callbacks.Callback` objects.
+
+        Training loss and accuracy are running means over the epoch's batches
+        (computed before each batch's update), not an extra pass.
+        """
+        epochs = check_positive_int("epochs", epochs, minimum=0)
+        batch_size = check_positive_int("batch_size", batch_size)
+        if verbose not in (0, 1, 2, False, True):
+            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+        optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
+        Xd, yd = self._check_data(X, y)
+        val = None
+        if validation_data is not None:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            val = self._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+        optimizer._ensure_state(self.parameters(), self.backend.xp)
+        callbacks = list(callbacks)
+        if verbose == 2:
+            callbacks.append(ProgressBar())
+        elif verbose:
+            callbacks.append(EpochPrinter())
+
+        history = History()
+        for _ in range(epochs):
+            logs = self._train_epoch(Xd, yd, batch_size, optimizer, shuffle, callbacks)
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val).items()})
+            history.append(logs)
+            for cb in callbacks:
+                cb.on_epoch_end(self.epochs_trained, logs)
+            self.epochs_trained += 1
+        return history
+
+    def _train_epoch(self, Xd, yd, batch_size, optimizer, shuffle, callbacks) -> dict:
+        xp, backend = self.backend.xp, self.backend
+        n = Xd.shape[0]
+        n_batches = -(-n // batch_size)
+        epoch_no = self.epochs_trained
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch_no, n_batches)
+        check_each_batch = not backend.is_cupy  # on a GPU, read the loss back once per epoch
+        batch_losses = []
+        loss_sum = xp.zeros((), dtype=self.dtype, device=backend.device)
+        correct = xp.zeros((), dtype=xp.int64, device=backend.device) if self.loss.is_classifier else None
+        backend.synchronize()
+        start = time.perf_counter()
+        order = backend.permutation(n, self.rng) if shuffle else None
+        params = self.parameters()
+        for b in range(n_batches):
+            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+            if order is None:
+                xb, yb = Xd[lo:hi, ...], yd[lo:hi, ...]
+            else:
+                idx = order[lo:hi]
+                xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
+            loss, out = self._loss_and_backward(xb, yb)
+            if check_each_batch:
+                value = float(loss)
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(epoch_no + 1, b + 1, value)
+            else:
+                batch_losses.append(loss)
+            optimizer.step(params, self._grads(), self.ops)
+            loss_sum = loss_sum + loss * float(hi - lo)
+            if correct is not None:
+                correct = correct + self.loss.n_correct(out, yb, xp)
+            for cb in callbacks:
+                cb.on_batch_end(b, {"loss_sum": loss_sum, "seen": hi, "batch_size": batch_size})
+        backend.synchronize()
+        seconds = time.perf_counter() - start
+        if batch_losses:  # device backends: one read-back per epoch
+            values = backend.to_numpy(xp.stack(batch_losses))
+            bad = np.flatnonzero(~np.isfinite(values))
+            if bad.size:
+                raise NonFiniteLossError(epoch_no + 1, int(bad[0]) + 1, float(values[bad[0]]))
+        logs = {"loss": float(loss_sum) / n}
+        if correct is not None:
+            logs["accuracy"] = int(correct) / n
+        logs["seconds"] = seconds
+        return logs
+
+    # -- inference -------------------------------------------------------------------------
+    def _outputs(self, Xd: Any) -> Any:
+        xp = self.backend.xp
+        n = Xd.shape[0]
+        if n <= _PREDICT_CHUNK:
+            return self.forward(Xd)
+        return xp.concat([self.forward(Xd[i : i + _PREDICT_CHUNK, ...]) for i in range(0, n, _PREDICT_CHUNK)], axis=0)
+
+    def predict(self, X: Any) -> Any:
+        """Class indices ``(N,)`` for classification losses, outputs ``(N, k)`` otherwise (backend arrays)."""
+        Xd = check_features(X, self.backend, self.dtype, self.n_features)
+        return self.loss.predict(self._outputs(Xd), self.ops)
+
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities: softmax ``(N, C)``, or sigmoid outputs for binary cross-entropy."""
+        Xd = check_features(X, self.backend, self.dtype, self.n_features)
+        return self.loss.predict_proba(self._outputs(Xd), self.ops)
+
+    def _evaluate_arrays(self, Xd: Any, yd: Any) -> dict:
+        xp = self.backend.xp
+        n = Xd.shape[0]
+        total = 0.0
+        correct = 0
+        for i in range(0, n, _PREDICT_CHUNK):
+            xb, yb = Xd[i : i + _PREDICT_CHUNK, ...], yd[i : i + _PREDICT_CHUNK, ...]
+            out = self.forward(xb)
+            total += float(self.loss.value(out, yb, self.ops)) * xb.shape[0]
+            if self.loss.is_classifier:
+                correct += int(self.loss.n_correct(out, yb, xp))
+        result = {"loss": total / n}
+        if self.loss.is_classifier:
+            result["accuracy"] = correct / n
+        return result
+
+    def evaluate(self, X: Any, y: Any) -> dict:
+        """``{"loss": float, "accuracy": float}`` (accuracy for classification losses only)."""
+        return self._evaluate_arrays(*self._check_data(X, y))
+
+    # -- persistence -------------------------------------------------------------------------
+    def config(self) -> dict:
+        """The JSON description of the architecture that :meth:`save` writes."""
+        from . import __version__
+
+        return {
+            "format": MODEL_FORMAT,
+            "format_version": 1,
+            "xpnet_version": __version__,
+            "layers": [layer.config() for layer in self.layers],
+            "loss": self.loss.config(),
+            "dtype": self.dtype_name,
+            "l2": self.l2,
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Write parameters and architecture to a ``.npz`` (no pickle), atomically."""
+        arrays = {f"param_{i}": self.backend.to_numpy(p) for i, p in enumerate(self.parameters())}
+        arrays["__config__"] = np.frombuffer(json.dumps(self.config()).encode(), dtype=np.uint8)
+        return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(repr(layer) for layer in self.layers)
+        return f"Sequential([{inner}], loss={self.loss.name!r}, backend={self.backend.name!r}, dtype={self.dtype_name!r})"
+
+
+def read_npz_config(data: Any, path: Any, expected: str) -> dict:
+    """The JSON description stored in an xpnet ``.npz`` (``__config__``), checked for its format."""
+    if "__config__" not in data.files:
+        raise ValueError(f"{path} is not an xpnet file (no __config__ entry)")
+    config = json.loads(bytes(data["__config__"]).decode())
+    if config.get("format") != expected:
+        raise ValueError(f"{path} holds {config.get('format')!r}, not {expected!r}")
+    return config
+
+
+def load(path: str | Path, backend: Any = None, fused: bool | None = None) -> Sequential:
+    """Load a model written by :meth:`Sequential.save` onto ``backend``."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no model file at {path}")
+    with np.load(path, allow_pickle=False) as data:
+        config = read_npz_config(data, path, MODEL_FORMAT)
+        layers = [layer_from_config(c) for c in config["layers"]]
+        model = Sequential(layers, loss=config["loss"], backend=backend, dtype=config["dtype"], fused=fused, l2=config.get("l2", 0.0))
+        model.set_parameters([data[f"param_{i}"] for i in range(len(model.parameters()))])
+    return model

@@ -1,0 +1,232 @@
+"""The hot operations, each with one signature and two implementations.
+
+The ``*_reference`` functions are the generic Array-API path: they take the
+namespace ``xp`` explicitly and use nothing outside the standard. They are the
+specification every fused kernel is tested against.
+
+:class:`Ops` binds one backend and, when fusion is on and a kernel family
+exists for that backend (Numba for NumPy arrays, CuPy for CUDA arrays), swaps
+in the fused kernels behind the same signatures. Fusion defaults to on; pass
+``fused=False`` or set ``XPNET_FUSED=0`` to run the reference path.
+
+Shapes: ``logits`` is ``(N, C)``, ``labels`` is ``(N,)`` of integer class
+indices, activations are ``(N, units)``, parameters any shape.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable
+
+__all__ = [
+    "Ops",
+    "fused_default",
+    "sigmoid_reference",
+    "sigmoid_backward_reference",
+    "bias_sigmoid_reference",
+    "log_softmax_reference",
+    "softmax_reference",
+    "softmax_cross_entropy_reference",
+    "adam_update_reference",
+    "sgd_update_reference",
+    "sigmoid_backward",
+    "softmax_cross_entropy",
+]
+
+
+def fused_default() -> bool:
+    """Fusion is on unless ``XPNET_FUSED`` is set to 0/false/off/no."""
+    return os.environ.get("XPNET_FUSED", "1").strip().lower() not in {"0", "false", "off", "no"}
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
+# ----------------------------------------------------------------------------
+# Reference implementations (Array API standard only)
+# ----------------------------------------------------------------------------
+def sigmoid_reference(z: Any, xp: Any) -> Any:
+    """Numerically stable logistic function: never calls ``exp`` on a positive argument."""
+    e = xp.exp(-xp.abs(z))
+    return xp.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def bias_sigmoid_reference(z: Any, b: Any, xp: Any) -> Any:
+    """``sigmoid(z + b)`` for ``z`` of shape ``(N, units)`` and ``b`` of shape ``(units,)``."""
+    return sigmoid_reference(z + b, xp)
+
+
+def sigmoid_backward_reference(grad_out: Any, y: Any, xp: Any) -> Any:
+    """``grad_out * y * (1 - y)``: the gradient through a sigmoid whose output was ``y``."""
+    return grad_out * y * (1.0 - y)
+
+
+def log_softmax_reference(z: Any, xp: Any) -> Any:
+    """Row-wise ``z - max(z) - log(sum(exp(z - max(z))))`` for ``z`` of shape ``(N, C)``."""
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    return shifted - xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
+
+
+def softmax_reference(z: Any, xp: Any) -> Any:
+    """Row-wise softmax of ``z`` of shape ``(N, C)``."""
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    return e / xp.sum(e, axis=1, keepdims=True)
+
+
+def softmax_cross_entropy_reference(logits: Any, labels: Any, xp: Any) -> tuple[Any, Any]:
+    """Mean softmax cross-entropy and its gradient with respect to the logits.
+
+    Parameters
+    ----------
+    logits : array, shape (N, C)
+    labels : integer array, shape (N,), values in ``[0, C)``
+
+    Returns
+    -------
+    loss : 0-d array
+        ``-1/N * sum_i log softmax(logits)[i, labels_i]``.
+    grad : array, shape (N, C)
+        ``(softmax(logits) - onehot(labels)) / N``.
+    """
+    n, c = logits.shape
+    shifted = logits - xp.max(logits, axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    sum_e = xp.sum(e, axis=1, keepdims=True)
+    log_p = shifted - xp.log(sum_e)
+    onehot = xp.reshape(labels, (n, 1)) == xp.arange(c, device=_device(logits))
+    inv_n = 1.0 / n
+    loss = -xp.sum(xp.where(onehot, log_p, xp.zeros_like(log_p))) * inv_n
+    grad = (e / sum_e - xp.astype(onehot, logits.dtype)) * inv_n
+    return loss, grad
+
+
+def adam_update_reference(
+    param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float, eps: float, step: int, xp: Any
+) -> None:
+    """One Adam step, in place on ``param``, ``m`` and ``v`` (PyTorch's form of the bias correction)."""
+    m *= beta1
+    m += (1.0 - beta1) * grad
+    v *= beta2
+    v += (1.0 - beta2) * (grad * grad)
+    bias1 = 1.0 - beta1**step
+    bias2_sqrt = math.sqrt(1.0 - beta2**step)
+    param -= (lr / bias1) * m / (xp.sqrt(v) / bias2_sqrt + eps)
+
+
+def sgd_update_reference(
+    param: Any, grad: Any, velocity: Any, *, lr: float, momentum: float, nesterov: bool, xp: Any
+) -> None:
+    """SGD step in place: ``v <- mu v - lr g``; ``w <- w + v`` (Nesterov: ``w <- w + mu v - lr g``)."""
+    if velocity is None:
+        param -= lr * grad
+        return
+    velocity *= momentum
+    velocity -= lr * grad
+    if nesterov:
+        param += momentum * velocity - lr * grad
+    else:
+        param += velocity
+
+
+# ----------------------------------------------------------------------------
+# Dispatch
+# ----------------------------------------------------------------------------
+_KERNEL_NAMES = ("sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update")
+
+
+def _load_kernel_family(backend_name: str) -> tuple[Any, str]:
+    """The fused-kernel module for a backend, or (None, reason)."""
+    if backend_name == "numpy":
+        try:
+            from .kernels import numba_cpu
+        except ImportError as exc:
+            return None, f"Numba is not importable ({exc})"
+        return numba_cpu, "numba"
+    if backend_name == "cupy":
+        from .kernels import cupy_gpu
+
+        return cupy_gpu, "cupy"
+    return None, f"no fused kernels exist for backend {backend_name!r}"
+
+
+class Ops:
+    """The hot operations bound to one backend, fused where possible.
+
+    Parameters
+    ----------
+    backend : Backend
+    fused : bool or None
+        ``None`` follows ``XPNET_FUSED`` (default on). ``False`` always runs the
+        reference path. ``True`` uses the kernels where a family exists for the
+        backend and the reference elsewhere.
+
+    Attributes
+    ----------
+    fused : bool
+        Whether fused kernels are actually in use.
+    kernel_family : str or None
+        ``"numba"``, ``"cupy"`` or None.
+    reason : str
+        Why the reference path is used, when it is.
+    """
+
+    sigmoid_backward: Callable[[Any, Any], Any]
+    bias_sigmoid: Callable[[Any, Any], Any]
+    softmax_cross_entropy: Callable[[Any, Any], tuple[Any, Any]]
+
+    def __init__(self, backend: Any, fused: bool | None = None) -> None:
+        self.backend = backend
+        self.xp = xp = backend.xp
+        requested = fused_default() if fused is None else bool(fused)
+        family, self.kernel_family, self.reason = None, None, "fusion switched off"
+        if requested:
+            family, label = _load_kernel_family(backend.name)
+            if family is None:
+                self.reason = label
+            else:
+                self.kernel_family, self.reason = label, ""
+        self.fused = family is not None
+
+        self.sigmoid = lambda z: sigmoid_reference(z, xp)
+        self.softmax = lambda z: softmax_reference(z, xp)
+        self.log_softmax = lambda z: log_softmax_reference(z, xp)
+        if family is not None:
+            for name in _KERNEL_NAMES:
+                setattr(self, name, getattr(family, name))
+        else:
+            self.sigmoid_backward = lambda grad_out, y: sigmoid_backward_reference(grad_out, y, xp)
+            self.bias_sigmoid = lambda z, b: bias_sigmoid_reference(z, b, xp)
+            self.softmax_cross_entropy = lambda logits, labels: softmax_cross_entropy_reference(logits, labels, xp)
+            self.adam_update = lambda *a, **k: adam_update_reference(*a, xp=xp, **k)
+            self.sgd_update = lambda *a, **k: sgd_update_reference(*a, xp=xp, **k)
+
+    def __repr__(self) -> str:
+        how = self.kernel_family if self.fused else f"reference ({self.reason})"
+        return f"Ops(backend={self.backend.name!r}, {how})"
+
+
+def _ops_for(*arrays: Any) -> Ops:
+    import array_api_compat
+
+    from .backend import get_backend
+
+    return Ops(get_backend(array_api_compat.array_namespace(*arrays)))
+
+
+def sigmoid_backward(grad_out: Any, y: Any) -> Any:
+    """``grad_out * y * (1 - y)``, fused where a kernel exists for the arrays' library.
+
+    Convenience entry point; inside training, :class:`Ops` resolves the
+    namespace once instead of per call.
+    """
+    return _ops_for(grad_out, y).sigmoid_backward(grad_out, y)
+
+
+def softmax_cross_entropy(logits: Any, labels: Any) -> tuple[Any, Any]:
+    """``(mean loss, (softmax(logits) - onehot(labels)) / N)``, fused where possible."""
+    return _ops_for(logits, labels).softmax_cross_entropy(logits, labels)

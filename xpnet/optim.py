@@ -1,0 +1,142 @@
+"""Optimizers. State (velocity, Adam moments) lives on the parameters' device.
+
+An optimizer remembers the parameters it has stepped (by position and shape),
+so passing the same optimizer to several ``fit`` calls continues training
+exactly: ``fit(epochs=1)`` three times equals ``fit(epochs=3)``.
+
+Updates go through ``ops.sgd_update`` / ``ops.adam_update``, which are fused
+single-pass kernels where the backend has them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
+
+
+def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    bad_low = value <= low if low_open else value < low
+    if not math.isfinite(value) or bad_low or value >= high:
+        lo = "(" if low_open else "["
+        raise ValueError(f"{name} must lie in {lo}{low}, {high}), got {value}")
+    return value
+
+
+class Optimizer:
+    """Base class: ``step(params, grads, ops)`` updates ``params`` in place."""
+
+    slots: tuple[str, ...] = ()
+
+    def __init__(self) -> None:
+        self.iterations = 0
+        self.state: dict[str, list] = {}
+        self._shapes: list[tuple] | None = None
+
+    def _ensure_state(self, params: list, xp: Any) -> None:
+        shapes = [tuple(p.shape) for p in params]
+        if self._shapes is None:
+            self._shapes = shapes
+            self.state = {slot: [xp.zeros_like(p) for p in params] for slot in self.slots}
+        elif shapes != self._shapes:
+            raise ValueError(
+                f"this {type(self).__name__} holds state for parameters of shapes {self._shapes}, "
+                f"got {shapes}; use a new optimizer for a different model"
+            )
+
+    def step(self, params: list, grads: list, ops: Any) -> None:
+        raise NotImplementedError
+
+    def hyperparameters(self) -> dict:
+        raise NotImplementedError
+
+    # -- checkpoints --------------------------------------------------------------
+    def state_dict(self, to_numpy: Any) -> dict:
+        """Hyperparameters, step count and state slots as NumPy arrays."""
+        return {
+            "type": type(self).__name__,
+            "hyperparameters": self.hyperparameters(),
+            "iterations": self.iterations,
+            "shapes": self._shapes,
+            "slots": {slot: [to_numpy(a) for a in arrays] for slot, arrays in self.state.items()},
+        }
+
+    def load_state_dict(self, state: dict, backend: Any, dtype: Any) -> None:
+        """Restore what :meth:`state_dict` returned, onto ``backend``."""
+        if state["type"] != type(self).__name__:
+            raise ValueError(f"checkpoint holds {state['type']} state, not {type(self).__name__}")
+        self.iterations = int(state["iterations"])
+        self._shapes = [tuple(s) for s in state["shapes"]] if state["shapes"] is not None else None
+        self.state = {slot: [backend.asarray(a, dtype=dtype) for a in arrays] for slot, arrays in state["slots"].items()}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``v <- momentum * v - lr * g``; ``w <- w + v`` (Nesterov: ``w <- w + momentum * v - lr * g``).
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__()
+        self.lr = _check_number("lr", lr, low=0.0)
+        self.momentum = _check_number("momentum", momentum, low=0.0, high=1.0, low_open=False)
+        if nesterov and self.momentum == 0:
+            raise ValueError("nesterov=True needs momentum > 0")
+        self.nesterov = bool(nesterov)
+        self.slots = ("velocity",) if self.momentum > 0 else ()
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
+
+    def step(self, params, grads, ops):
+        self._ensure_state(params, ops.xp)
+        self.iterations += 1
+        velocities = self.state.get("velocity", [None] * len(params))
+        for p, g, v in zip(params, grads, velocities):
+            ops.sgd_update(p, g, v, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov)
+
+
+class Adam(Optimizer):
+    """Adam (Kingma and Ba) with bias correction, as PyTorch computes it."""
+
+    slots = ("m", "v")
+
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.lr = _check_number("lr", lr, low=0.0)
+        self.beta1 = _check_number("beta1", beta1, low=0.0, high=1.0, low_open=False)
+        self.beta2 = _check_number("beta2", beta2, low=0.0, high=1.0, low_open=False)
+        self.eps = _check_number("eps", eps, low=0.0)
+
+    def hyperparameters(self):
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def step(self, params, grads, ops):
+        self._ensure_state(params, ops.xp)
+        self.iterations += 1
+        for p, g, m, v in zip(params, grads, self.state["m"], self.state["v"]):
+            ops.adam_update(
+                p, g, m, v, lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, step=self.iterations
+            )
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam}
+
+
+def get_optimizer(optimizer: Any, **kwargs: Any) -> Optimizer:
+    """An optimizer instance from an instance or a name (``"sgd"``, ``"adam"``) plus keyword arguments."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    if isinstance(optimizer, str) and optimizer.lower() in OPTIMIZERS:
+        return OPTIMIZERS[optimizer.lower()](**kwargs)
+    raise ValueError(f"optimizer must be an Optimizer or one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
