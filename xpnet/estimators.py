@@ -90,12 +90,18 @@ class _Estimator(_SkBase):
             self.n_features_in_ = int(Xd.shape[1])
         return Xd
 
-    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool) -> None:
+    def _stopping_rule(self) -> tuple[int, float, int]:
+        """``(max_iter, tol, n_iter_no_change)``, checked; called first thing in ``fit``."""
+        return (
+            check_positive_int("max_iter", self.max_iter),
+            _check_float("tol", self.tol),
+            check_positive_int("n_iter_no_change", self.n_iter_no_change),
+        )
+
+    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, rule) -> None:
         """Train until ``max_iter`` epochs or until the loss stops improving by ``tol``
         for ``n_iter_no_change`` epochs (scikit-learn's rule)."""
-        max_iter = check_positive_int("max_iter", self.max_iter)
-        tol = _check_float("tol", self.tol)
-        patience = check_positive_int("n_iter_no_change", getattr(self, "n_iter_no_change", 10))
+        max_iter, tol, patience = rule
         best, stale = np.inf, 0
         self.loss_curve_ = []
         for _ in range(max_iter):
@@ -232,19 +238,43 @@ class _Standardized:
 # ----------------------------------------------------------------------------
 # The models
 # ----------------------------------------------------------------------------
+def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100) -> float:
+    """``1 / L`` for the MSE ``1/(2N) ||X w + b - y||^2``: L is the largest eigenvalue of
+    ``[X 1].T [X 1] / N``, estimated by power iteration (the safe full-batch step size)."""
+    n, d = Xd.shape
+    gram = (Xd.T @ Xd) * (1.0 / n)
+    v = xp.ones((d,), dtype=Xd.dtype, device=_device(Xd))
+    for _ in range(iterations):
+        v = gram @ v
+        v = v / xp.sqrt(xp.sum(v * v))
+    largest = float(xp.sum(v * (gram @ v)))
+    column_means = xp.mean(Xd, axis=0)  # the intercept column couples through the means
+    return 1.0 / (largest + 1.0 + float(xp.sum(column_means * column_means)))
+
+
+def _device(x: Any) -> Any:
+    import array_api_compat
+
+    return array_api_compat.device(x)
+
+
 class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     """Least-squares linear regression fitted by gradient descent on the MSE.
 
     Gradient ``X.T @ (X w - y) / N`` (docs/backprop.md). Features are standardised
-    internally (``standardize=True``) so that the default step size converges.
+    internally (``standardize=True``) and the step size defaults to ``"auto"``,
+    ``1/L`` for the largest curvature ``L`` of the loss, so full-batch descent
+    decreases the loss at every step and converges to the least-squares solution.
+    Like any plain gradient descent it is slow on ill-conditioned problems (nearly
+    collinear features): there ``n_iter_`` reaching ``max_iter`` says it stopped early.
 
     Attributes: ``coef_`` ``(n_targets, n_features)`` (``(n_features,)`` for one
     target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
     """
 
     def __init__(
-        self, *, learning_rate_init: float = 0.1, max_iter: int = 5000, tol: float = 1e-12,
-        n_iter_no_change: int = 10, batch_size: Any = None, momentum: float = 0.9, standardize: bool = True,
+        self, *, learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-12,
+        n_iter_no_change: int = 10, batch_size: Any = None, momentum: float = 0.0, standardize: bool = True,
         random_state: int | None = None, backend: Any = None, dtype: str = "float64", fused: bool | None = None,
     ) -> None:
         self.learning_rate_init = learning_rate_init
@@ -260,7 +290,9 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         self.fused = fused
 
     def fit(self, X: Any, y: Any) -> "LinearRegression":
-        lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        rule = self._stopping_rule()
+        if self.learning_rate_init != "auto":
+            _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         Xd = self._features(X, reset=True)
         check_same_length(Xd, y)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
@@ -271,8 +303,9 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         self.model_backend = model.backend
         self.model_ = model
         Xt = self._fit_transform(Xd)
+        lr = _lipschitz_step(Xt, model.backend.xp) if self.learning_rate_init == "auto" else float(self.learning_rate_init)
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), shuffle=True)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule)
         self._set_linear_attributes()
         if self.n_outputs_ == 1:
             self.coef_, self.intercept_ = self.coef_[0, ...], self.intercept_[0]
@@ -310,6 +343,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.fused = fused
 
     def fit(self, X: Any, y: Any) -> "LogisticRegression":
+        rule = self._stopping_rule()
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         alpha = _check_float("alpha", self.alpha)
         Xd = self._features(X, reset=True)
@@ -325,7 +359,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.model_ = model
         Xt = self._fit_transform(Xd)
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), shuffle=True)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule)
         self._set_linear_attributes()
         return self
 
@@ -472,6 +506,7 @@ class _MLPBase(_Estimator):
         if self.activation not in self._ACTIVATIONS:
             raise ValueError(f"activation must be one of {self._ACTIVATIONS}, got {self.activation!r}")
         alpha = _check_float("alpha", self.alpha)
+        rule = self._stopping_rule()
         widths = [self.n_features_in_, *self._hidden(), n_out]
         optimizer = self._optimizer()
         batch_size = self._batch_size(Xd.shape[0])
@@ -483,8 +518,8 @@ class _MLPBase(_Estimator):
         model = Sequential(layers, loss=loss, backend=self.backend, dtype=self.dtype,
                            seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
+        self._run_epochs(model, Xd, yd, optimizer, batch_size, bool(self.shuffle), rule)
         self.model_ = model
-        self._run_epochs(model, Xd, yd, optimizer, batch_size, shuffle=bool(self.shuffle))
         params = model.parameters()
         self.coefs_, self.intercepts_ = params[0::2], params[1::2]
         self.n_layers_ = len(widths)

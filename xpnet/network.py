@@ -135,13 +135,14 @@ class Sequential:
         return [g for layer in self.layers for g in layer.grads]
 
     def set_parameters(self, arrays: Sequence[Any]) -> None:
-        """Replace the parameters (same order and shapes as :meth:`parameters`)."""
+        """Replace the parameters (same order and shapes as :meth:`parameters`) with copies of ``arrays``."""
         current = self.parameters()
         if len(arrays) != len(current):
             raise ValueError(f"expected {len(current)} parameter arrays, got {len(arrays)}")
         new = []
         for i, (old, a) in enumerate(zip(current, arrays)):
             arr = self.backend.asarray(a, dtype=self.dtype, name=f"parameter {i}")
+            arr = self.backend.xp.asarray(arr, copy=True)  # the model owns its parameters
             if tuple(arr.shape) != tuple(old.shape):
                 raise ValueError(f"parameter {i} must have shape {tuple(old.shape)}, got {tuple(arr.shape)}")
             new.append(arr)
@@ -314,7 +315,8 @@ class Sequential:
         n = Xd.shape[0]
         if n <= _PREDICT_CHUNK:
             return self.forward(Xd)
-        return xp.concat([self.forward(Xd[i : i + _PREDICT_CHUNK, ...]) for i in range(0, n, _PREDICT_CHUNK)], axis=0)
+        chunks = [Xd[i : min(n, i + _PREDICT_CHUNK), ...] for i in range(0, n, _PREDICT_CHUNK)]
+        return xp.concat([self.forward(chunk) for chunk in chunks], axis=0)
 
     def predict(self, X: Any) -> Any:
         """Class indices ``(N,)`` for classification losses, outputs ``(N, k)`` otherwise (backend arrays)."""
@@ -332,7 +334,8 @@ class Sequential:
         total = 0.0
         correct = 0
         for i in range(0, n, _PREDICT_CHUNK):
-            xb, yb = Xd[i : i + _PREDICT_CHUNK, ...], yd[i : i + _PREDICT_CHUNK, ...]
+            j = min(n, i + _PREDICT_CHUNK)  # out-of-bounds slice stops are outside the standard
+            xb, yb = Xd[i:j, ...], yd[i:j, ...]
             out = self.forward(xb)
             total += float(self.loss.value(out, yb, self.ops)) * xb.shape[0]
             if self.loss.is_classifier:

@@ -1,0 +1,33 @@
+"""Shared fixtures: the backends every backend-parametrised test runs on.
+
+``numpy`` and ``array_api_strict`` always run; ``cupy`` runs where CuPy imports
+and ``cupy.is_available()`` says a GPU is usable, and is skipped with that
+reason elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from xpnet.backend import cupy_usable, get_backend
+
+GPU_OK, GPU_REASON = cupy_usable()
+requires_gpu = pytest.mark.skipif(not GPU_OK, reason=f"needs a CUDA GPU: {GPU_REASON}")
+
+BACKENDS = [
+    "numpy",
+    "array_api_strict",
+    pytest.param("cupy", marks=[pytest.mark.gpu, requires_gpu]),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    return get_backend(request.param, strict=True)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(12345)
+

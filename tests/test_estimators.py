@@ -1,0 +1,146 @@
+"""The seed models: the classic demos, and scikit-learn's conventions."""
+
+import numpy as np
+import pytest
+
+import xpnet
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_iris  # noqa: E402
+from sklearn.model_selection import cross_val_score  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def iris_pair():
+    iris = load_iris()
+    keep = iris.target < 2  # setosa vs versicolor
+    return iris.data[keep][:, :2], iris.target[keep]
+
+
+def test_logistic_regression_defaults_separate_setosa_from_versicolor(iris_pair):
+    X, y = iris_pair
+    clf = xpnet.LogisticRegression().fit(X, y)
+    assert clf.score(X, y) == 1.0
+    assert clf.coef_.shape == (1, 2) and clf.intercept_.shape == (1,)
+    # coef_/intercept_ are in the original feature space: they reproduce decision_function.
+    np.testing.assert_allclose(X @ clf.coef_[0] + clf.intercept_[0], clf.decision_function(X), rtol=1e-8, atol=1e-8)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (100, 2)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert np.array_equal(clf.classes_, [0, 1])
+
+
+def test_logistic_regression_multiclass_and_string_labels():
+    iris = load_iris()
+    names = np.array(["setosa", "versicolor", "virginica"])[iris.target]
+    clf = xpnet.LogisticRegression().fit(iris.data, names)
+    assert clf.coef_.shape == (3, 4)
+    assert clf.score(iris.data, names) > 0.95
+    assert set(clf.predict(iris.data[:5])) <= set(names)
+
+
+def test_perceptron_converges_on_separable_data(iris_pair):
+    X, y = iris_pair
+    p = xpnet.Perceptron(random_state=0).fit(X, y)
+    assert p.errors_[-1] == 0 and p.n_iter_ < p.max_iter
+    assert p.score(X, y) == 1.0
+    margins = (2 * y - 1) * p.decision_function(X)
+    assert np.all(margins > 0)
+
+
+def test_perceptron_multiclass_one_vs_rest():
+    rng = np.random.default_rng(0)
+    centers = np.array([[0, 10], [10, 0], [-10, -10]])
+    y = rng.integers(0, 3, size=150)
+    X = centers[y] + rng.normal(size=(150, 2))
+    p = xpnet.Perceptron(random_state=0).fit(X, y)
+    assert p.coef_.shape == (3, 2) and p.score(X, y) == 1.0
+
+
+def test_linear_regression_matches_least_squares():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 4)) * [1.0, 5.0, 0.2, 2.0] + [3.0, -1.0, 0.0, 10.0]
+    y = X @ np.array([1.5, -2.0, 0.5, 0.25]) + 4.0 + 0.1 * rng.normal(size=300)
+    reg = xpnet.LinearRegression().fit(X, y)
+    solution, *_ = np.linalg.lstsq(np.c_[X, np.ones(300)], y, rcond=None)
+    np.testing.assert_allclose(reg.coef_, solution[:4], rtol=1e-5, atol=1e-6)
+    assert abs(reg.intercept_ - solution[4]) < 1e-5
+    assert reg.n_iter_ < reg.max_iter
+    assert reg.score(X, y) > 0.99
+
+
+def test_linear_regression_several_targets():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(200, 3))
+    W = rng.normal(size=(3, 2))
+    Y = X @ W + [1.0, -1.0]
+    reg = xpnet.LinearRegression().fit(X, Y)
+    assert reg.coef_.shape == (2, 3)
+    np.testing.assert_allclose(reg.coef_, W.T, atol=1e-5)
+    assert reg.predict(X).shape == (200, 2)
+
+
+def test_small_mlp_learns_xor():
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 25, dtype=float)
+    y = np.array([0, 1, 1, 0] * 25)
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(8,), activation="tanh", learning_rate_init=0.05,
+                              max_iter=300, random_state=0).fit(X, y)
+    assert clf.score(X, y) == 1.0
+    assert len(clf.coefs_) == 2 and clf.coefs_[0].shape == (2, 8)
+    assert clf.n_iter_ == len(clf.loss_curve_) and clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_mlp_regressor_fits_a_curve():
+    rng = np.random.default_rng(3)
+    X = rng.uniform(-2, 2, size=(300, 1))
+    y = X[:, 0] ** 2
+    reg = xpnet.MLPRegressor(hidden_layer_sizes=(32,), activation="tanh", learning_rate_init=0.01,
+                             max_iter=300, random_state=0).fit(X, y)
+    assert reg.score(X, y) > 0.95 and reg.predict(X).shape == (300,)
+
+
+def test_sklearn_clone_pipeline_and_cross_val_score():
+    iris = load_iris()
+    est = xpnet.MLPClassifier(hidden_layer_sizes=(16,), max_iter=60, learning_rate_init=0.01, random_state=0)
+    assert clone(est).get_params() == est.get_params()
+    est.set_params(alpha=0.001)
+    assert est.alpha == 0.001
+    scores = cross_val_score(make_pipeline(StandardScaler(), est), iris.data, iris.target, cv=3)
+    assert scores.shape == (3,) and scores.mean() > 0.85
+    from sklearn.linear_model import LinearRegression as SkLinearRegression
+
+    ours = cross_val_score(xpnet.LinearRegression(), iris.data[:, :3], iris.data[:, 3], cv=3)
+    theirs = cross_val_score(SkLinearRegression(), iris.data[:, :3], iris.data[:, 3], cv=3)
+    np.testing.assert_allclose(ours, theirs, rtol=1e-4)
+
+
+def test_constructor_only_stores_and_fit_returns_self(iris_pair):
+    X, y = iris_pair
+    est = xpnet.MLPClassifier(hidden_layer_sizes="nonsense")  # no check before fit
+    assert est.hidden_layer_sizes == "nonsense"
+    with pytest.raises(TypeError, match="hidden_layer_sizes"):
+        est.fit(X, y)
+    clf = xpnet.LogisticRegression()
+    assert clf.fit(X, y) is clf
+
+
+def test_unfitted_estimator_raises():
+    from sklearn.exceptions import NotFittedError
+
+    with pytest.raises(NotFittedError, match="not fitted"):
+        xpnet.MLPClassifier().predict(np.zeros((1, 2)))
+
+
+def test_single_class_is_refused():
+    with pytest.raises(ValueError, match="single class"):
+        xpnet.LogisticRegression().fit(np.zeros((4, 2)), [1, 1, 1, 1])
+
+
+def test_estimators_on_array_api_strict(iris_pair):
+    X, y = iris_pair
+    clf = xpnet.LogisticRegression(backend="array_api_strict").fit(X, y)
+    assert clf.score(X, y) == 1.0
+    assert type(clf.coef_).__module__.startswith("array_api_strict")

@@ -1,0 +1,184 @@
+"""Sequential: training, prediction, persistence, on every backend."""
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import SGD, Adam, Dense, ReLU, Sequential, Sigmoid, Tanh
+
+
+def blobs(rng, n=300, d=6, k=3):
+    centers = rng.normal(scale=4.0, size=(k, d))
+    y = rng.integers(0, k, size=n)
+    return centers[y] + rng.normal(size=(n, d)), y
+
+
+def test_fit_learns_and_history_has_figures(backend, rng):
+    X, y = blobs(rng)
+    model = Sequential([Dense(6, 16), Sigmoid(), Dense(16, 3)], backend=backend, seed=0)
+    hist = model.fit(X, y, epochs=8, batch_size=32, optimizer=Adam(0.01), validation_data=(X, y))
+    assert set(hist) == {"loss", "accuracy", "seconds", "val_loss", "val_accuracy"}
+    assert len(hist.loss) == 8 and hist.loss[-1] < hist.loss[0]
+    assert hist.accuracy[-1] > 0.9 and hist.val_accuracy[-1] > 0.9
+    pred = model.predict(X)
+    assert backend.owns(pred) and pred.shape == (300,)
+    proba = model.predict_proba(X)
+    assert proba.shape == (300, 3)
+    np.testing.assert_allclose(backend.to_numpy(proba).sum(axis=1), 1.0, rtol=1e-5)
+    result = model.evaluate(X, y)
+    assert set(result) == {"loss", "accuracy"} and result["accuracy"] > 0.9
+
+
+def test_array_api_strict_runs_the_whole_fit(rng):
+    """The generic path uses only the standard: every op of fit/predict/evaluate on array_api_strict."""
+    import array_api_strict as xs
+
+    X, y = blobs(rng)
+    for layers, loss, yy in [
+        ([Dense(6, 8), ReLU(), Dense(8, 8), Tanh(), Dense(8, 3)], "softmax_cross_entropy", y),
+        ([Dense(6, 8), Sigmoid(), Dense(8, 1)], "binary_cross_entropy", (y == 0).astype(float)),
+        ([Dense(6, 4), Tanh(), Dense(4, 2)], "mse", np.stack([X[:, 0], X[:, 1]], axis=1)),
+    ]:
+        model = Sequential(layers, loss=loss, backend="array_api_strict", seed=1)
+        assert not model.ops.fused
+        for opt in (Adam(0.01), SGD(0.01, momentum=0.9, nesterov=True)):
+            hist = model.fit(xs.asarray(X), xs.asarray(yy), epochs=3, batch_size=64, optimizer=opt, validation_data=(X, yy))
+            assert np.all(np.isfinite(hist.loss))
+        assert type(model.predict(X)).__module__.startswith("array_api_strict")
+        model.evaluate(X, yy)
+
+
+def test_fit_three_times_equals_fit_three_epochs(rng):
+    X, y = blobs(rng)
+    a = Sequential([Dense(6, 10), Sigmoid(), Dense(10, 3)], seed=5)
+    b = Sequential([Dense(6, 10), Sigmoid(), Dense(10, 3)], seed=5)
+    opt_a, opt_b = Adam(0.01), Adam(0.01)
+    a.fit(X, y, epochs=3, batch_size=25, optimizer=opt_a)
+    for _ in range(3):
+        b.fit(X, y, epochs=1, batch_size=25, optimizer=opt_b)
+    for pa, pb in zip(a.parameters(), b.parameters()):
+        np.testing.assert_array_equal(pa, pb)
+    assert opt_a.iterations == opt_b.iterations == 36
+
+
+def test_optimizer_refuses_other_model(rng):
+    X, y = blobs(rng)
+    opt = Adam()
+    Sequential([Dense(6, 3)], seed=0).fit(X, y, epochs=1, optimizer=opt)
+    with pytest.raises(ValueError, match="use a new optimizer"):
+        Sequential([Dense(6, 4), ReLU(), Dense(4, 3)], seed=0).fit(X, y, epochs=1, optimizer=opt)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_dtypes_flow_through(dtype, rng):
+    X, y = blobs(rng)
+    model = Sequential([Dense(6, 5), Tanh(), Dense(5, 3)], dtype=dtype, seed=0)
+    model.fit(X, y, epochs=1)
+    assert all(p.dtype == np.dtype(dtype) for p in model.parameters())
+    assert model.predict_proba(X).dtype == np.dtype(dtype)
+
+
+def test_seed_makes_runs_reproducible(rng):
+    X, y = blobs(rng)
+    runs = []
+    for _ in range(2):
+        m = Sequential([Dense(6, 5), ReLU(), Dense(5, 3)], seed=42)
+        runs.append(m.fit(X, y, epochs=2, batch_size=16).loss)
+    assert runs[0] == runs[1]
+
+
+def test_fused_and_reference_training_agree(rng):
+    X, y = blobs(rng, n=500)
+    losses = []
+    for fused in (True, False):
+        m = Sequential([Dense(6, 32), Sigmoid(), Dense(32, 16), Sigmoid(), Dense(16, 3)], seed=3, fused=fused)
+        assert m.ops.fused is fused
+        losses.append(m.fit(X, y, epochs=4, batch_size=32, optimizer=Adam(3e-3)).loss)
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-4)
+
+
+def test_fused_switch_follows_environment(monkeypatch):
+    monkeypatch.setenv("XPNET_FUSED", "0")
+    assert not Sequential([Dense(2, 2)]).ops.fused
+    monkeypatch.setenv("XPNET_FUSED", "1")
+    assert Sequential([Dense(2, 2)]).ops.fused
+    assert not Sequential([Dense(2, 2)], fused=False).ops.fused
+
+
+def test_binary_targets_as_vector_or_column(rng):
+    X = rng.normal(size=(50, 3))
+    y = (X[:, 0] > 0).astype(int)
+    for target in (y, y.reshape(-1, 1)):
+        m = Sequential([Dense(3, 1)], loss="binary_cross_entropy", seed=0)
+        m.fit(X, target, epochs=30, batch_size=10, optimizer=Adam(0.05))
+        assert m.evaluate(X, target)["accuracy"] > 0.9
+        assert m.predict(X).shape == (50,)
+
+
+def test_one_hot_targets_accepted(rng):
+    X, y = blobs(rng)
+    onehot = np.eye(3)[y]
+    m = Sequential([Dense(6, 3)], seed=0)
+    la, _ = m.value_and_grad(X, y)
+    lb, _ = m.value_and_grad(X, onehot)
+    assert la == lb
+
+
+def test_inputs_as_lists(rng):
+    m = Sequential([Dense(2, 2)], seed=0)
+    m.fit([[0.0, 1.0], [1.0, 0.0]], [1, 0], epochs=1)
+    assert m.predict([[0.0, 1.0]]).shape == (1,)
+
+
+def test_save_and_load_roundtrip(tmp_path, rng):
+    X, y = blobs(rng)
+    model = Sequential([Dense(6, 7), ReLU(), Dense(7, 3)], dtype="float64", seed=0, l2=0.01)
+    model.fit(X, y, epochs=2)
+    path = model.save(tmp_path / "model.npz")
+    with np.load(path, allow_pickle=False) as data:
+        assert "__config__" in data.files
+    loaded = xpnet.load(path)
+    assert loaded.dtype_name == "float64" and loaded.l2 == 0.01
+    for a, b in zip(model.parameters(), loaded.parameters()):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(model.predict_proba(X), loaded.predict_proba(X))
+    strict = xpnet.load(path, backend="array_api_strict")
+    np.testing.assert_allclose(strict.backend.to_numpy(strict.predict_proba(X)), model.predict_proba(X))
+
+
+def test_save_is_atomic(tmp_path, rng, monkeypatch):
+    model = Sequential([Dense(2, 2)], seed=0)
+    path = model.save(tmp_path / "m.npz")
+    before = path.read_bytes()
+
+    def broken_savez(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", broken_savez)
+    model.set_parameters([np.ones((2, 2)), np.ones(2)])
+    with pytest.raises(OSError, match="disk full"):
+        model.save(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no model file"):
+        xpnet.load(tmp_path / "missing.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an xpnet file"):
+        xpnet.load(tmp_path / "other.npz")
+
+
+def test_regression_network(rng):
+    X = rng.uniform(-1, 1, size=(400, 1))
+    y = np.sin(3 * X[:, 0])
+    m = Sequential([Dense(1, 32), Tanh(), Dense(32, 1)], loss="mse", seed=0)
+    m.fit(X, y, epochs=200, batch_size=50, optimizer=Adam(0.01))
+    assert m.evaluate(X, y)["loss"] < 0.01
+    with pytest.raises(TypeError, match="predict_proba needs a classification loss"):
+        m.predict_proba(X)
+
+
+def test_repr_mentions_layers():
+    assert "Dense(n_in=3" in repr(Sequential([Dense(3, 2), Sigmoid(), Dense(2, 2)]))

@@ -1,0 +1,140 @@
+"""Bad input: a clear error naming the argument, raised before any state changes."""
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import Adam, Dense, Sequential, Sigmoid
+
+X_OK = np.random.default_rng(0).normal(size=(10, 3))
+Y_OK = np.arange(10) % 2
+X_NAN = X_OK.copy()
+X_NAN[3, 1] = np.nan
+X_INF = X_OK.copy()
+X_INF[7, 2] = -np.inf
+
+
+def fresh():
+    return Sequential([Dense(3, 4), Sigmoid(), Dense(4, 2)], seed=0)
+
+
+BAD_FIT = [
+    ("mismatched lengths", dict(X=X_OK, y=Y_OK[:9]), ValueError, "X has 10 samples but y has 9"),
+    ("1-D X", dict(X=X_OK[:, 0], y=Y_OK), ValueError, r"X must be 2-D .*reshape"),
+    ("3-D X", dict(X=X_OK.reshape(10, 3, 1), y=Y_OK), ValueError, "X must be 2-D"),
+    ("strings", dict(X=np.array([["a", "b", "c"]] * 10), y=Y_OK), TypeError, "X must be numeric"),
+    ("NaN", dict(X=X_NAN, y=Y_OK), ValueError, "X contains NaN or infinity"),
+    ("inf", dict(X=X_INF, y=Y_OK), ValueError, "X contains NaN or infinity"),
+    ("label too big", dict(X=X_OK, y=Y_OK * 2), ValueError, r"y holds class labels in \[0, 2\].*\[0, 1\]"),
+    ("negative label", dict(X=X_OK, y=Y_OK - 1), ValueError, "y holds class labels in"),
+    ("fractional labels", dict(X=X_OK, y=Y_OK + 0.5), ValueError, "y must hold integer class labels"),
+    ("string labels", dict(X=X_OK, y=np.array(["a"] * 10)), TypeError, "y must hold integer class labels"),
+    ("empty", dict(X=np.zeros((0, 3)), y=np.zeros(0, int)), ValueError, "X is empty"),
+    ("wrong width", dict(X=np.zeros((10, 4)), y=Y_OK), ValueError, "X has 4 features but the model expects 3"),
+    ("ragged", dict(X=[[1.0, 2.0, 3.0], [1.0]], y=[0, 1]), ValueError, "X must be a rectangular array"),
+    ("None", dict(X=None, y=Y_OK), TypeError, "X must be an array"),
+    ("batch_size 0", dict(X=X_OK, y=Y_OK, batch_size=0), ValueError, "batch_size must be >= 1"),
+    ("batch_size float", dict(X=X_OK, y=Y_OK, batch_size=2.5), TypeError, "batch_size must be an integer"),
+    ("epochs -1", dict(X=X_OK, y=Y_OK, epochs=-1), ValueError, "epochs must be >= 0"),
+    ("verbose 7", dict(X=X_OK, y=Y_OK, verbose=7), ValueError, "verbose must be"),
+    ("bad validation pair", dict(X=X_OK, y=Y_OK, validation_data=(X_OK,)), ValueError, "validation_data must be a pair"),
+    ("bad validation X", dict(X=X_OK, y=Y_OK, validation_data=(X_OK[:, :2], Y_OK)), ValueError,
+     r"validation_data\[0\] has 2 features"),
+    ("unknown optimizer", dict(X=X_OK, y=Y_OK, optimizer="rmsprop"), ValueError, "optimizer must be"),
+]
+
+
+@pytest.mark.parametrize("case, kwargs, exc, message", BAD_FIT, ids=[c[0] for c in BAD_FIT])
+def test_fit_rejects_bad_input_before_changing_state(case, kwargs, exc, message):
+    model = fresh()
+    before = [p.copy() for p in model.parameters()]
+    optimizer = Adam()
+    kwargs = dict(kwargs)
+    X, y = kwargs.pop("X"), kwargs.pop("y")
+    kwargs.setdefault("optimizer", optimizer)
+    kwargs.setdefault("epochs", 1)
+    with pytest.raises(exc, match=message):
+        model.fit(X, y, **kwargs)
+    for p, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(p, b)
+    assert optimizer.iterations == 0 and optimizer.state == {}
+    assert model.epochs_trained == 0
+
+
+def test_regression_targets_are_checked():
+    model = Sequential([Dense(3, 1)], loss="mse")
+    with pytest.raises(ValueError, match="y contains NaN"):
+        model.fit(X_OK, np.full(10, np.nan), epochs=1)
+    with pytest.raises(ValueError, match=r"y must have shape \(10, 1\)"):
+        model.fit(X_OK, np.zeros((10, 2)), epochs=1)
+
+
+def test_binary_targets_must_be_in_unit_interval():
+    model = Sequential([Dense(3, 1)], loss="binary_cross_entropy")
+    with pytest.raises(ValueError, match=r"binary targets in \[0, 1\]"):
+        model.fit(X_OK, Y_OK * 3, epochs=1)
+
+
+def test_one_hot_must_be_one_hot():
+    with pytest.raises(ValueError, match="one-hot rows"):
+        fresh().fit(X_OK, np.full((10, 2), 0.5), epochs=1)
+
+
+@pytest.mark.parametrize(
+    "build, exc, message",
+    [
+        (lambda: Sequential([Dense(3, 2)], loss="hinge"), ValueError, "loss must be"),
+        (lambda: Sequential([Dense(3, 2)], backend="tensorflow"), ValueError, "backend must be one of"),
+        (lambda: Sequential([Dense(3, 2)], dtype="float16"), ValueError, "dtype must be"),
+        (lambda: Sequential([]), ValueError, "layers must be a non-empty"),
+        (lambda: Sequential([Dense(3, 2), "relu"]), TypeError, r"layers\[1\] must be a Layer"),
+        (lambda: Sequential([Dense(3, 2), Dense(3, 2)]), ValueError, "layer widths do not chain"),
+        (lambda: Sequential([Sigmoid()]), ValueError, "at least one Dense"),
+        (lambda: Dense(0, 2), ValueError, "n_in must be a positive integer"),
+        (lambda: Dense(2, 2, init="zeros"), ValueError, "init must be"),
+        (lambda: Adam(lr=-1), ValueError, "lr must lie in"),
+        (lambda: xpnet.SGD(lr=0.1, momentum=1.5), ValueError, "momentum must lie in"),
+        (lambda: xpnet.SGD(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum"),
+        (lambda: Sequential([Dense(3, 2)], l2=-1.0), ValueError, "l2 must be"),
+    ],
+)
+def test_construction_errors(build, exc, message):
+    with pytest.raises(exc, match=message):
+        build()
+
+
+def test_predict_checks_input():
+    model = fresh()
+    with pytest.raises(ValueError, match="X has 2 features but the model expects 3"):
+        model.predict(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="X contains NaN"):
+        model.predict(np.full((1, 3), np.nan))
+
+
+@pytest.mark.parametrize(
+    "est, X, y, exc, message",
+    [
+        (xpnet.MLPClassifier(activation="swish"), X_OK, Y_OK, ValueError, "activation must be one of"),
+        (xpnet.MLPClassifier(solver="lbfgs"), X_OK, Y_OK, ValueError, "solver must be 'adam' or 'sgd'"),
+        (xpnet.MLPClassifier(batch_size=0), X_OK, Y_OK, ValueError, "batch_size must be >= 1"),
+        (xpnet.MLPClassifier(max_iter=0), X_OK, Y_OK, ValueError, "max_iter must be >= 1"),
+        (xpnet.MLPClassifier(backend="jax"), X_OK, Y_OK, ValueError, "backend must be one of"),
+        (xpnet.MLPClassifier(), X_OK, Y_OK[:5], ValueError, "X has 10 samples but y has 5"),
+        (xpnet.MLPClassifier(), X_INF, Y_OK, ValueError, "X contains NaN"),
+        (xpnet.MLPClassifier(), X_OK, np.where(Y_OK > 0, np.nan, 0.0), ValueError, "y contains NaN"),
+        (xpnet.MLPRegressor(), np.zeros((0, 3)), np.zeros(0), ValueError, "X is empty"),
+        (xpnet.LogisticRegression(learning_rate_init=0), X_OK, Y_OK, ValueError, "learning_rate_init must be > 0"),
+        (xpnet.Perceptron(eta0=-1), X_OK, Y_OK, ValueError, "eta0 must be > 0"),
+        (xpnet.LinearRegression(), X_OK, np.zeros((10, 1, 1)), ValueError, "y must have shape"),
+    ],
+)
+def test_estimator_errors(est, X, y, exc, message):
+    with pytest.raises(exc, match=message):
+        est.fit(X, y)
+    assert not hasattr(est, "model_")
+
+
+def test_estimator_predict_checks_width():
+    clf = xpnet.LogisticRegression().fit(X_OK, Y_OK)
+    with pytest.raises(ValueError, match="X has 2 features but the model expects 3"):
+        clf.predict(X_OK[:, :2])
