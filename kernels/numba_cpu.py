@@ -4,8 +4,16 @@ Each public function has the signature of its reference in ``xpnet.ops`` and
 returns the same values within float rounding. Compilation is lazy (first
 call) and cached on disk (``cache=True``), so ``import xpnet`` never compiles.
 
-Small inputs run a serial loop and large ones a ``prange`` loop: Numba's
-thread-pool start costs microseconds that dominate below ~32k elements.
+Inputs below ``PARALLEL_MIN_ELEMENTS`` run a serial (SIMD-vectorised) loop,
+larger ones a ``prange`` loop over all cores. The threshold is high on purpose:
+inside a training step OpenBLAS's worker threads are still spinning after each
+matrix product, and Numba threads started then wait on them (measured on a
+2-core machine: a 200k-element parallel Adam step took 5 ms instead of 0.3 ms).
+
+All loops compile with ``error_model="numpy"``: the default Python error model
+guards every float division with a zero check, and that branch alone stopped
+LLVM from vectorising the Adam loop (measured 1.04 ms -> 0.27 ms per step).
+
 Inputs that a kernel does not handle (integer or mixed dtypes, non-contiguous
 parameters for the in-place updates) go to the reference implementation.
 """
@@ -24,12 +32,12 @@ __all__ = ["sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_up
 
 # Fast-math without 'nnan'/'ninf': inf and NaN inputs must propagate as NumPy's do.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
-PARALLEL_MIN_ELEMENTS = 1 << 15
+PARALLEL_MIN_ELEMENTS = 1 << 20
 _FLOATS = (np.float32, np.float64)
 
 
 def _jit(parallel: bool):
-    return numba.njit(parallel=parallel, fastmath=_FASTMATH, cache=True, nogil=True)
+    return numba.njit(parallel=parallel, fastmath=_FASTMATH, cache=True, nogil=True, error_model="numpy")
 
 
 def _both(fn):
@@ -73,32 +81,26 @@ def sigmoid_backward(grad_out, y):
     return out
 
 
-# -- bias add + stable sigmoid: out = sigmoid(z + b) ---------------------------
-def _bias_sigmoid_body(z, b, out):
-    n, k = z.shape
-    for i in numba.prange(n):
-        for j in range(k):
-            x = z[i, j] + b[j]
-            if x >= 0:
-                out[i, j] = 1 / (1 + math.exp(-x))
-            else:
-                e = math.exp(x)
-                out[i, j] = e / (1 + e)
-
-
-_bias_sigmoid_serial, _bias_sigmoid_parallel = _both(_bias_sigmoid_body)
-
-
+# -- bias add + sigmoid: out = sigmoid(z + b) -----------------------------------
 def bias_sigmoid(z, b):
-    """``sigmoid(z + b)`` for ``z`` of shape ``(N, units)`` and ``b`` of shape ``(units,)``."""
+    """``sigmoid(z + b)`` for ``z`` of shape ``(N, units)`` and ``b`` of shape ``(units,)``.
+
+    Not a Numba loop: this Numba build has no SVML, so ``exp`` cannot be
+    vectorised inside a kernel, and NumPy's SIMD ``exp`` applied in place, with
+    no temporaries, measured twice as fast as a scalar Numba loop (97 us against
+    194 us for 128x256 float32). ``1 / (1 + exp(-x))`` is exact at the extremes
+    in IEEE arithmetic (``exp`` overflows to inf and the result is 0), so the
+    overflow warning is silenced, not the result.
+    """
     dt = _float_dtype(z, b)
     if dt is None or z.ndim != 2 or b.shape != (z.shape[1],):
         return _ops.bias_sigmoid_reference(z, b, np)
-    zz = np.ascontiguousarray(z, dtype=dt)
-    bb = np.ascontiguousarray(b, dtype=dt)
-    out = np.empty(zz.shape, dtype=dt)
-    kernel = _bias_sigmoid_parallel if out.size >= PARALLEL_MIN_ELEMENTS else _bias_sigmoid_serial
-    kernel(zz, bb, out)
+    out = np.add(z, b, dtype=dt)
+    with np.errstate(over="ignore"):
+        np.negative(out, out=out)
+        np.exp(out, out=out)
+    out += 1
+    np.reciprocal(out, out=out)
     return out
 
 
@@ -217,7 +219,6 @@ def warmup(dtypes=("float32",)):
         for n in (4, PARALLEL_MIN_ELEMENTS):  # serial and parallel variants
             a = np.full((n // 4, 4), 0.5, dtype=dt)
             sigmoid_backward(a, a)
-            bias_sigmoid(a, a[0])
             softmax_cross_entropy(a, np.zeros(n // 4, dtype=np.int64))
             p, g, m, v = (np.zeros(n, dtype=dt) for _ in range(4))
             adam_update(p, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)

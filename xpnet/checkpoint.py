@@ -1,0 +1,89 @@
+"""Training checkpoints: parameters, optimizer state, RNG state, epoch and history in one ``.npz``.
+
+Written atomically (temporary file + rename), so a crash mid-write leaves the
+previous checkpoint intact. Resuming restores everything that decides the next
+epoch, so a run stopped after epoch k and resumed ends with the same weights as
+an uninterrupted run of the same seed on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write
+from .network import History, Sequential, read_npz_config
+from .optim import Optimizer
+
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "TrainingState"]
+
+CHECKPOINT_FORMAT = "xpnet.Checkpoint"
+CHECKPOINT_NAME = "checkpoint.npz"
+
+
+class TrainingState:
+    """A snapshot of everything :func:`save_checkpoint` writes, taken in memory (host copies)."""
+
+    def __init__(self, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None) -> None:
+        to_numpy = model.backend.to_numpy
+        self.params = [np.array(to_numpy(p), copy=True) for p in model.parameters()]
+        self.optimizer = optimizer.state_dict(lambda a: np.array(to_numpy(a), copy=True))
+        self.rng_state = model.rng.bit_generator.state
+        self.epoch = model.epochs_trained
+        self.history = {k: list(v) for k, v in history.items()}
+        self.model_config = model.config()
+        self.extra = dict(extra or {})
+
+    def save(self, path: str | Path) -> Path:
+        arrays = {f"param_{i}": p for i, p in enumerate(self.params)}
+        for slot, values in self.optimizer["slots"].items():
+            for i, a in enumerate(values):
+                arrays[f"opt_{slot}_{i}"] = a
+        optimizer_meta = {k: v for k, v in self.optimizer.items() if k != "slots"}
+        optimizer_meta["slot_names"] = sorted(self.optimizer["slots"])
+        config = {
+            "format": CHECKPOINT_FORMAT,
+            "format_version": 1,
+            "epoch": self.epoch,
+            "model": self.model_config,
+            "optimizer": optimizer_meta,
+            "rng_state": self.rng_state,
+            "history": self.history,
+            "extra": self.extra,
+        }
+        arrays["__config__"] = np.frombuffer(json.dumps(config).encode(), dtype=np.uint8)
+        return atomic_write(path, lambda fh: np.savez(fh, **arrays))
+
+
+def save_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None) -> Path:
+    """Write the model's training state to ``path`` atomically."""
+    return TrainingState(model, optimizer, history, extra).save(path)
+
+
+def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer) -> tuple[History, dict]:
+    """Restore a checkpoint into ``model`` and ``optimizer`` (which must match its architecture).
+
+    Returns ``(history, extra)``; ``model.epochs_trained`` is set to the checkpoint's epoch.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    with np.load(path, allow_pickle=False) as data:
+        config = read_npz_config(data, path, CHECKPOINT_FORMAT)
+        if config["model"]["layers"] != model.config()["layers"] or config["model"]["loss"] != model.config()["loss"]:
+            raise ValueError(f"{path} was written for a different network ({config['model']['layers']}); "
+                             "start a new run or use the same --hidden/--activation")
+        meta = config["optimizer"]
+        if meta["type"] != type(optimizer).__name__:
+            raise ValueError(f"{path} holds {meta['type']} state but this run uses {type(optimizer).__name__}")
+        n_params = len(model.parameters())
+        model.set_parameters([data[f"param_{i}"] for i in range(n_params)])
+        slots = {s: [data[f"opt_{s}_{i}"] for i in range(n_params)] for s in meta["slot_names"]}
+        optimizer.load_state_dict({**meta, "slots": slots}, model.backend, model.dtype)
+    model.rng.bit_generator.state = config["rng_state"]
+    model.epochs_trained = int(config["epoch"])
+    history = History({k: list(v) for k, v in config["history"].items()})
+    return history, config.get("extra", {})
