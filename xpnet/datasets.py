@@ -214,7 +214,12 @@ def load_mnist(
         except OSError as exc:
             why = f"the download failed ({exc})"
         else:
-            return _load_mnist_from(files)
+            try:
+                return _load_mnist_from(files)
+            except DatasetError:
+                for path in files.values():  # never leave a bad download in the cache
+                    path.unlink(missing_ok=True)
+                raise
     searched = "\n".join(f"  - {label}: {folder}" for label, folder in places)
     names = ", ".join(name for name, _ in MNIST_FILES.values())
     raise DatasetNotFoundError(
