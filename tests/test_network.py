@@ -182,3 +182,22 @@ def test_regression_network(rng):
 
 def test_repr_mentions_layers():
     assert "Dense(n_in=3" in repr(Sequential([Dense(3, 2), Sigmoid(), Dense(2, 2)]))
+
+
+def test_device_out_of_memory_names_batch_size_and_need(rng, monkeypatch):
+    """Simulated: the backend says the error is its out-of-memory error (as CuPy's would be)."""
+    from xpnet.network import DeviceMemoryError
+
+    class FakeOOM(Exception):
+        pass
+
+    model = Sequential([Dense(6, 32), Sigmoid(), Dense(32, 3)], seed=0)
+    monkeypatch.setattr(type(model.backend), "is_out_of_memory", lambda self, exc: isinstance(exc, FakeOOM))
+
+    def boom(*args, **kwargs):
+        raise FakeOOM("out of memory allocating 1,000,000 bytes")
+
+    monkeypatch.setattr(model, "_fit", boom)
+    X, y = blobs(rng)
+    with pytest.raises(DeviceMemoryError, match=r"batch_size=64 on 300 samples; this fit needs about \d+ MiB"):
+        model.fit(X, y, epochs=1, batch_size=64)

@@ -194,6 +194,10 @@ class Backend:
         perm = rng.permutation(n)
         return perm if self.is_numpy else self.asarray(perm)
 
+    def is_out_of_memory(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is this backend's device out-of-memory error."""
+        return self.is_cupy and isinstance(exc, self._native.cuda.memory.OutOfMemoryError)
+
     def describe(self) -> dict:
         """Versions and device, for logs and benchmark records."""
         info = {"backend": self.name, "device": str(self.device)}

@@ -24,7 +24,7 @@ from .losses import get_loss
 from .ops import Ops
 from .optim import Adam, Optimizer, get_optimizer
 
-__all__ = ["Sequential", "History", "NonFiniteLossError", "load", "MODEL_FORMAT"]
+__all__ = ["Sequential", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes", "load", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "xpnet.Sequential"
 _PREDICT_CHUNK = 8192
@@ -39,6 +39,22 @@ class NonFiniteLossError(FloatingPointError):
             f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped "
             "before the update. Try a lower learning rate (--lr), a smaller batch or float64."
         )
+
+
+class DeviceMemoryError(MemoryError):
+    """The device ran out of memory during ``fit``; the message names the batch size and the estimate."""
+
+
+def estimate_training_bytes(model: "Sequential", n_samples: int, batch_size: int) -> int:
+    """Rough device memory for ``fit``: the data, parameters with gradients and
+    optimizer state (Adam: two slots), and a few copies of one batch's activations."""
+    itemsize = 4 if model.dtype_name == "float32" else 8
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    widths = [model.n_features] + [layer.n_out for layer in model.layers if isinstance(layer, Dense)]
+    data = n_samples * (model.n_features + 1) * itemsize
+    params = 4 * n_params * itemsize
+    activations = 4 * batch_size * sum(widths) * itemsize
+    return data + params + activations
 
 
 class History(dict):
@@ -237,6 +253,21 @@ class Sequential:
         if verbose not in (0, 1, 2, False, True):
             raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
         optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
+        try:
+            return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks)
+        except Exception as exc:
+            if not self.backend.is_out_of_memory(exc):
+                raise
+            n = getattr(X, "shape", (len(X),))[0]
+            need = estimate_training_bytes(self, n, batch_size)
+            raise DeviceMemoryError(
+                f"the {self.backend.name} device ran out of memory training with batch_size={batch_size} "
+                f"on {n} samples; this fit needs about {need / 2**20:.0f} MiB of device memory "
+                f"(data, parameters, gradients, optimizer state and activations). Try a smaller "
+                f"batch_size or free device memory. ({exc})"
+            ) from exc
+
+    def _fit(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks) -> History:
         Xd, yd = self._check_data(X, y)
         val = None
         if validation_data is not None:

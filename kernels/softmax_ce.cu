@@ -1,0 +1,88 @@
+// Softmax cross-entropy value and gradient, one thread block per row.
+//
+// For row i of logits z (N x C) and label t_i:
+//   m = max_j z_ij;  s = sum_j exp(z_ij - m)
+//   grad_ij  = (exp(z_ij - m) / s - [j == t_i]) / N
+//   loss_i   = log(s) - (z_i,t_i - m)
+// The row is read once for the max, once for the sum of exponentials and once
+// while the gradient row is written; no one-hot matrix exists anywhere.
+// A label outside [0, C) writes NaN as the row's loss (and no gradient 1/N term),
+// so the training loop's non-finite check reports it instead of reading out of bounds.
+
+template <typename T>
+__device__ __forceinline__ T xpnet_warp_sum(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
+    return v;
+}
+
+template <typename T>
+__device__ __forceinline__ T xpnet_warp_max(T v) {
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        T other = __shfl_down_sync(0xffffffffu, v, offset);
+        v = other > v ? other : v;
+    }
+    return v;
+}
+
+// Block-wide reductions; every thread gets the result. `shared` holds 32 values.
+template <typename T>
+__device__ T xpnet_block_sum(T v, T* shared) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = xpnet_warp_sum(v);
+    __syncthreads();  // `shared` may still be read from the previous reduction
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = threadIdx.x < warps ? shared[lane] : T(0);
+    if (warp == 0) v = xpnet_warp_sum(v);
+    if (threadIdx.x == 0) shared[0] = v;
+    __syncthreads();
+    return shared[0];
+}
+
+template <typename T>
+__device__ T xpnet_block_max(T v, T* shared) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = (blockDim.x + 31) >> 5;
+    v = xpnet_warp_max(v);
+    __syncthreads();
+    if (lane == 0) shared[warp] = v;
+    __syncthreads();
+    v = threadIdx.x < warps ? shared[lane] : shared[0];
+    if (warp == 0) v = xpnet_warp_max(v);
+    if (threadIdx.x == 0) shared[0] = v;
+    __syncthreads();
+    return shared[0];
+}
+
+template <typename T>
+__global__ void xpnet_softmax_ce_rows(const T* __restrict__ logits, const long long* __restrict__ labels,
+                                      const int n_cols, const T inv_n, T* __restrict__ grad,
+                                      T* __restrict__ row_loss) {
+    __shared__ T shared[32];
+    const long long row = blockIdx.x;
+    const T* z = logits + row * n_cols;
+    T* g = grad + row * n_cols;
+
+    T m = z[0];
+    for (int j = threadIdx.x; j < n_cols; j += blockDim.x) m = z[j] > m ? z[j] : m;
+    m = xpnet_block_max(m, shared);
+
+    T s = T(0);
+    for (int j = threadIdx.x; j < n_cols; j += blockDim.x) s += exp(z[j] - m);
+    s = xpnet_block_sum(s, shared);
+
+    const long long t = labels[row];
+    const bool valid = t >= 0 && t < n_cols;
+    const T scale = inv_n / s;
+    for (int j = threadIdx.x; j < n_cols; j += blockDim.x) {
+        const T p = exp(z[j] - m) * scale;
+        g[j] = (valid && j == t) ? p - inv_n : p;
+    }
+    if (threadIdx.x == 0) row_loss[row] = valid ? log(s) - (z[t] - m) : sqrt(T(-1));  // NaN flags a bad label
+}
+
+#ifdef XPNET_NVCC_CHECK
+// Explicit instantiations so that `nvcc -c -DXPNET_NVCC_CHECK` compiles both kernels
+// (CuPy instantiates them at run time through name_expressions instead).
+template __global__ void xpnet_softmax_ce_rows<float>(const float*, const long long*, int, float, float*, float*);
+template __global__ void xpnet_softmax_ce_rows<double>(const double*, const long long*, int, double, double*, double*);
+#endif

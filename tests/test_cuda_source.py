@@ -1,0 +1,54 @@
+"""The CUDA source of the GPU kernels compiles with nvcc, on any machine that has nvcc.
+
+No GPU is needed: this catches a syntax or type error in a kernel before it can land.
+"""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from xpnet.kernels import cupy_gpu
+
+NVCC = shutil.which("nvcc")
+pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on the PATH")
+
+
+def nvcc_compile(source_path, tmp_path, *defines):
+    result = subprocess.run(
+        [NVCC, "-c", "-std=c++14", "-arch=sm_80", *defines, str(source_path), "-o", str(tmp_path / "out.o")],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out.o").stat().st_size > 0
+
+
+def test_softmax_cross_entropy_kernel_compiles(tmp_path):
+    nvcc_compile(cupy_gpu.SOFTMAX_CE_SOURCE, tmp_path, "-DXPNET_NVCC_CHECK")
+
+
+def elementwise_as_cuda(name, in_params, out_params, body):
+    """Wrap an ElementwiseKernel body the way CuPy does: each parameter is element i of an array."""
+    params, loads = [], []
+    for kind, decl in (("in", in_params), ("out", out_params)):
+        for typ, var in (p.split() for p in decl.split(",")):
+            params.append(f"{'const ' if kind == 'in' else ''}{typ}* {kind}_{var}")
+            loads.append(f"{'const ' if kind == 'in' else ''}{typ}{'' if kind == 'in' else '&'} {var} = {kind}_{var}[i];")
+    signature = ", ".join(params + ["long long n"])
+    instances = "".join(
+        "template __global__ void xpnet_" + name + "<" + t + ">(" + re.sub(r"\bT\b", t, signature) + ");\n"
+        for t in ("float", "double")
+    )
+    return (
+        f"template <typename T> __global__ void xpnet_{name}({signature}) {{\n"
+        "  const long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x;\n"
+        "  if (i >= n) return;\n  " + "\n  ".join(loads) + f"\n  {body}\n}}\n" + instances
+    )
+
+
+@pytest.mark.parametrize("name", sorted(cupy_gpu.ELEMENTWISE))
+def test_elementwise_kernel_bodies_compile(name, tmp_path):
+    source = tmp_path / f"{name}.cu"
+    source.write_text(elementwise_as_cuda(name, *cupy_gpu.ELEMENTWISE[name]))
+    nvcc_compile(source, tmp_path)
