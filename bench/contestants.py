@@ -1,0 +1,202 @@
+"""The contestants: each trains the reference task and reports per-epoch seconds and accuracy.
+
+A contestant is a function ``run(task) -> dict`` that raises :class:`Unavailable`
+(with the reason) when it cannot run on this machine. Each runs in its own
+process (see ``bench.mnist``), so peak memory is its own and thread settings
+do not leak between contestants.
+
+Timing: a warm-up outside the measurement (JIT compilation, CUDA context and
+kernel compilation, allocator growth), device synchronisation before every
+clock read, and the median over the measured epochs.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import time
+from typing import Callable
+
+import numpy as np
+
+from .task import Task, load_data
+
+
+class Unavailable(Exception):
+    """This contestant cannot run here; the message says why."""
+
+
+def peak_rss_bytes() -> int:
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
+
+
+def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) -> dict:
+    median = float(np.median(epoch_seconds))
+    return {
+        "epoch_seconds": epoch_seconds,
+        "median_epoch_seconds": median,
+        "samples_per_second": task.train_samples / median,
+        "test_accuracy": float(accuracy),
+        "peak_host_memory_bytes": peak_rss_bytes(),
+        **extra,
+    }
+
+
+# -- xpnet ----------------------------------------------------------------------------
+def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
+    def run(task: Task) -> dict:
+        import xpnet
+        from xpnet import Adam, Dense, Sequential
+        from xpnet.backend import cupy_usable
+        from xpnet.layers import get_activation
+
+        if backend_name == "cupy":
+            ok, why = cupy_usable()
+            if not ok:
+                raise Unavailable(why)
+        backend = xpnet.get_backend(backend_name, strict=True)
+
+        def network():
+            layers = []
+            widths = task.widths
+            for i, (a, b) in enumerate(zip(widths, widths[1:])):
+                layers.append(Dense(a, b))
+                if i < len(widths) - 2:
+                    layers.append(get_activation(task.activation))
+            return Sequential(layers, loss=task.loss, backend=backend, dtype=task.dtype, seed=task.seed, fused=fused)
+
+        X_train, y_train, X_test, y_test = load_data(task)
+        # Move the data once; fit then only checks it.
+        X_train, y_train, X_test, y_test = (backend.asarray(a) for a in (X_train, y_train, X_test, y_test))
+        t0 = time.perf_counter()
+        warm = network()  # compile kernels / create the CUDA context on a throw-away model
+        warm.fit(X_train[:2048, ...], y_train[:2048, ...], epochs=1, batch_size=task.batch_size, optimizer=Adam(task.lr))
+        backend.synchronize()
+        warmup_seconds = time.perf_counter() - t0
+
+        model = network()
+        # One fit over all epochs: the inputs are checked once, as for a user. Per-epoch
+        # seconds come from inside fit: shuffle, batches and updates, synchronised.
+        history = model.fit(X_train, y_train, epochs=task.epochs, batch_size=task.batch_size, optimizer=Adam(task.lr))
+        seconds = list(history.seconds)
+        accuracy = model.evaluate(X_test, y_test)["accuracy"]
+        extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "backend": backend.describe(),
+                 "train_loss": list(history.loss)}
+        if backend.is_cupy:
+            import cupy
+
+            # CuPy's pool keeps what it allocated, so its size after training is the peak in use.
+            extra["peak_gpu_memory_bytes"] = int(cupy.get_default_memory_pool().total_bytes())
+        return _result(task, seconds, accuracy, **extra)
+
+    return run
+
+
+# -- scikit-learn -------------------------------------------------------------------------
+def sklearn_mlp(task: Task) -> dict:
+    try:
+        import sklearn
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.neural_network import MLPClassifier
+    except ImportError as exc:
+        raise Unavailable(f"scikit-learn is not installed ({exc})") from None
+    import warnings
+
+    if task.optimizer != "adam":
+        raise Unavailable("this peer is set up for the Adam task only")
+    activation = {"sigmoid": "logistic"}.get(task.activation, task.activation)
+    X_train, y_train, X_test, y_test = load_data(task)
+    clf = MLPClassifier(hidden_layer_sizes=task.hidden, activation=activation, solver="adam", alpha=0.0,
+                        batch_size=task.batch_size, learning_rate_init=task.lr, max_iter=1, shuffle=True,
+                        random_state=task.seed, warm_start=True, tol=0.0, n_iter_no_change=10**9)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        t0 = time.perf_counter()
+        MLPClassifier(hidden_layer_sizes=task.hidden, activation=activation, max_iter=1, batch_size=task.batch_size,
+                      random_state=task.seed).fit(X_train[:2048], y_train[:2048])
+        warmup = time.perf_counter() - t0
+        seconds = []
+        for _ in range(task.epochs):  # warm_start + max_iter=1: one epoch per fit call
+            t0 = time.perf_counter()
+            clf.fit(X_train, y_train)
+            seconds.append(time.perf_counter() - t0)
+    return _result(task, seconds, clf.score(X_test, y_test), warmup_seconds=warmup, sklearn_version=sklearn.__version__,
+                   weights_dtype=str(clf.coefs_[0].dtype))
+
+
+# -- PyTorch --------------------------------------------------------------------------------
+def _torch(device: str) -> Callable[[Task], dict]:
+    def run(task: Task) -> dict:
+        try:
+            import torch
+        except ImportError as exc:
+            raise Unavailable(f"PyTorch is not installed ({exc})") from None
+        if device == "cuda" and not torch.cuda.is_available():
+            raise Unavailable("PyTorch sees no CUDA device")
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch.manual_seed(task.seed)
+        dtype = getattr(torch, task.dtype)
+        act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[task.activation]
+
+        def network():
+            layers = []
+            widths = task.widths
+            for i, (a, b) in enumerate(zip(widths, widths[1:])):
+                layers.append(torch.nn.Linear(a, b))
+                if i < len(widths) - 2:
+                    layers.append(act())
+            return torch.nn.Sequential(*layers).to(device=device, dtype=dtype)
+
+        X_train, y_train, X_test, y_test = load_data(task)
+        Xd = torch.from_numpy(X_train).to(device=device, dtype=dtype)
+        yd = torch.from_numpy(y_train).to(device)
+        sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+        loss_fn = torch.nn.CrossEntropyLoss()
+        generator = torch.Generator(device=device).manual_seed(task.seed)
+
+        def epoch(net, opt, n):
+            perm = torch.randperm(n, device=device, generator=generator)
+            for lo in range(0, n, task.batch_size):
+                idx = perm[lo: lo + task.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss_fn(net(Xd[idx]), yd[idx]).backward()
+                opt.step()
+
+        t0 = time.perf_counter()
+        warm = network()
+        epoch(warm, torch.optim.Adam(warm.parameters(), lr=task.lr), 2048)
+        sync()
+        warmup = time.perf_counter() - t0
+        if device == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+        net = network()
+        opt = torch.optim.Adam(net.parameters(), lr=task.lr)
+        seconds = []
+        for _ in range(task.epochs):
+            sync()
+            t0 = time.perf_counter()
+            epoch(net, opt, Xd.shape[0])
+            sync()
+            seconds.append(time.perf_counter() - t0)
+        with torch.no_grad():
+            pred = net(torch.from_numpy(X_test).to(device=device, dtype=dtype)).argmax(dim=1).cpu().numpy()
+        extra = {"warmup_seconds": warmup, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+        if device == "cuda":
+            extra["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated())
+            extra["gpu_name"] = torch.cuda.get_device_name()
+        return _result(task, seconds, float((pred == y_test).mean()), **extra)
+
+    return run
+
+
+CONTESTANTS: dict[str, Callable[[Task], dict]] = {
+    "xpnet-numpy-fused": _xpnet("numpy", True),
+    "xpnet-numpy-unfused": _xpnet("numpy", False),
+    "xpnet-cupy-fused": _xpnet("cupy", True),
+    "xpnet-cupy-unfused": _xpnet("cupy", False),
+    "sklearn-mlp": sklearn_mlp,
+    "torch-cpu": _torch("cpu"),
+    "torch-cuda": _torch("cuda"),
+}
+CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-unfused", "sklearn-mlp", "torch-cpu")

@@ -1,0 +1,247 @@
+"""MNIST on every device present, and against the peers, in one command.
+
+    python -m bench.mnist                 # reference task, every contestant that can run here
+    python -m bench.mnist --quick         # CI smoke test: a subset, CPU contestants
+    python -m bench.mnist --sweep         # also epoch time against batch size and hidden width
+
+Each contestant (xpnet on NumPy and CuPy, fused and unfused; scikit-learn's
+MLPClassifier; PyTorch eager on the CPU and on CUDA) trains the task of
+``bench/task.py`` in its own process. One that cannot run here is reported as
+skipped, with the reason. Writes ``mnist.json`` (every figure and the
+environment), ``mnist.md`` (the table, also printed), ``mnist.png`` (bar charts)
+and, with ``--sweep``, ``sweep.png`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+from .task import REFERENCE, Task
+
+REPO = Path(__file__).resolve().parents[1]
+SWEEP_BATCH_SIZES = (32, 128, 512, 2048)
+SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024))
+
+
+# -- one contestant, in a child process ------------------------------------------------------
+def run_one(name: str, task: Task) -> dict:
+    from .contestants import CONTESTANTS, Unavailable
+
+    try:
+        return {"status": "ok", **CONTESTANTS[name](task)}
+    except Unavailable as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    except Exception as exc:  # reported, not fatal: the other contestants still run
+        return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
+
+
+def run_in_child(name: str, task: Task, timeout: float) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "result.json"
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        cmd = [sys.executable, "-m", "bench.mnist", "--run-one", name, "--task-json", json.dumps(task.to_dict()),
+               "--result-json", str(out)]
+        try:
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
+        if not out.is_file():
+            tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            return {"status": "failed", "reason": f"exit status {proc.returncode}: {' | '.join(tail)}"}
+        return json.loads(out.read_text())
+
+
+# -- report ------------------------------------------------------------------------------------
+def baseline_for(name: str) -> str:
+    return "torch-cuda" if "cupy" in name or "cuda" in name else "torch-cpu"
+
+
+def markdown_table(results: dict, task: Task, environment: dict) -> str:
+    gpu = environment.get("gpu") or {}
+    lines = [
+        f"**Task**: {task.describe()}.  ",
+        f"**Machine**: {environment['cpu_model']}, {environment['cpu_cores']} cores"
+        + (f"; GPU {gpu['name']}" if gpu.get("available") else "; no usable GPU")
+        + f".  **Commit** `{(environment.get('git_commit') or 'unknown')[:10]}`"
+        + (" (uncommitted changes)" if environment.get("git_dirty") else "")
+        + f", {environment['date_utc']}.",
+        "",
+        "| contestant | s/epoch (median) | samples/s | vs PyTorch same device | test accuracy | peak host MiB | peak GPU MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in results.items():
+        if r["status"] != "ok":
+            lines.append(f"| {name} | {r['status']}: {r['reason']} | | | | | |")
+            continue
+        base = results.get(baseline_for(name), {})
+        ratio = (f"{r['median_epoch_seconds'] / base['median_epoch_seconds']:.2f}x"
+                 if base.get("status") == "ok" else "n/a")
+        gpu_mem = f"{r['peak_gpu_memory_bytes'] / 2**20:.0f}" if "peak_gpu_memory_bytes" in r else ""
+        lines.append(
+            f"| {name} | {r['median_epoch_seconds']:.3f} | {r['samples_per_second']:,.0f} | {ratio} | "
+            f"{r['test_accuracy']:.4f} | {r['peak_host_memory_bytes'] / 2**20:.0f} | {gpu_mem} |"
+        )
+    lines.append("")
+    lines.append("Ratios are epoch-time ratios against PyTorch eager on the same device, measured in the same run "
+                 "(below 1 means faster than PyTorch).")
+    return "\n".join(lines) + "\n"
+
+
+def bar_chart(results: dict, path: Path, title: str) -> None:
+    from xpnet.plotting import _pyplot, save_figure
+
+    plt = _pyplot()
+    ok = {k: v for k, v in results.items() if v["status"] == "ok"}
+    if not ok:
+        return
+    names = list(ok)
+    fig, (ax_t, ax_a) = plt.subplots(1, 2, figsize=(12, 0.6 * len(names) + 2))
+    colors = ["tab:orange" if ("cupy" in n or "cuda" in n) else "tab:blue" for n in names]
+    ax_t.barh(names, [ok[n]["median_epoch_seconds"] for n in names], color=colors)
+    ax_t.set(xlabel="seconds per epoch (median, lower is better)")
+    ax_a.barh(names, [ok[n]["test_accuracy"] for n in names], color=colors)
+    lo = min(ok[n]["test_accuracy"] for n in names)
+    ax_a.set(xlabel="test accuracy", xlim=(max(0.0, lo - 0.02), 1.0))
+    for ax in (ax_t, ax_a):
+        ax.invert_yaxis()
+        ax.grid(axis="x", alpha=0.3)
+    ax_a.set_yticklabels([])
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+def sweep_chart(points: list[dict], path: Path, title: str) -> None:
+    from xpnet.plotting import _pyplot, save_figure
+
+    plt = _pyplot()
+    fig, (ax_b, ax_h) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for axis, key, ax in (("batch_size", "batch_size", ax_b), ("hidden", "hidden_total", ax_h)):
+        for name in sorted({p["contestant"] for p in points}):
+            pts = sorted((p for p in points if p["axis"] == axis and p["contestant"] == name and p["status"] == "ok"),
+                         key=lambda p: p[key])
+            if pts:
+                ax.plot([p[key] for p in pts], [p["median_epoch_seconds"] for p in pts], "o-", label=name)
+        ax.set(xscale="log", yscale="log", ylabel="seconds per epoch")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend()
+    ax_b.set(xlabel="batch size (hidden 256,128)")
+    ax_h.set(xlabel="hidden units in total (two layers; batch 128)")
+    fig.suptitle(title)
+    save_figure(fig, path)
+
+
+# -- main ---------------------------------------------------------------------------------------
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench.mnist", description=__doc__.split("\n\n")[0])
+    p.add_argument("--epochs", type=int, default=None, help=f"measured epochs (default {REFERENCE.epochs}; quick: 2)")
+    p.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
+    p.add_argument("--hidden", default=",".join(map(str, REFERENCE.hidden)), help="hidden widths, e.g. 256,128")
+    p.add_argument("--contestants", default="all", help="comma-separated names, 'all' or 'cpu'")
+    p.add_argument("--out", default=str(REPO / "bench" / "out"), help="output folder")
+    p.add_argument("--quick", action="store_true", help="CI smoke test: 6000 training images, CPU contestants, 2 epochs")
+    p.add_argument("--sweep", action="store_true", help="also time epochs over batch sizes and hidden widths")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per contestant")
+    p.add_argument("--run-one", help=argparse.SUPPRESS)
+    p.add_argument("--task-json", help=argparse.SUPPRESS)
+    p.add_argument("--result-json", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def choose_contestants(spec: str, quick: bool) -> list[str]:
+    from .contestants import CONTESTANTS, CPU_CONTESTANTS
+
+    if quick and spec == "all":
+        spec = "cpu"
+    if spec == "all":
+        return list(CONTESTANTS)
+    if spec == "cpu":
+        return list(CPU_CONTESTANTS)
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTESTANTS]
+    if unknown:
+        raise SystemExit(f"bench.mnist: unknown contestant(s) {unknown}; choose from {list(CONTESTANTS)}")
+    return names
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.run_one:  # child process
+        result = run_one(args.run_one, Task.from_dict(json.loads(args.task_json)))
+        Path(args.result_json).write_text(json.dumps(result))
+        return 0
+
+    from tqdm.auto import tqdm
+
+    from xpnet._io import atomic_write
+
+    from .env import environment
+
+    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
+    task = REFERENCE.but(batch_size=args.batch_size, hidden=hidden)
+    if args.quick:
+        task = task.but(train_samples=6000, test_samples=2000, epochs=2)
+    if args.epochs is not None:
+        task = task.but(epochs=args.epochs)
+    names = choose_contestants(args.contestants, args.quick)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    env = environment()
+    print(f"bench.mnist: {task.describe()}", flush=True)
+
+    results = {}
+    with tqdm(names, desc="contestants", unit="run", file=sys.stderr) as bar:
+        for name in bar:
+            bar.set_postfix_str(name)
+            results[name] = r = run_in_child(name, task, args.timeout)
+            status = (f"{r['median_epoch_seconds']:.3f} s/epoch, accuracy {r['test_accuracy']:.4f}"
+                      if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
+            tqdm.write(f"  {name:<22} {status}", file=sys.stdout)
+
+    sweep = []
+    if args.sweep:
+        sweep_names = [n for n in ("xpnet-numpy-fused", "xpnet-cupy-fused", "torch-cpu", "torch-cuda")
+                       if results.get(n, {}).get("status") == "ok"]
+        base = task.but(epochs=2, train_samples=min(task.train_samples, 20000))
+        grid = [("batch_size", base.but(batch_size=b)) for b in SWEEP_BATCH_SIZES]
+        grid += [("hidden", base.but(hidden=h)) for h in SWEEP_HIDDEN]
+        jobs = [(name, axis, t) for name in sweep_names for axis, t in grid]
+        for name, axis, t in tqdm(jobs, desc="sweep", unit="run", file=sys.stderr):
+            r = run_in_child(name, t, args.timeout)
+            sweep.append({"contestant": name, "axis": axis, "batch_size": t.batch_size, "hidden": list(t.hidden),
+                          "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **r})
+
+    report = {
+        "task": task.to_dict(),
+        "task_description": task.describe(),
+        "environment": env,
+        "results": results,
+        "sweep": sweep,
+        "total_seconds": time.perf_counter() - started,
+    }
+    table = markdown_table(results, task, env)
+    atomic_write(out / "mnist.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
+    atomic_write(out / "mnist.md", lambda fh: fh.write(table.encode()))
+    try:
+        bar_chart(results, out / "mnist.png", task.describe())
+        if sweep:
+            sweep_chart(sweep, out / "sweep.png", "epoch time against batch size and width (20k images)")
+    except ImportError as exc:
+        print(f"bench.mnist: no charts ({exc})", file=sys.stderr)
+    print()
+    print(table)
+    print(f"wrote {out / 'mnist.json'}, {out / 'mnist.md'}, {out / 'mnist.png'}"
+          + (f", {out / 'sweep.png'}" if sweep else "") + f" in {report['total_seconds']:.0f} s")
+    return 0 if any(r["status"] == "ok" for r in results.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The benchmark harness in quick mode (CPU contestants): every field is there, skips carry a reason."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.mnist
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    contestants = "xpnet-numpy-fused,xpnet-numpy-unfused,xpnet-cupy-fused,sklearn-mlp,torch-cpu"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.mnist", "--quick", "--epochs", "1", "--contestants", contestants, "--out", str(out)],
+        cwd=REPO, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out, json.loads((out / "mnist.json").read_text()), proc.stdout
+
+
+def test_report_has_every_field(quick_run):
+    out, report, stdout = quick_run
+    assert report["task"]["hidden"] == [256, 128] and report["task"]["train_samples"] == 6000
+    env = report["environment"]
+    for key in ("cpu_model", "cpu_cores", "gpu", "versions", "git_commit", "date_utc", "command", "python"):
+        assert key in env
+    assert env["versions"]["numpy"]
+    for name in ("xpnet-numpy-fused", "xpnet-numpy-unfused"):
+        r = report["results"][name]
+        assert r["status"] == "ok", r
+        for key in ("epoch_seconds", "median_epoch_seconds", "samples_per_second", "test_accuracy",
+                    "peak_host_memory_bytes", "warmup_seconds"):
+            assert key in r
+        assert r["median_epoch_seconds"] > 0 and 0.5 < r["test_accuracy"] <= 1.0
+        assert r["peak_host_memory_bytes"] < 2**30
+    assert report["results"]["xpnet-numpy-fused"]["fused"] is True
+    assert report["results"]["xpnet-numpy-unfused"]["fused"] is False
+    table = (out / "mnist.md").read_text()
+    assert "| xpnet-numpy-fused |" in table and table in stdout
+    assert (out / "mnist.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_unavailable_contestants_are_skipped_with_a_reason(quick_run):
+    _, report, _ = quick_run
+    from xpnet.backend import cupy_usable
+
+    gpu = report["results"]["xpnet-cupy-fused"]
+    if cupy_usable()[0]:
+        assert gpu["status"] == "ok"
+    else:
+        assert gpu["status"] == "skipped" and gpu["reason"]
+    for name, r in report["results"].items():
+        assert r["status"] in ("ok", "skipped"), (name, r)
