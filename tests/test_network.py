@@ -162,6 +162,16 @@ def test_save_is_atomic(tmp_path, rng, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["m.npz"]
 
 
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    path = Sequential([Dense(2, 2)], seed=0).save(tmp_path / "m.npz")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~mask
+
+
 def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model file"):
         xpnet.load(tmp_path / "missing.npz")
