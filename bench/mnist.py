@@ -118,6 +118,19 @@ def bar_chart(results: dict, path: Path, title: str) -> None:
     save_figure(fig, path)
 
 
+def crossover(points: list[dict], axis: str, key: str, cpu: str = "xpnet-numpy-fused", gpu: str = "xpnet-cupy-fused"):
+    """The smallest sweep value at which the GPU contestant's epoch is faster than the CPU one's, or None."""
+    times = {}
+    for p in points:
+        if p["axis"] == axis and p["status"] == "ok" and p["contestant"] in (cpu, gpu):
+            times.setdefault(p[key], {})[p["contestant"]] = p["median_epoch_seconds"]
+    for value in sorted(times):
+        pair = times[value]
+        if cpu in pair and gpu in pair and pair[gpu] < pair[cpu]:
+            return value
+    return None
+
+
 def sweep_chart(points: list[dict], path: Path, title: str) -> None:
     from xpnet.plotting import _pyplot, save_figure
 
@@ -129,6 +142,11 @@ def sweep_chart(points: list[dict], path: Path, title: str) -> None:
                          key=lambda p: p[key])
             if pts:
                 ax.plot([p[key] for p in pts], [p["median_epoch_seconds"] for p in pts], "o-", label=name)
+        where = crossover(points, axis, key)
+        if where is not None:
+            ax.axvline(where, color="grey", linestyle=":")
+            ax.annotate(f"GPU faster from {where}", (where, 0.95), xycoords=("data", "axes fraction"),
+                        ha="left", va="top", fontsize=9)
         ax.set(xscale="log", yscale="log", ylabel="seconds per epoch")
         ax.grid(alpha=0.3, which="both")
         ax.legend()
@@ -148,6 +166,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="output folder")
     p.add_argument("--quick", action="store_true", help="CI smoke test: 6000 training images, CPU contestants, 2 epochs")
     p.add_argument("--sweep", action="store_true", help="also time epochs over batch sizes and hidden widths")
+    p.add_argument("--sweep-batch-sizes", default=",".join(map(str, SWEEP_BATCH_SIZES)),
+                   help="batch sizes for --sweep (default %(default)s)")
+    p.add_argument("--sweep-hidden", default=";".join(",".join(map(str, h)) for h in SWEEP_HIDDEN),
+                   help="hidden widths for --sweep, networks separated by ';' (default %(default)s)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per contestant")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     p.add_argument("--task-json", help=argparse.SUPPRESS)
@@ -211,15 +233,19 @@ def main(argv=None) -> int:
         sweep_names = [n for n in ("xpnet-numpy-fused", "xpnet-cupy-fused", "torch-cpu", "torch-cuda")
                        if results.get(n, {}).get("status") == "ok"]
         base = task.but(epochs=2, train_samples=min(task.train_samples, 20000))
-        grid = [("batch_size", base.but(batch_size=b)) for b in SWEEP_BATCH_SIZES]
-        grid += [("hidden", base.but(hidden=h)) for h in SWEEP_HIDDEN]
+        batch_sizes = [int(b) for b in args.sweep_batch_sizes.split(",") if b.strip()]
+        widths = [tuple(int(w) for w in net.split(",")) for net in args.sweep_hidden.split(";") if net.strip()]
+        grid = [("batch_size", base.but(batch_size=b)) for b in batch_sizes]
+        grid += [("hidden", base.but(hidden=h)) for h in widths]
         jobs = [(name, axis, t) for name in sweep_names for axis, t in grid]
         for name, axis, t in tqdm(jobs, desc="sweep", unit="run", file=sys.stderr):
             r = run_in_child(name, t, args.timeout)
             sweep.append({"contestant": name, "axis": axis, "batch_size": t.batch_size, "hidden": list(t.hidden),
                           "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **r})
 
+    crossovers = {axis: crossover(sweep, axis, key) for axis, key in (("batch_size", "batch_size"), ("hidden", "hidden_total"))}
     report = {
+        "gpu_faster_from": crossovers if sweep else None,
         "task": task.to_dict(),
         "task_description": task.describe(),
         "environment": env,

@@ -56,3 +56,17 @@ def test_unavailable_contestants_are_skipped_with_a_reason(quick_run):
         assert gpu["status"] == "skipped" and gpu["reason"]
     for name, r in report["results"].items():
         assert r["status"] in ("ok", "skipped"), (name, r)
+
+
+def test_crossover_finds_where_the_gpu_overtakes(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))  # bench/ is run from the checkout, not installed
+    from bench.mnist import crossover
+
+    def point(name, batch, seconds):
+        return {"contestant": name, "axis": "batch_size", "batch_size": batch, "status": "ok", "median_epoch_seconds": seconds}
+
+    points = [point("xpnet-numpy-fused", 32, 1.0), point("xpnet-cupy-fused", 32, 2.0),
+              point("xpnet-numpy-fused", 128, 0.5), point("xpnet-cupy-fused", 128, 0.4),
+              point("xpnet-numpy-fused", 512, 0.3), point("xpnet-cupy-fused", 512, 0.1)]
+    assert crossover(points, "batch_size", "batch_size") == 128
+    assert crossover(points[:2], "batch_size", "batch_size") is None
