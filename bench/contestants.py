@@ -66,6 +66,8 @@ def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
                     layers.append(get_activation(task.activation))
             return Sequential(layers, loss=task.loss, backend=backend, dtype=task.dtype, seed=task.seed, fused=fused)
 
+        if fused and not network().ops.fused:  # never report the reference path as "fused"
+            raise Unavailable(f"fused kernels are not active: {network().ops.reason}")
         X_train, y_train, X_test, y_test = load_data(task)
         # Move the data once; fit then only checks it.
         X_train, y_train, X_test, y_test = (backend.asarray(a) for a in (X_train, y_train, X_test, y_test))

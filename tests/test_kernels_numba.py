@@ -130,3 +130,21 @@ def test_module_level_entry_points_dispatch(rng):
     ref = ops.softmax_cross_entropy_reference(z, t, np)
     np.testing.assert_allclose(loss, ref[0], rtol=1e-6)
     np.testing.assert_allclose(ops.sigmoid_backward(z, z), z * z * (1 - z), rtol=1e-6)
+
+
+def test_kernels_found_from_a_source_checkout():
+    """Run from the repository root, the checkout's xpnet/ shadows the installed package;
+    the fused kernels must still be found (they live in the top-level kernels/ folder)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    code = (
+        "import xpnet, pathlib; from xpnet.ops import Ops; from xpnet.backend import get_backend; "
+        "ops = Ops(get_backend('numpy'), fused=True); "
+        "print(pathlib.Path(xpnet.__file__).resolve().parent.parent, ops.fused, ops.reason)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
+    assert Path(out[0]) == repo  # the checkout's xpnet/ was imported
+    assert out[1] == "True", out

@@ -71,23 +71,28 @@ def _check_numeric_finite(y: Any, xp: Any, name: str) -> None:
         raise ValueError(f"{name} contains NaN or infinity")
 
 
+def _column_targets(y: Any, n_samples: int, n_outputs: int, backend: Any, dtype: Any, name: str) -> tuple[Any, Any]:
+    """Finite numeric targets as a ``(N, n_outputs)`` float array (``(N,)`` accepted for one output)."""
+    arr, xp = _host(y, backend, name)
+    _check_numeric_finite(arr, xp, name)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = xp.reshape(arr, (arr.shape[0], 1))
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise ValueError(
+            f"{name} must have shape ({n_samples}, {n_outputs})"
+            + (f" or ({n_samples},)" if n_outputs == 1 else "")
+            + f" to match the network's {n_outputs} output(s), got {tuple(arr.shape)}"
+        )
+    return xp.astype(arr, dtype), xp
+
+
 class MSE(Loss):
     """Mean squared error ``1/(2N) sum (output - y)^2`` (regression)."""
 
     name = "mse"
 
     def prepare_targets(self, y, n_samples, n_outputs, backend, dtype, name="y"):
-        arr, xp = _host(y, backend, name)
-        _check_numeric_finite(arr, xp, name)
-        if arr.ndim == 1 and n_outputs == 1:
-            arr = xp.reshape(arr, (arr.shape[0], 1))
-        if arr.ndim != 2 or arr.shape[1] != n_outputs:
-            raise ValueError(
-                f"{name} must have shape ({n_samples}, {n_outputs})"
-                + (f" or ({n_samples},)" if n_outputs == 1 else "")
-                + f" to match the network's {n_outputs} output(s), got {tuple(arr.shape)}"
-            )
-        return xp.astype(arr, dtype)
+        return _column_targets(y, n_samples, n_outputs, backend, dtype, name)[0]
 
     def value_and_grad(self, output, target, ops):
         diff = output - target
@@ -102,16 +107,7 @@ class BinaryCrossEntropy(Loss):
     is_classifier = True
 
     def prepare_targets(self, y, n_samples, n_outputs, backend, dtype, name="y"):
-        arr, xp = _host(y, backend, name)
-        _check_numeric_finite(arr, xp, name)
-        if arr.ndim == 1 and n_outputs == 1:
-            arr = xp.reshape(arr, (arr.shape[0], 1))
-        if arr.ndim != 2 or arr.shape[1] != n_outputs:
-            raise ValueError(
-                f"{name} must have shape ({n_samples},) or ({n_samples}, {n_outputs}) for binary "
-                f"cross-entropy on {n_outputs} output(s), got {tuple(arr.shape)}"
-            )
-        arr = xp.astype(arr, dtype)
+        arr, xp = _column_targets(y, n_samples, n_outputs, backend, dtype, name)
         if not bool(xp.all((arr >= 0) & (arr <= 1))):
             raise ValueError(f"{name} must hold binary targets in [0, 1] (0/1 labels) for binary cross-entropy")
         return arr

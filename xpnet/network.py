@@ -33,11 +33,13 @@ _PREDICT_CHUNK = 8192
 class NonFiniteLossError(FloatingPointError):
     """Training produced a NaN or infinite loss; ``epoch`` and ``batch`` say where (1-based)."""
 
-    def __init__(self, epoch: int, batch: int, value: float) -> None:
+    def __init__(self, epoch: int, batch: int, value: float, before_update: bool = True) -> None:
         self.epoch, self.batch, self.value = epoch, batch, value
+        when = ("before that batch's update" if before_update
+                else "at the end of the epoch (a GPU reads the loss back once per epoch), so the parameters are non-finite")
         super().__init__(
-            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped "
-            "before the update. Try a lower learning rate (--lr), a smaller batch or float64."
+            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped {when}. "
+            "Try a lower learning rate (--lr), a smaller batch or float64."
         )
 
 
@@ -333,7 +335,7 @@ class Sequential:
             values = backend.to_numpy(xp.stack(batch_losses))
             bad = np.flatnonzero(~np.isfinite(values))
             if bad.size:
-                raise NonFiniteLossError(epoch_no + 1, int(bad[0]) + 1, float(values[bad[0]]))
+                raise NonFiniteLossError(epoch_no + 1, int(bad[0]) + 1, float(values[bad[0]]), before_update=False)
         logs = {"loss": float(loss_sum) / n}
         if correct is not None:
             logs["accuracy"] = int(correct) / n
