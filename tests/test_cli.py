@@ -147,7 +147,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_cleanly(tmp_path):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
-    assert "interrupted during epoch" in err and "--resume" in err and "Traceback" not in err
+    assert "interrupted after" in err and "--resume" in err and "Traceback" not in err
     with np.load(ck / CHECKPOINT_NAME) as data:
         config = json.loads(bytes(data["__config__"]).decode())
     assert config["epoch"] >= 1 and len(config["history"]["loss"]) == config["epoch"]

@@ -168,7 +168,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     to_device = model.backend.asarray
     X_train, y_train, X_test, y_test = (to_device(a) for a in (X_train, y_train, X_test, y_test))
     callbacks = [] if args.quiet else [ProgressBar() if sys.stderr.isatty() else EpochPrinter()]
-    snapshot = None
+    snapshot = None  # the state at the start of the running epoch, for Ctrl-C
+    saved_epoch = model.epochs_trained if args.resume and checkpoint.is_file() else -1
     try:
         while model.epochs_trained < args.epochs:
             if checkpoint is not None:
@@ -178,12 +179,15 @@ def cmd_train(args: argparse.Namespace) -> int:
             history.append({key: values[0] for key, values in epoch_history.items()})
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, history)
+                saved_epoch = model.epochs_trained
     except KeyboardInterrupt:
         print(file=sys.stderr)
         if snapshot is not None:
-            snapshot.save(checkpoint)
-            print(f"xpnet: interrupted during epoch {model.epochs_trained + 1}; saved the state after epoch "
-                  f"{snapshot.epoch} to {checkpoint}; continue with --resume", file=sys.stderr)
+            if snapshot.epoch > saved_epoch:  # never replace a newer checkpoint with an older snapshot
+                snapshot.save(checkpoint)
+                saved_epoch = snapshot.epoch
+            print(f"xpnet: interrupted after {saved_epoch} completed epoch(s); the checkpoint of epoch "
+                  f"{saved_epoch} is in {checkpoint}; continue with --resume", file=sys.stderr)
         else:
             print(f"xpnet: interrupted during epoch {model.epochs_trained + 1}; nothing saved "
                   "(pass --checkpoint-dir to keep progress)", file=sys.stderr)
