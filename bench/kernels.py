@@ -116,7 +116,7 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict], dict | None]:
         return [], {"skipped": why}
     import cupy
 
-    from xpnet import ops
+    from xpnet import get_backend, ops
     from xpnet.kernels import cupy_gpu
 
     sync = cupy.cuda.get_current_stream().synchronize
@@ -125,7 +125,7 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict], dict | None]:
     dst = cupy.empty_like(src)
     t_copy = median_seconds(lambda: cupy.copyto(dst, src), repeats, sync=sync)
     copy_gbps = 2 * src.nbytes / t_copy / 1e9
-    device = {"copy_GBps": copy_gbps, **__import__("xpnet").get_backend("cupy").describe()}
+    device = {"copy_GBps": copy_gbps, **get_backend("cupy").describe()}
     print(f"  gpu copy bandwidth {copy_gbps:.0f} GB/s")
     del src, dst
     rng = cupy.random.default_rng(0)

@@ -70,3 +70,15 @@ def test_crossover_finds_where_the_gpu_overtakes(monkeypatch):
               point("xpnet-numpy-fused", 512, 0.3), point("xpnet-cupy-fused", 512, 0.1)]
     assert crossover(points, "batch_size", "batch_size") == 128
     assert crossover(points[:2], "batch_size", "batch_size") is None
+
+
+def test_kernel_benchmark_quick(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench.kernels", "--quick", "--out", str(tmp_path)],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "kernels.json").read_text())
+    cpu_rows = [r for r in report["rows"] if r["device"] == "cpu"]
+    assert {r["kernel"] for r in cpu_rows} == {"sigmoid_backward", "softmax_cross_entropy", "bias_sigmoid", "adam_update"}
+    for r in cpu_rows:
+        assert r["fused_seconds"] > 0 and r["reference_seconds"] > 0 and r["first_call_seconds"] >= 0
+    assert "| cpu | sigmoid_backward |" in (tmp_path / "kernels.md").read_text()

@@ -190,7 +190,8 @@ class Backend:
         if self.is_cupy:
             seed = int(rng.integers(0, 2**63 - 1))
             with self._native.cuda.Device(self.device.id):
-                return self._native.random.default_rng(seed).permutation(n).astype("int64")
+                # RandomState.permutation is CuPy's documented GPU permutation (cupy.random.permutation).
+                return self._native.random.RandomState(seed % 2**32).permutation(n).astype("int64")
         perm = rng.permutation(n)
         return perm if self.is_numpy else self.asarray(perm)
 
