@@ -141,7 +141,7 @@ def test_kernels_found_from_a_source_checkout():
 
     repo = Path(__file__).resolve().parents[1]
     code = (
-        "import xpnet, pathlib; from xpnet.ops import Ops; from xpnet.backend import get_backend; "
+        "import xpnet, pathlib, xpnet.kernels.cupy_gpu; from xpnet.ops import Ops; from xpnet.backend import get_backend; "
         "ops = Ops(get_backend('numpy'), fused=True); "
         "print(pathlib.Path(xpnet.__file__).resolve().parent.parent, ops.fused, ops.reason)"
     )

@@ -10,10 +10,21 @@ when something needs them.
 
 from __future__ import annotations
 
+import os as _os
 from importlib import import_module
 from typing import Any
 
 __version__ = "0.1.0"
+
+# Installed, setuptools maps the repository's top-level kernels/ folder to xpnet.kernels. Run from
+# a source checkout (the repository root on sys.path, as `python -m bench.mnist` has it), this
+# package is the checkout's xpnet/ folder, which has no kernels/ inside; letting the import system
+# also look in the checkout root makes xpnet.kernels resolve to that same top-level folder.
+_checkout_root = _os.path.dirname(_os.path.dirname(_os.path.abspath(__file__)))
+if not _os.path.isdir(_os.path.join(_os.path.dirname(_os.path.abspath(__file__)), "kernels")) and _os.path.isfile(
+    _os.path.join(_checkout_root, "kernels", "__init__.py")
+):
+    __path__.append(_checkout_root)  # noqa: F821 - __path__ is defined for packages
 
 # name -> submodule that defines it; resolved on first attribute access.
 _EXPORTS = {

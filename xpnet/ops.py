@@ -139,37 +139,6 @@ def sgd_update_reference(
 _KERNEL_NAMES = ("sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update")
 
 
-def _import_kernels(module: str) -> Any:
-    """``xpnet.kernels.<module>``, also when running from a source checkout.
-
-    Installed, the top-level ``kernels/`` folder is the subpackage ``xpnet.kernels``.
-    When a checkout's ``xpnet/`` folder shadows the installed package (``python -m
-    bench.mnist`` run from the repository root puts the root first on sys.path),
-    ``xpnet.kernels`` is not inside it, so the sibling ``kernels/`` folder is
-    registered under that name instead.
-    """
-    import importlib
-    import importlib.util
-    import sys
-    from pathlib import Path
-
-    try:
-        return importlib.import_module(f"xpnet.kernels.{module}")
-    except ModuleNotFoundError as exc:
-        if exc.name not in ("xpnet.kernels", f"xpnet.kernels.{module}"):
-            raise
-        folder = Path(__file__).resolve().parent.parent / "kernels"
-        if "xpnet.kernels" in sys.modules or not (folder / "__init__.py").is_file():
-            raise
-    spec = importlib.util.spec_from_file_location(
-        "xpnet.kernels", folder / "__init__.py", submodule_search_locations=[str(folder)]
-    )
-    package = importlib.util.module_from_spec(spec)
-    sys.modules["xpnet.kernels"] = package
-    spec.loader.exec_module(package)
-    return importlib.import_module(f"xpnet.kernels.{module}")
-
-
 def _load_kernel_family(backend_name: str) -> tuple[Any, str]:
     """The fused-kernel module for a backend, or (None, reason)."""
     if backend_name == "numpy":
@@ -178,11 +147,14 @@ def _load_kernel_family(backend_name: str) -> tuple[Any, str]:
         except ImportError as exc:
             return None, f"Numba is not importable ({exc})"
         try:
-            return _import_kernels("numba_cpu"), "numba"
+            from .kernels import numba_cpu
         except ImportError as exc:
             return None, f"the kernels package is not importable ({exc})"
+        return numba_cpu, "numba"
     if backend_name == "cupy":
-        return _import_kernels("cupy_gpu"), "cupy"
+        from .kernels import cupy_gpu
+
+        return cupy_gpu, "cupy"
     return None, f"no fused kernels exist for backend {backend_name!r}"
 
 
