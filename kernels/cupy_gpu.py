@@ -21,7 +21,7 @@ from pathlib import Path
 
 __all__ = [
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "ELEMENTWISE", "SOFTMAX_CE_SOURCE",
+    "matmul_into", "sum_rows_into", "ELEMENTWISE", "SOFTMAX_CE_SOURCE",
 ]
 
 # name -> (input params, output params, body): CuPy ElementwiseKernel definitions.
@@ -117,3 +117,17 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
         _elementwise("sgd")(grad, lr, param)
     else:
         _elementwise("sgd_momentum")(grad, lr, momentum, bool(nesterov), param, velocity)
+
+
+def matmul_into(a, b, out):
+    """``out[...] = a @ b``: cuBLAS writes into ``out`` (a view of the flat gradient buffer)."""
+    import cupy
+
+    cupy.matmul(a, b, out=out)
+
+
+def sum_rows_into(g, out):
+    """``out[...] = g.sum(axis=0)``: one reduction kernel writing into ``out``."""
+    import cupy
+
+    cupy.sum(g, axis=0, out=out)

@@ -28,7 +28,10 @@ import numpy as np
 
 from xpnet import ops as _ops
 
-__all__ = ["sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update", "warmup"]
+__all__ = [
+    "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
+    "matmul_into", "sum_rows_into", "warmup",
+]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN inputs must propagate as NumPy's do.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -207,6 +210,17 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
     s = param.dtype.type
     kernel = _sgd_momentum_parallel if param.size >= PARALLEL_MIN_ELEMENTS else _sgd_momentum_serial
     kernel(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), s(lr), s(momentum), bool(nesterov))
+
+
+# -- gradients written in place (views of the model's flat gradient buffer) --------------
+def matmul_into(a, b, out):
+    """``out[...] = a @ b`` with BLAS writing straight into ``out`` (no temporary, no copy)."""
+    np.matmul(a, b, out=out)
+
+
+def sum_rows_into(g, out):
+    """``out[...] = g.sum(axis=0)`` without a temporary."""
+    np.sum(g, axis=0, out=out)
 
 
 def warmup(dtypes=("float32",)):

@@ -211,3 +211,52 @@ def test_device_out_of_memory_names_batch_size_and_need(rng, monkeypatch):
     X, y = blobs(rng)
     with pytest.raises(DeviceMemoryError, match=r"batch_size=64 on 300 samples; this fit needs about \d+ MiB"):
         model.fit(X, y, epochs=1, batch_size=64)
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: Adam(0.01), lambda: SGD(0.05, momentum=0.9, nesterov=True)],
+                         ids=["adam", "nesterov"])
+def test_flat_buffer_training_equals_per_tensor_training(make_optimizer, rng):
+    """Fused models keep parameters in one flat buffer and update them with one kernel call;
+    in float64 they end where the per-tensor reference path ends."""
+    X, y = blobs(rng)
+    models = [Sequential([Dense(6, 9), Sigmoid(), Dense(9, 5), Tanh(), Dense(5, 3)], dtype="float64", seed=3,
+                         fused=fused, l2=0.01) for fused in (True, False)]
+    assert models[0]._flat is not None and models[1]._flat is None
+    for model in models:
+        model.fit(X, y, epochs=3, batch_size=32, optimizer=make_optimizer())
+    for a, b in zip(*(m.parameters() for m in models)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_models_update_all_parameters_in_one_call(rng, monkeypatch):
+    X, y = blobs(rng, n=96)
+    counts = {}
+    for fused in (True, False):
+        model = Sequential([Dense(6, 8), Sigmoid(), Dense(8, 8), Sigmoid(), Dense(8, 3)], seed=0, fused=fused)
+        calls = []
+        original = model.ops.adam_update
+        monkeypatch.setattr(model.ops, "adam_update", lambda *a, **k: (calls.append(a[0].shape), original(*a, **k)))
+        model.fit(X, y, epochs=1, batch_size=32, optimizer=Adam())
+        counts[fused] = calls
+    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
+    assert counts[True] == [(n_params,)] * 3  # one call per step over the flat buffer
+    assert len(counts[False]) == 3 * 6  # one call per tensor per step
+
+
+def test_flat_parameters_are_views_of_one_buffer():
+    model = Sequential([Dense(3, 4), Sigmoid(), Dense(4, 2)], seed=0, fused=True)
+    flat_params, _ = model._flat
+    flat_params[...] = 7.0
+    assert all(np.all(p == 7.0) for p in model.parameters())
+    model.set_parameters([np.ones((3, 4)), np.zeros(4), np.ones((4, 2)), np.zeros(2)])
+    assert flat_params.sum() == 12 + 8
+
+
+def test_value_and_grad_results_survive_the_next_call(rng):
+    model = Sequential([Dense(4, 3), Sigmoid(), Dense(3, 2)], seed=0, fused=True)
+    X = rng.normal(size=(10, 4))
+    _, first = model.value_and_grad(X, np.zeros(10, dtype=int))
+    kept = [g.copy() for g in first]
+    model.value_and_grad(-X, np.ones(10, dtype=int))
+    for g, k in zip(first, kept):
+        np.testing.assert_array_equal(g, k)

@@ -34,6 +34,7 @@ class Layer:
     def __init__(self) -> None:
         self.params = []
         self.grads = []
+        self.grad_buffers: list | None = None  # views of the network's flat gradient buffer, if it has one
         self.xp: Any = None
         self.ops: Any = None
 
@@ -107,9 +108,19 @@ class Dense(Layer):
         return z + self.params[1] if add_bias else z
 
     def backward(self, grad_out, need_input_grad=True):
-        """``grad_out``: ``(N, n_out)`` -> ``(N, n_in)`` (or None); fills ``grads = [dW, db]``."""
+        """``grad_out``: ``(N, n_out)`` -> ``(N, n_in)`` (or None); fills ``grads = [dW, db]``.
+
+        With ``grad_buffers`` set (a network with a flat gradient buffer), dW and db are
+        written into those views instead of new arrays.
+        """
         xp, x = self.xp, self._x
-        self.grads = [x.T @ grad_out, xp.sum(grad_out, axis=0)]
+        if self.grad_buffers is not None:
+            dW, db = self.grad_buffers
+            self.ops.matmul_into(x.T, grad_out, dW)
+            self.ops.sum_rows_into(grad_out, db)
+            self.grads = self.grad_buffers
+        else:
+            self.grads = [x.T @ grad_out, xp.sum(grad_out, axis=0)]
         return grad_out @ self.params[0].T if need_input_grad else None
 
     def config(self):

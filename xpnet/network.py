@@ -143,6 +143,27 @@ class Sequential:
         self._fuse_bias = {
             i for i, layer in enumerate(layers[:-1]) if isinstance(layer, Dense) and isinstance(layers[i + 1], Sigmoid)
         }
+        # With fused kernels, parameters and gradients are views of two flat buffers, so the
+        # optimizer updates every parameter with one kernel call (one launch on a GPU).
+        self._flat = self._pack_parameters() if self.ops.fused else None
+
+    def _pack_parameters(self) -> tuple[Any, Any]:
+        """Move the parameters into one flat buffer (views per layer) and give each layer
+        views of a flat gradient buffer to write into. Returns ``(flat_params, flat_grads)``."""
+        from .optim import flat_views
+
+        params = self.parameters()
+        shapes = [tuple(p.shape) for p in params]
+        flat_params, param_views = flat_views(self.backend.xp, shapes, self.dtype, self.backend.device)
+        flat_grads, grad_views = flat_views(self.backend.xp, shapes, self.dtype, self.backend.device)
+        for view, p in zip(param_views, params):
+            view[...] = p
+        param_iter, grad_iter = iter(param_views), iter(grad_views)
+        for layer in self.layers:
+            if layer.params:
+                layer.params = [next(param_iter) for _ in layer.params]
+                layer.grad_buffers = [next(grad_iter) for _ in layer.params]
+        return flat_params, flat_grads
 
     # -- parameters ---------------------------------------------------------------
     def parameters(self) -> list:
@@ -160,11 +181,14 @@ class Sequential:
         new = []
         for i, (old, a) in enumerate(zip(current, arrays)):
             arr = self.backend.asarray(a, dtype=self.dtype, name=f"parameter {i}")
-            arr = self.backend.xp.asarray(arr, copy=True)  # the model owns its parameters
             if tuple(arr.shape) != tuple(old.shape):
                 raise ValueError(f"parameter {i} must have shape {tuple(old.shape)}, got {tuple(arr.shape)}")
             new.append(arr)
-        it = iter(new)
+        if self._flat is not None:  # write into the flat buffer's views
+            for view, arr in zip(current, new):
+                view[...] = arr
+            return
+        it = iter(self.backend.xp.asarray(arr, copy=True) for arr in new)  # the model owns its parameters
         for layer in self.layers:
             layer.params = [next(it) for _ in layer.params]
 
@@ -201,7 +225,7 @@ class Sequential:
                 if isinstance(layer, Dense):
                     w = layer.W
                     penalty = penalty + xp.sum(w * w)
-                    layer.grads[0] = layer.grads[0] + (self.l2 * inv_n) * w
+                    layer.grads[0] += (self.l2 * inv_n) * w  # in place: it may be a flat-buffer view
             loss = loss + (0.5 * self.l2 * inv_n) * penalty
         return loss, out
 
@@ -218,7 +242,10 @@ class Sequential:
         """
         Xd, yd = self._check_data(X, y)
         loss, _ = self._loss_and_backward(Xd, yd)
-        return float(loss), self._grads()
+        grads = self._grads()
+        if self._flat is not None:  # views of a buffer the next backward pass overwrites
+            grads = [self.backend.xp.asarray(g, copy=True) for g in grads]
+        return float(loss), grads
 
     # -- training -----------------------------------------------------------------------
     def fit(
@@ -276,7 +303,7 @@ class Sequential:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             val = self._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
-        optimizer._ensure_state(self.parameters(), self.backend.xp)
+        optimizer._ensure_state(self.parameters(), self.backend.xp, flat=self._flat is not None)
         callbacks = list(callbacks)
         if verbose == 2:
             callbacks.append(ProgressBar())
@@ -323,7 +350,7 @@ class Sequential:
                     raise NonFiniteLossError(epoch_no + 1, b + 1, value)
             else:
                 batch_losses.append(loss)
-            optimizer.step(params, self._grads(), self.ops)
+            optimizer.step(params, self._grads(), self.ops, flat=self._flat)
             loss_sum = loss_sum + loss * float(hi - lo)
             if correct is not None:
                 correct = correct + self.loss.n_correct(out, yb, xp)

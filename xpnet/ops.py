@@ -30,6 +30,8 @@ __all__ = [
     "softmax_cross_entropy_reference",
     "adam_update_reference",
     "sgd_update_reference",
+    "matmul_into_reference",
+    "sum_rows_into_reference",
     "sigmoid_backward",
     "softmax_cross_entropy",
 ]
@@ -105,6 +107,16 @@ def softmax_cross_entropy_reference(logits: Any, labels: Any, xp: Any) -> tuple[
     return loss, grad
 
 
+def matmul_into_reference(a: Any, b: Any, out: Any, xp: Any) -> None:
+    """``out[...] = a @ b``: a product written into an existing array (a view of a flat buffer)."""
+    out[...] = a @ b
+
+
+def sum_rows_into_reference(g: Any, out: Any, xp: Any) -> None:
+    """``out[...] = sum over rows of g``: ``g`` is ``(N, k)``, ``out`` is ``(k,)``."""
+    out[...] = xp.sum(g, axis=0)
+
+
 def adam_update_reference(
     param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float, eps: float, step: int, xp: Any
 ) -> None:
@@ -136,7 +148,10 @@ def sgd_update_reference(
 # ----------------------------------------------------------------------------
 # Dispatch
 # ----------------------------------------------------------------------------
-_KERNEL_NAMES = ("sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update")
+_KERNEL_NAMES = (
+    "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
+    "matmul_into", "sum_rows_into",
+)
 
 
 def _load_kernel_family(backend_name: str) -> tuple[Any, str]:
@@ -208,6 +223,8 @@ class Ops:
             self.softmax_cross_entropy = lambda logits, labels: softmax_cross_entropy_reference(logits, labels, xp)
             self.adam_update = lambda *a, **k: adam_update_reference(*a, xp=xp, **k)
             self.sgd_update = lambda *a, **k: sgd_update_reference(*a, xp=xp, **k)
+            self.matmul_into = lambda a, b, out: matmul_into_reference(a, b, out, xp)
+            self.sum_rows_into = lambda g, out: sum_rows_into_reference(g, out, xp)
 
     def __repr__(self) -> str:
         how = self.kernel_family if self.fused else f"reference ({self.reason})"

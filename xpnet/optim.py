@@ -29,28 +29,66 @@ def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, 
     return value
 
 
+def flat_views(xp: Any, shapes: list[tuple], dtype: Any, device: Any) -> tuple[Any, list]:
+    """One zeroed 1-D buffer holding arrays of ``shapes`` back to back, and a view of each.
+
+    Writing through a view writes the buffer (NumPy and CuPy slices and reshapes of a
+    contiguous array are views), so one kernel over the buffer updates every array.
+    """
+    sizes = [math.prod(shape) for shape in shapes]
+    flat = xp.zeros((sum(sizes),), dtype=dtype, device=device)
+    views, offset = [], 0
+    for shape, size in zip(shapes, sizes):
+        views.append(xp.reshape(flat[offset : offset + size], shape))
+        offset += size
+    return flat, views
+
+
 class Optimizer:
-    """Base class: ``step(params, grads, ops)`` updates ``params`` in place."""
+    """Base class: ``step(params, grads, ops, flat=None)`` updates ``params`` in place.
+
+    With ``flat=(flat_params, flat_grads)`` (a model whose parameters are views of one
+    buffer), the state is kept in flat buffers too and each step is one kernel call over
+    all parameters instead of one per tensor. ``state`` always holds per-tensor arrays
+    (views of the flat state when there is one), so checkpoints look the same either way.
+    """
 
     slots: tuple[str, ...] = ()
 
     def __init__(self) -> None:
         self.iterations = 0
         self.state: dict[str, list] = {}
+        self._flat_state: dict[str, Any] | None = None
         self._shapes: list[tuple] | None = None
 
-    def _ensure_state(self, params: list, xp: Any) -> None:
+    def _ensure_state(self, params: list, xp: Any, flat: bool = False) -> None:
         shapes = [tuple(p.shape) for p in params]
         if self._shapes is None:
             self._shapes = shapes
             self.state = {slot: [xp.zeros_like(p) for p in params] for slot in self.slots}
+            self._flat_state = None
         elif shapes != self._shapes:
             raise ValueError(
                 f"this {type(self).__name__} holds state for parameters of shapes {self._shapes}, "
                 f"got {shapes}; use a new optimizer for a different model"
             )
+        if flat and self._flat_state is None and params:
+            self._flatten_state(params, xp)
 
-    def step(self, params: list, grads: list, ops: Any) -> None:
+    def _flatten_state(self, params: list, xp: Any) -> None:
+        """Move per-tensor state (fresh, or loaded from a checkpoint) into flat buffers."""
+        import array_api_compat
+
+        device = array_api_compat.device(params[0])
+        self._flat_state = {}
+        for slot, arrays in self.state.items():
+            flat, views = flat_views(xp, self._shapes, params[0].dtype, device)
+            for view, old in zip(views, arrays):
+                view[...] = old
+            self._flat_state[slot] = flat
+            self.state[slot] = views
+
+    def step(self, params: list, grads: list, ops: Any, flat: tuple[Any, Any] | None = None) -> None:
         raise NotImplementedError
 
     def hyperparameters(self) -> dict:
@@ -74,6 +112,7 @@ class Optimizer:
         self.iterations = int(state["iterations"])
         self._shapes = [tuple(s) for s in state["shapes"]] if state["shapes"] is not None else None
         self.state = {slot: [backend.asarray(a, dtype=dtype) for a in arrays] for slot, arrays in state["slots"].items()}
+        self._flat_state = None  # rebuilt from these on the next flat step
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
@@ -98,12 +137,16 @@ class SGD(Optimizer):
     def hyperparameters(self):
         return {"lr": self.lr, "momentum": self.momentum, "nesterov": self.nesterov}
 
-    def step(self, params, grads, ops):
-        self._ensure_state(params, ops.xp)
+    def step(self, params, grads, ops, flat=None):
+        self._ensure_state(params, ops.xp, flat=flat is not None)
         self.iterations += 1
+        kw = dict(lr=self.lr, momentum=self.momentum, nesterov=self.nesterov)
+        if flat is not None:
+            ops.sgd_update(flat[0], flat[1], self._flat_state.get("velocity"), **kw)
+            return
         velocities = self.state.get("velocity", [None] * len(params))
         for p, g, v in zip(params, grads, velocities):
-            ops.sgd_update(p, g, v, lr=self.lr, momentum=self.momentum, nesterov=self.nesterov)
+            ops.sgd_update(p, g, v, **kw)
 
 
 class Adam(Optimizer):
@@ -121,13 +164,15 @@ class Adam(Optimizer):
     def hyperparameters(self):
         return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
 
-    def step(self, params, grads, ops):
-        self._ensure_state(params, ops.xp)
+    def step(self, params, grads, ops, flat=None):
+        self._ensure_state(params, ops.xp, flat=flat is not None)
         self.iterations += 1
+        kw = dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, step=self.iterations)
+        if flat is not None:
+            ops.adam_update(flat[0], flat[1], self._flat_state["m"], self._flat_state["v"], **kw)
+            return
         for p, g, m, v in zip(params, grads, self.state["m"], self.state["v"]):
-            ops.adam_update(
-                p, g, m, v, lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, step=self.iterations
-            )
+            ops.adam_update(p, g, m, v, **kw)
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
