@@ -148,3 +148,22 @@ def test_kernels_found_from_a_source_checkout():
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, capture_output=True, text=True, check=True).stdout.split()
     assert Path(out[0]) == repo  # the checkout's xpnet/ was imported
     assert out[1] == "True", out
+
+
+def test_training_loop_runs_kernels_serially(monkeypatch, rng):
+    """Inside training_loop() large inputs take the serial variant (parallel Numba threads wait on
+    OpenBLAS's spinning threads during training); outside, they use all cores."""
+    used = []
+    monkeypatch.setattr(numba_cpu, "PARALLEL_MIN_ELEMENTS", 8)
+    monkeypatch.setattr(numba_cpu, "_adam_parallel", lambda *a: used.append("parallel"))
+    monkeypatch.setattr(numba_cpu, "_adam_serial", lambda *a: used.append("serial"))
+    p = np.zeros(64, dtype=np.float32)
+    kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
+    numba_cpu.adam_update(p, p, p.copy(), p.copy(), **kw)
+    with numba_cpu.training_loop():
+        numba_cpu.adam_update(p, p, p.copy(), p.copy(), **kw)
+    numba_cpu.adam_update(p, p, p.copy(), p.copy(), **kw)
+    assert used == ["parallel", "serial", "parallel"]
+    from xpnet.backend import get_backend
+
+    assert ops.Ops(get_backend("numpy")).training_loop is numba_cpu.training_loop

@@ -336,26 +336,27 @@ class Sequential:
         start = time.perf_counter()
         order = backend.permutation(n, self.rng) if shuffle else None
         params = self.parameters()
-        for b in range(n_batches):
-            lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-            if order is None:
-                xb, yb = Xd[lo:hi, ...], yd[lo:hi, ...]
-            else:
-                idx = order[lo:hi]
-                xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
-            loss, out = self._loss_and_backward(xb, yb)
-            if check_each_batch:
-                value = float(loss)
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(epoch_no + 1, b + 1, value)
-            else:
-                batch_losses.append(loss)
-            optimizer.step(params, self._grads(), self.ops, flat=self._flat)
-            loss_sum = loss_sum + loss * float(hi - lo)
-            if correct is not None:
-                correct = correct + self.loss.n_correct(out, yb, xp)
-            for cb in callbacks:
-                cb.on_batch_end(b, {"loss_sum": loss_sum, "seen": hi, "batch_size": batch_size})
+        with self.ops.training_loop():
+            for b in range(n_batches):
+                lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
+                if order is None:
+                    xb, yb = Xd[lo:hi, ...], yd[lo:hi, ...]
+                else:
+                    idx = order[lo:hi]
+                    xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
+                loss, out = self._loss_and_backward(xb, yb)
+                if check_each_batch:
+                    value = float(loss)
+                    if not math.isfinite(value):
+                        raise NonFiniteLossError(epoch_no + 1, b + 1, value)
+                else:
+                    batch_losses.append(loss)
+                optimizer.step(params, self._grads(), self.ops, flat=self._flat)
+                loss_sum = loss_sum + loss * float(hi - lo)
+                if correct is not None:
+                    correct = correct + self.loss.n_correct(out, yb, xp)
+                for cb in callbacks:
+                    cb.on_batch_end(b, {"loss_sum": loss_sum, "seen": hi, "batch_size": batch_size})
         backend.synchronize()
         seconds = time.perf_counter() - start
         if batch_losses:  # device backends: one read-back per epoch

@@ -15,6 +15,7 @@ indices, activations are ``(N, units)``, parameters any shape.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from typing import Any, Callable
@@ -211,6 +212,8 @@ class Ops:
                 self.kernel_family, self.reason = label, ""
         self.fused = family is not None
 
+        # A context the training loop runs in: Numba kernels go serial there (see kernels.numba_cpu).
+        self.training_loop = getattr(family, "training_loop", contextlib.nullcontext)
         self.sigmoid = lambda z: sigmoid_reference(z, xp)
         self.softmax = lambda z: softmax_reference(z, xp)
         self.log_softmax = lambda z: log_softmax_reference(z, xp)
