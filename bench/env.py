@@ -60,7 +60,8 @@ def environment() -> dict:
         except metadata.PackageNotFoundError:
             continue
     commit = _git("rev-parse", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # Result folders are rewritten by the benchmarks themselves; only code changes make a run "dirty".
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results", ":!bench/out"))
     return {
         "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": [Path(sys.executable).name, *sys.argv],
