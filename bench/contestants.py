@@ -13,12 +13,12 @@ clock read, and the median over the measured epochs.
 from __future__ import annotations
 
 import os
-import resource
-import sys
 import time
 from typing import Callable
 
 import numpy as np
+
+from xpnet.cli import peak_rss_bytes
 
 from .task import Task, load_data
 
@@ -27,8 +27,6 @@ class Unavailable(Exception):
     """This contestant cannot run here; the message says why."""
 
 
-def peak_rss_bytes() -> int:
-    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * (1 if sys.platform == "darwin" else 1024)
 
 
 def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) -> dict:
@@ -47,9 +45,9 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) ->
 def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
     def run(task: Task) -> dict:
         import xpnet
-        from xpnet import Adam, Dense, Sequential
+        from xpnet import Adam, Sequential
         from xpnet.backend import cupy_usable
-        from xpnet.layers import get_activation
+        from xpnet.layers import dense_stack
 
         if backend_name == "cupy":
             ok, why = cupy_usable()
@@ -58,13 +56,7 @@ def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
         backend = xpnet.get_backend(backend_name, strict=True)
 
         def network():
-            layers = []
-            widths = task.widths
-            for i, (a, b) in enumerate(zip(widths, widths[1:])):
-                layers.append(Dense(a, b))
-                if i < len(widths) - 2:
-                    layers.append(get_activation(task.activation))
-            return Sequential(layers, loss=task.loss, backend=backend, dtype=task.dtype, seed=task.seed, fused=fused)
+            return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype, seed=task.seed, fused=fused)
 
         if fused and not network().ops.fused:  # never report the reference path as "fused"
             raise Unavailable(f"fused kernels are not active: {network().ops.reason}")

@@ -1,7 +1,6 @@
 """The xpnet command: arguments and errors, outputs, checkpoints and resume, faults, a real MNIST run."""
 
 import json
-import os
 import re
 import signal
 import subprocess

@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import xpnet
 from xpnet import Adam, Dense, Sequential, Sigmoid, ops
-from xpnet.backend import cupy_usable, get_backend
+from xpnet.backend import cupy_usable
 
 GPU_OK, WHY = cupy_usable()
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not GPU_OK, reason=f"needs a CUDA GPU: {WHY}")]

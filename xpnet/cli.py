@@ -107,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # -- commands ---------------------------------------------------------------------
-def _peak_rss_bytes() -> int:
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(kb) * (1 if sys.platform == "darwin" else 1024)
 
@@ -119,15 +120,10 @@ def _write_json(path: str, payload: dict) -> None:
 
 
 def build_network(n_features: int, n_classes: int, args: argparse.Namespace) -> Any:
-    from .layers import Dense, get_activation
+    from .layers import dense_stack
     from .network import Sequential
 
-    widths = [n_features, *args.hidden, n_classes]
-    layers: list = []
-    for i, (a, b) in enumerate(zip(widths, widths[1:])):
-        layers.append(Dense(a, b))
-        if i < len(widths) - 2:
-            layers.append(get_activation(args.activation))
+    layers = dense_stack([n_features, *args.hidden, n_classes], args.activation)
     return Sequential(layers, loss="softmax_cross_entropy", backend=args.backend, dtype=args.dtype,
                       seed=args.seed, fused=False if args.no_fused else None)
 
@@ -209,12 +205,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         _write_json(args.json, {
             "command": sys.argv, "dataset": args.dataset, "args": {k: v for k, v in vars(args).items() if k != "func"},
             "history": dict(history), "test_loss": final["loss"], "test_accuracy": final["accuracy"],
-            "epochs": model.epochs_trained, "seconds_total": total, "peak_rss_bytes": _peak_rss_bytes(),
+            "epochs": model.epochs_trained, "seconds_total": total, "peak_rss_bytes": peak_rss_bytes(),
             "backend": model.backend.describe(), "fused": model.ops.fused, "xpnet_version": __version__,
             "python": platform.python_version(), "machine": platform.machine(),
         })
     print(f"test accuracy {final['accuracy']:.4f}, test loss {final['loss']:.4f} after {model.epochs_trained} epochs "
-          f"({total:.1f} s, peak memory {_peak_rss_bytes() / 2**20:.0f} MiB)")
+          f"({total:.1f} s, peak memory {peak_rss_bytes() / 2**20:.0f} MiB)")
     return 0
 
 

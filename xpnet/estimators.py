@@ -21,8 +21,9 @@ import numpy as np
 
 from ._validation import check_features, check_positive_int, check_same_length
 from .backend import get_backend
-from .layers import Dense, get_activation
+from .layers import Dense, dense_stack
 from .network import Sequential
+from .ops import _device
 from .optim import SGD, Adam
 
 __all__ = ["LinearRegression", "LogisticRegression", "Perceptron", "MLPClassifier", "MLPRegressor"]
@@ -250,12 +251,6 @@ def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100) -> float:
     largest = float(xp.sum(v * (gram @ v)))
     column_means = xp.mean(Xd, axis=0)  # the intercept column couples through the means
     return 1.0 / (largest + 1.0 + float(xp.sum(column_means * column_means)))
-
-
-def _device(x: Any) -> Any:
-    import array_api_compat
-
-    return array_api_compat.device(x)
 
 
 class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
@@ -510,12 +505,7 @@ class _MLPBase(_Estimator):
         widths = [self.n_features_in_, *self._hidden(), n_out]
         optimizer = self._optimizer()
         batch_size = self._batch_size(Xd.shape[0])
-        layers: list = []
-        for i, (a, b) in enumerate(zip(widths, widths[1:])):
-            layers.append(Dense(a, b))
-            if i < len(widths) - 2 and self.activation != "identity":
-                layers.append(get_activation(self.activation))
-        model = Sequential(layers, loss=loss, backend=self.backend, dtype=self.dtype,
+        model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self.backend, dtype=self.dtype,
                            seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
         self._run_epochs(model, Xd, yd, optimizer, batch_size, bool(self.shuffle), rule)

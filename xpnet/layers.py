@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Layer", "Dense", "Sigmoid", "Tanh", "ReLU", "Activation", "ACTIVATIONS", "get_activation"]
+__all__ = ["Layer", "Dense", "Sigmoid", "Tanh", "ReLU", "Activation", "ACTIVATIONS", "get_activation", "dense_stack"]
 
 
 class Layer:
@@ -192,6 +192,17 @@ def get_activation(name: str) -> Activation:
     if not isinstance(name, str) or name.lower() not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name.lower()]()
+
+
+def dense_stack(widths: list[int], activation: str | None) -> list[Layer]:
+    """``Dense`` layers through ``widths`` (input first, output last) with ``activation`` between
+    them (``None`` or ``"identity"`` for none); the output layer has no activation (the loss takes logits)."""
+    layers: list[Layer] = []
+    for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
+        layers.append(Dense(n_in, n_out))
+        if i < len(widths) - 2 and activation not in (None, "identity"):
+            layers.append(get_activation(activation))
+    return layers
 
 
 def layer_from_config(config: dict) -> Layer:

@@ -77,9 +77,9 @@ class Optimizer:
 
     def _flatten_state(self, params: list, xp: Any) -> None:
         """Move per-tensor state (fresh, or loaded from a checkpoint) into flat buffers."""
-        import array_api_compat
+        from .ops import _device
 
-        device = array_api_compat.device(params[0])
+        device = _device(params[0])
         self._flat_state = {}
         for slot, arrays in self.state.items():
             flat, views = flat_views(xp, self._shapes, params[0].dtype, device)
