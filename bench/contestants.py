@@ -42,7 +42,7 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) ->
 
 
 # -- xpnet ----------------------------------------------------------------------------
-def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
+def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None) -> Callable[[Task], dict]:
     def run(task: Task) -> dict:
         import xpnet
         from xpnet import Adam, Sequential
@@ -56,7 +56,8 @@ def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
         backend = xpnet.get_backend(backend_name, strict=True)
 
         def network():
-            return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype, seed=task.seed, fused=fused)
+            return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype,
+                              seed=task.seed, fused=fused, graphs=graphs)
 
         if fused and not network().ops.fused:  # never report the reference path as "fused"
             raise Unavailable(f"fused kernels are not active: {network().ops.reason}")
@@ -77,6 +78,8 @@ def _xpnet(backend_name: str, fused: bool) -> Callable[[Task], dict]:
         accuracy = model.evaluate(X_test, y_test)["accuracy"]
         extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "backend": backend.describe(),
                  "train_loss": list(history.loss)}
+        if backend.is_cupy:
+            extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
         if backend.is_cupy:
             import cupy
 
@@ -187,7 +190,8 @@ def _torch(device: str) -> Callable[[Task], dict]:
 CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-numpy-fused": _xpnet("numpy", True),
     "xpnet-numpy-unfused": _xpnet("numpy", False),
-    "xpnet-cupy-fused": _xpnet("cupy", True),
+    "xpnet-cupy-fused": _xpnet("cupy", True),  # CUDA-graph replay where it pays (graphs=None)
+    "xpnet-cupy-fused-eager": _xpnet("cupy", True, graphs=False),
     "xpnet-cupy-unfused": _xpnet("cupy", False),
     "sklearn-mlp": sklearn_mlp,
     "torch-cpu": _torch("cpu"),

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# All GPU work for the CuPy issue in one device call: the whole test suite (CuPy tests
-# included), the kernel bandwidths, and the MNIST harness with the sweep.
+# The GPU work of the CuPy issue, in one or two device calls.
+#
+#   bash bench/device_run.sh tests     # the whole test suite (CuPy tests included), kernel bandwidths, launches per step
+#   bash bench/device_run.sh mnist     # the MNIST harness with every contestant, and the sweep
+#   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
+#   bash bench/device_run.sh quick     # a short smoke run of everything
 #
 # The device image has CuPy, Numba, NumPy, PyTorch, scikit-learn, pytest, hypothesis, tqdm and
 # matplotlib, but not array-api-compat, array-api-strict, pooch or platformdirs: carry them as
@@ -8,13 +12,13 @@
 #   echo /.whl/ >> .git/info/exclude
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl \
 #       array-api-compat==1.16.0 array-api-strict==2.6.1 pooch==1.9.0 platformdirs==4.14.7
-# Then the device call (carry: [".whl"]):   bash bench/device_run.sh [--quick]
+# Then the device call (carry: [".whl"]):   bash bench/device_run.sh tests
 # Results land in $OUT (the device tool brings them back) or bench/out/device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-bench/out/device}
 mkdir -p "$OUT"
-QUICK=${1:-}
+STAGE=${1:-all}
 PY=${PYTHON:-python3}
 
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -26,18 +30,24 @@ fi
 export PYTHONUNBUFFERED=1
 
 { nvidia-smi || echo "no nvidia-smi"; } > "$OUT/nvidia-smi.txt" 2>&1
-$PY -m xpnet.cli info | tee "$OUT/xpnet-info.txt"
+$PY -m xpnet.cli info > "$OUT/xpnet-info.txt" 2>&1
 
-echo "== tests (the whole suite; CuPy tests run where a GPU is usable)"
-$PY -m pytest -q -p no:cacheprovider tests 2>&1 | tee "$OUT/pytest.log" | tail -15
-
-echo "== kernels"
-$PY -m bench.kernels ${QUICK:+--quick} --out "$OUT" | tail -25
-
-echo "== MNIST harness"
-if [ -n "$QUICK" ]; then
-  $PY -m bench.mnist --quick --out "$OUT" 2>/dev/null | tail -15
-else
-  $PY -m bench.mnist --sweep --out "$OUT" 2>/dev/null | tail -15
+if [ "$STAGE" = tests ] || [ "$STAGE" = all ] || [ "$STAGE" = quick ]; then
+  echo "== tests (the whole suite; CuPy tests run where a GPU is usable)"
+  SELECT=(); [ "$STAGE" = quick ] && SELECT=(-m gpu)
+  $PY -m pytest -q -rs -p no:cacheprovider -n 8 "${SELECT[@]}" tests > "$OUT/pytest.log" 2>&1
+  tail -12 "$OUT/pytest.log"
+  echo "== kernels"
+  $PY -m bench.kernels --no-cpu $([ "$STAGE" = quick ] && echo --quick) --out "$OUT" 2>&1 | grep -E "gpu|copy" | tail -12
+  echo "== launches per step"
+  $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | tail -8
 fi
-ls -la "$OUT"
+if [ "$STAGE" = mnist ] || [ "$STAGE" = all ] || [ "$STAGE" = quick ]; then
+  echo "== MNIST harness"
+  if [ "$STAGE" = quick ]; then
+    $PY -m bench.mnist --quick --contestants all --out "$OUT" 2>/dev/null | tail -15
+  else
+    $PY -m bench.mnist --sweep --sweep-contestants xpnet-numpy-fused,xpnet-cupy-fused,xpnet-cupy-fused-eager,torch-cuda --timeout 300 --out "$OUT" 2>/dev/null | tail -15
+  fi
+fi
+ls "$OUT"

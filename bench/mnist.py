@@ -29,6 +29,7 @@ from .task import REFERENCE, Task
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_BATCH_SIZES = (32, 128, 512, 2048)
 SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024))
+SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "torch-cpu", "torch-cuda")
 
 
 # -- one contestant, in a child process ------------------------------------------------------
@@ -170,6 +171,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="batch sizes for --sweep (default %(default)s)")
     p.add_argument("--sweep-hidden", default=";".join(",".join(map(str, h)) for h in SWEEP_HIDDEN),
                    help="hidden widths for --sweep, networks separated by ';' (default %(default)s)")
+    p.add_argument("--sweep-contestants", default=",".join(SWEEP_CONTESTANTS),
+                   help="contestants timed in --sweep, of those that ran (default %(default)s)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per contestant")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     p.add_argument("--task-json", help=argparse.SUPPRESS)
@@ -230,8 +233,7 @@ def main(argv=None) -> int:
 
     sweep = []
     if args.sweep:
-        sweep_names = [n for n in ("xpnet-numpy-fused", "xpnet-cupy-fused", "torch-cpu", "torch-cuda")
-                       if results.get(n, {}).get("status") == "ok"]
+        sweep_names = [n for n in args.sweep_contestants.split(",") if results.get(n, {}).get("status") == "ok"]
         base = task.but(epochs=2, train_samples=min(task.train_samples, 20000))
         batch_sizes = [int(b) for b in args.sweep_batch_sizes.split(",") if b.strip()]
         widths = [tuple(int(w) for w in net.split(",")) for net in args.sweep_hidden.split(";") if net.strip()]

@@ -11,6 +11,7 @@ CUDA sources below are what CI compiles with ``nvcc``.
 - ``softmax_cross_entropy``: ``softmax_ce.cu``, one block per row with warp-shuffle
   reductions, no one-hot matrix. Then one reduction for the mean of the row losses.
 - ``adam_update`` / ``sgd_update``: param and state updated in place by one kernel.
+- ``captured_training``: whole training steps replayed as one CUDA graph (``cupy_graph``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 
 __all__ = [
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "matmul_into", "sum_rows_into", "ELEMENTWISE", "SOFTMAX_CE_SOURCE",
+    "matmul", "matmul_into", "sum_rows_into", "captured_training", "ELEMENTWISE", "SOFTMAX_CE_SOURCE",
 ]
 
 # name -> (input params, output params, body): CuPy ElementwiseKernel definitions.
@@ -119,6 +120,13 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
         _elementwise("sgd_momentum")(grad, lr, momentum, bool(nesterov), param, velocity)
 
 
+def matmul(a, b):
+    """``a @ b`` through cuBLAS."""
+    import cupy
+
+    return cupy.matmul(a, b)
+
+
 def matmul_into(a, b, out):
     """``out[...] = a @ b``: cuBLAS writes into ``out`` (a view of the flat gradient buffer)."""
     import cupy
@@ -131,3 +139,10 @@ def sum_rows_into(g, out):
     import cupy
 
     cupy.sum(g, axis=0, out=out)
+
+
+def captured_training(model, optimizer, X, y, batch_size):
+    """A :class:`~xpnet.kernels.cupy_graph.CapturedTraining`: training steps replayed as a CUDA graph."""
+    from .cupy_graph import CapturedTraining
+
+    return CapturedTraining(model, optimizer, X, y, batch_size)

@@ -36,7 +36,7 @@ from xpnet import ops as _ops
 
 __all__ = [
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "matmul_into", "sum_rows_into", "training_loop", "warmup",
+    "matmul", "matmul_into", "sum_rows_into", "training_loop", "warmup",
 ]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN inputs must propagate as NumPy's do.
@@ -236,6 +236,11 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
 
 
 # -- gradients written in place (views of the model's flat gradient buffer) --------------
+def matmul(a, b):
+    """``a @ b`` through NumPy's BLAS."""
+    return np.matmul(a, b)
+
+
 def matmul_into(a, b, out):
     """``out[...] = a @ b`` with BLAS writing straight into ``out`` (no temporary, no copy)."""
     np.matmul(a, b, out=out)

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from xpnet.kernels import cupy_gpu
+from xpnet.kernels import cupy_gpu, cupy_graph
 
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on the PATH")
@@ -24,17 +24,29 @@ def nvcc_compile(source_path, tmp_path, *defines):
     assert (tmp_path / "out.o").stat().st_size > 0
 
 
-def test_softmax_cross_entropy_kernel_compiles(tmp_path):
-    nvcc_compile(cupy_gpu.SOFTMAX_CE_SOURCE, tmp_path, "-DXPNET_NVCC_CHECK")
+@pytest.mark.parametrize("source", [cupy_gpu.SOFTMAX_CE_SOURCE, cupy_graph.GEMM_SOURCE, cupy_graph.STEP_SOURCE],
+                         ids=lambda p: p.name)
+def test_raw_kernels_compile(source, tmp_path):
+    nvcc_compile(source, tmp_path, "-DXPNET_NVCC_CHECK")
+
+
+# CuPy's names for the parameter types an ElementwiseKernel declares explicitly.
+CUDA_TYPES = {"int64": "long long", "float64": "double", "float32": "float", "bool": "bool", "T": "T"}
 
 
 def elementwise_as_cuda(name, in_params, out_params, body):
     """Wrap an ElementwiseKernel body the way CuPy does: each parameter is element i of an array."""
     params, loads = [], []
     for kind, decl in (("in", in_params), ("out", out_params)):
-        for typ, var in (p.split() for p in decl.split(",")):
-            params.append(f"{'const ' if kind == 'in' else ''}{typ}* {kind}_{var}")
-            loads.append(f"{'const ' if kind == 'in' else ''}{typ}{'' if kind == 'in' else '&'} {var} = {kind}_{var}[i];")
+        for words in (p.split() for p in decl.split(",")):
+            raw = words[0] == "raw"  # a raw array is indexed by the body itself
+            typ, var = CUDA_TYPES[words[-2]], words[-1]
+            const = "const " if kind == "in" else ""
+            if raw:
+                params.append(f"{const}{typ}* {var}")
+            else:
+                params.append(f"{const}{typ}* {kind}_{var}")
+                loads.append(f"{const}{typ}{'' if kind == 'in' else '&'} {var} = {kind}_{var}[i];")
     signature = ", ".join(params + ["long long n"])
     instances = "".join(
         "template __global__ void xpnet_" + name + "<" + t + ">(" + re.sub(r"\bT\b", t, signature) + ");\n"
@@ -47,8 +59,11 @@ def elementwise_as_cuda(name, in_params, out_params, body):
     )
 
 
-@pytest.mark.parametrize("name", sorted(cupy_gpu.ELEMENTWISE))
+ALL_ELEMENTWISE = {**cupy_gpu.ELEMENTWISE, **cupy_graph.GRAPH_ELEMENTWISE}
+
+
+@pytest.mark.parametrize("name", sorted(ALL_ELEMENTWISE))
 def test_elementwise_kernel_bodies_compile(name, tmp_path):
     source = tmp_path / f"{name}.cu"
-    source.write_text(elementwise_as_cuda(name, *cupy_gpu.ELEMENTWISE[name]))
+    source.write_text(elementwise_as_cuda(name, *ALL_ELEMENTWISE[name]))
     nvcc_compile(source, tmp_path)

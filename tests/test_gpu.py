@@ -114,6 +114,8 @@ def test_arrays_on_another_device_are_refused(cp):
 
 @pytest.mark.mnist
 def test_short_mnist_run_matches_the_cpu():
+    """Same initial weights and the same batches (no shuffle: the GPU draws its own permutation)
+    on both devices; the GPU run replays CUDA graphs (graphs=None picks them at batch 128)."""
     from xpnet.datasets import load_mnist
 
     X_train, y_train, X_test, y_test = load_mnist(MNIST_DIR, download=False)
@@ -121,7 +123,9 @@ def test_short_mnist_run_matches_the_cpu():
     accuracy = {}
     for backend in ("numpy", "cupy"):
         model = Sequential([Dense(784, 256), Sigmoid(), Dense(256, 128), Sigmoid(), Dense(128, 10)], backend=backend, seed=0)
-        model.fit(X_train, y_train, epochs=3, batch_size=128, optimizer=Adam(1e-3))
+        model.fit(X_train, y_train, epochs=3, batch_size=128, optimizer=Adam(1e-3), shuffle=False)
         accuracy[backend] = model.evaluate(X_test, y_test)["accuracy"]
+        if backend == "cupy":
+            assert model._captured is not None and model._captured.launches > 0
     assert accuracy["cupy"] > 0.9
     assert abs(accuracy["cupy"] - accuracy["numpy"]) <= 0.003, accuracy

@@ -260,3 +260,12 @@ def test_value_and_grad_results_survive_the_next_call(rng):
     model.value_and_grad(-X, np.ones(10, dtype=int))
     for g, k in zip(first, kept):
         np.testing.assert_array_equal(g, k)
+
+
+def test_graphs_option_is_checked_at_construction():
+    with pytest.raises(ValueError, match="graphs must be True, False or None"):
+        Sequential([Dense(2, 2)], graphs="yes")
+    with pytest.raises(ValueError, match="graphs=True needs the CuPy backend"):
+        Sequential([Dense(2, 2)], backend="numpy", graphs=True)
+    model = Sequential([Dense(2, 2)], backend="numpy")
+    assert model.uses_graphs(None, 32, 100)[0] is False

@@ -104,7 +104,7 @@ class Dense(Layer):
     def forward(self, x, add_bias: bool = True):
         """``(N, n_in) -> (N, n_out)``; with ``add_bias=False`` the bias is left to a fused activation."""
         self._x = x
-        z = x @ self.params[0]
+        z = self.ops.matmul(x, self.params[0])
         return z + self.params[1] if add_bias else z
 
     def backward(self, grad_out, need_input_grad=True):
@@ -121,7 +121,7 @@ class Dense(Layer):
             self.grads = self.grad_buffers
         else:
             self.grads = [x.T @ grad_out, xp.sum(grad_out, axis=0)]
-        return grad_out @ self.params[0].T if need_input_grad else None
+        return self.ops.matmul(grad_out, self.params[0].T) if need_input_grad else None
 
     def config(self):
         return {"type": "Dense", "n_in": self.n_in, "n_out": self.n_out, "init": self.init}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -28,6 +29,20 @@ __all__ = ["Sequential", "History", "NonFiniteLossError", "DeviceMemoryError", "
 
 MODEL_FORMAT = "xpnet.Sequential"
 _PREDICT_CHUNK = 8192
+# graphs=None replays steps as a CUDA graph when batch_size * (widest layer) is at most this:
+# there the GPU step is bound by launch overhead, and cuBLAS (which a graph cannot hold here)
+# is not needed for speed.
+GRAPH_AUTO_MAX_ELEMENTS = 1 << 20
+
+
+def graphs_default() -> bool | None:
+    """``XPNET_CUDA_GRAPHS``: 0/false/off/no turns CUDA-graph replay off, 1/true/on/yes forces it."""
+    value = os.environ.get("XPNET_CUDA_GRAPHS", "").strip().lower()
+    if value in {"0", "false", "off", "no"}:
+        return False
+    if value in {"1", "true", "on", "yes"}:
+        return True
+    return None
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -94,6 +109,13 @@ class Sequential:
         Fused kernels on/off (``None`` follows ``XPNET_FUSED``, default on).
     l2 : float
         L2 penalty ``l2 / (2N) * sum ||W||^2`` on the Dense weights (not the biases).
+    graphs : bool or None
+        Replay each training step as one CUDA graph (CuPy with fused kernels only; see
+        :mod:`xpnet.kernels.cupy_graph`). ``None`` (default, or ``XPNET_CUDA_GRAPHS``)
+        does so where it pays: Adam or SGD, and ``batch_size`` times the widest layer at
+        most ``GRAPH_AUTO_MAX_ELEMENTS``. ``True`` requires it; ``False`` never does it.
+        The arithmetic is the same either way, except that the captured step's matrix
+        products are xpnet's own kernel instead of cuBLAS (same result up to rounding).
     """
 
     def __init__(
@@ -105,6 +127,7 @@ class Sequential:
         seed: int | None = None,
         fused: bool | None = None,
         l2: float = 0.0,
+        graphs: bool | None = None,
     ) -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
@@ -122,6 +145,8 @@ class Sequential:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0 or not math.isfinite(l2):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        if graphs not in (None, True, False):
+            raise ValueError(f"graphs must be True, False or None, got {graphs!r}")
         self.layers = layers
         self.loss = get_loss(loss)
         self.backend = get_backend(backend)
@@ -146,6 +171,11 @@ class Sequential:
         # With fused kernels, parameters and gradients are views of two flat buffers, so the
         # optimizer updates every parameter with one kernel call (one launch on a GPU).
         self._flat = self._pack_parameters() if self.ops.fused else None
+        self.graphs = graphs_default() if graphs is None else graphs
+        if self.graphs and self.ops.captured_training is None:
+            why = self.ops.reason or f"the {self.ops.kernel_family} kernels have no CUDA-graph replay"
+            raise ValueError(f"graphs=True needs the CuPy backend with fused kernels; this model cannot ({why})")
+        self._captured = None  # the CapturedTraining of the last fit, while its graph may be replayed
 
     def _pack_parameters(self) -> tuple[Any, Any]:
         """Move the parameters into one flat buffer (views per layer) and give each layer
@@ -303,6 +333,7 @@ class Sequential:
             if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             val = self._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+        captured = self._captured_training(optimizer, Xd, yd, batch_size)
         optimizer._ensure_state(self.parameters(), self.backend.xp, flat=self._flat is not None)
         callbacks = list(callbacks)
         if verbose == 2:
@@ -312,7 +343,10 @@ class Sequential:
 
         history = History()
         for _ in range(epochs):
-            logs = self._train_epoch(Xd, yd, batch_size, optimizer, shuffle, callbacks)
+            if captured is not None:
+                logs = self._train_epoch_captured(captured, Xd.shape[0], batch_size, shuffle, callbacks)
+            else:
+                logs = self._train_epoch(Xd, yd, batch_size, optimizer, shuffle, callbacks)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val).items()})
             history.append(logs)
@@ -320,6 +354,60 @@ class Sequential:
                 cb.on_epoch_end(self.epochs_trained, logs)
             self.epochs_trained += 1
         return history
+
+    def uses_graphs(self, optimizer: Any, batch_size: int, n_samples: int) -> tuple[bool, str]:
+        """Whether ``fit`` would replay its steps as a CUDA graph, and why not when it would not."""
+        if self.graphs is False:
+            return False, "graphs=False"
+        if self.ops.captured_training is None:
+            return False, self.ops.reason or f"no CUDA-graph replay for the {self.backend.name} backend"
+        from .kernels.cupy_graph import capturable_optimizer
+
+        why = capturable_optimizer(optimizer)
+        if not why and n_samples < batch_size:
+            why = f"no full batch of {batch_size} in {n_samples} samples"
+        widest = max([self.n_features] + [layer.n_out for layer in self.layers if isinstance(layer, Dense)])
+        if not why and self.graphs is None and batch_size * widest > GRAPH_AUTO_MAX_ELEMENTS:
+            why = (f"batch_size * widest layer = {batch_size * widest} > {GRAPH_AUTO_MAX_ELEMENTS}: "
+                   "cuBLAS outruns the captured step's products there")
+        if why and self.graphs:
+            raise ValueError(f"graphs=True, but this fit cannot replay a CUDA graph: {why}")
+        return not why, why
+
+    def _captured_training(self, optimizer, Xd, yd, batch_size):
+        """A new CapturedTraining for this fit's data, or None (checked before any state changes)."""
+        use, _ = self.uses_graphs(optimizer, batch_size, Xd.shape[0])
+        if not use:
+            return None
+        optimizer._ensure_state(self.parameters(), self.backend.xp, flat=True)
+        self._captured = self.ops.captured_training(self, optimizer, Xd, yd, batch_size)
+        return self._captured
+
+    def _train_epoch_captured(self, captured, n, batch_size, shuffle, callbacks) -> dict:
+        """One epoch of CUDA-graph replays: one launch per full batch, one device read per epoch."""
+        backend = self.backend
+        n_batches = -(-n // batch_size)
+        epoch_no = self.epochs_trained
+        for cb in callbacks:
+            cb.on_epoch_begin(epoch_no, n_batches)
+        backend.synchronize()
+        start = time.perf_counter()
+        captured.begin_epoch(backend.permutation(n, self.rng) if shuffle else None)
+        with self.ops.training_loop():
+            for b in range(n_batches):
+                hi = min(n, (b + 1) * batch_size)
+                captured.step(hi - b * batch_size)
+                for cb in callbacks:
+                    cb.on_batch_end(b, {"loss_sum": captured.loss_sum, "seen": hi, "batch_size": batch_size})
+        figures = captured.end_epoch()  # synchronises
+        seconds = time.perf_counter() - start
+        if figures["first_bad_batch"] >= 0:
+            raise NonFiniteLossError(epoch_no + 1, figures["first_bad_batch"] + 1, figures["bad_value"], before_update=False)
+        logs = {"loss": figures["loss_sum"] / n}
+        if self.loss.is_classifier:
+            logs["accuracy"] = figures["correct"] / n
+        logs["seconds"] = seconds
+        return logs
 
     def _train_epoch(self, Xd, yd, batch_size, optimizer, shuffle, callbacks) -> dict:
         xp, backend = self.backend.xp, self.backend

@@ -31,6 +31,7 @@ __all__ = [
     "softmax_cross_entropy_reference",
     "adam_update_reference",
     "sgd_update_reference",
+    "matmul_reference",
     "matmul_into_reference",
     "sum_rows_into_reference",
     "sigmoid_backward",
@@ -108,6 +109,11 @@ def softmax_cross_entropy_reference(logits: Any, labels: Any, xp: Any) -> tuple[
     return loss, grad
 
 
+def matmul_reference(a: Any, b: Any, xp: Any) -> Any:
+    """``a @ b`` for ``(M, K)`` and ``(K, N)`` arrays (either may be a transposed view)."""
+    return a @ b
+
+
 def matmul_into_reference(a: Any, b: Any, out: Any, xp: Any) -> None:
     """``out[...] = a @ b``: a product written into an existing array (a view of a flat buffer)."""
     out[...] = a @ b
@@ -151,7 +157,7 @@ def sgd_update_reference(
 # ----------------------------------------------------------------------------
 _KERNEL_NAMES = (
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "matmul_into", "sum_rows_into",
+    "matmul", "matmul_into", "sum_rows_into",
 )
 
 
@@ -191,6 +197,9 @@ class Ops:
         Whether fused kernels are actually in use.
     kernel_family : str or None
         ``"numba"``, ``"cupy"`` or None.
+    captured_training : callable or None
+        ``(model, optimizer, X, y, batch_size) -> CapturedTraining`` where the family can
+        replay whole training steps as a CUDA graph (CuPy), else None.
     reason : str
         Why the reference path is used, when it is.
     """
@@ -214,6 +223,7 @@ class Ops:
 
         # A context the training loop runs in: Numba kernels go serial there (see kernels.numba_cpu).
         self.training_loop = getattr(family, "training_loop", contextlib.nullcontext)
+        self.captured_training = getattr(family, "captured_training", None)
         self.sigmoid = lambda z: sigmoid_reference(z, xp)
         self.softmax = lambda z: softmax_reference(z, xp)
         self.log_softmax = lambda z: log_softmax_reference(z, xp)
@@ -226,6 +236,7 @@ class Ops:
             self.softmax_cross_entropy = lambda logits, labels: softmax_cross_entropy_reference(logits, labels, xp)
             self.adam_update = lambda *a, **k: adam_update_reference(*a, xp=xp, **k)
             self.sgd_update = lambda *a, **k: sgd_update_reference(*a, xp=xp, **k)
+            self.matmul = lambda a, b: matmul_reference(a, b, xp)
             self.matmul_into = lambda a, b, out: matmul_into_reference(a, b, out, xp)
             self.sum_rows_into = lambda g, out: sum_rows_into_reference(g, out, xp)
 

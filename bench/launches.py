@@ -1,0 +1,137 @@
+"""Kernel launches per training step on the GPU, for xpnet-cupy (each mode) and PyTorch eager.
+
+    python -m bench.launches --out bench/out        # needs a CUDA GPU, CuPy and PyTorch
+
+Counts come from CUPTI through ``torch.profiler``, which records every kernel
+and every launch call of the process, CuPy's included. To leave out per-epoch
+work (shuffle, counters, the one read-back, a graph's capture), a short epoch
+of ``n1`` batches and a longer one of ``n2`` batches are profiled, and the
+difference is divided by ``n2 - n1``:
+
+- ``kernels``: GPU kernels executed per step (inside a CUDA graph or not);
+- ``host_launches``: launch calls the host makes per step (``cuLaunchKernel``,
+  ``cudaLaunchKernel*``, ``cudaGraphLaunch``...), the cost that bounds small batches;
+- ``gpu_busy_us``: summed kernel time per step.
+
+Writes ``launches.json`` and ``launches.md`` to ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable
+
+LAUNCH_CALLS = ("cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernel", "cudaLaunchKernelExC",
+                "cudaLaunchKernelEx", "cudaGraphLaunch", "cuGraphLaunch", "cudaLaunchCooperativeKernel")
+
+
+def _profile(fn: Callable[[], None]) -> dict:
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    kernels = launches = 0
+    busy_us = 0.0
+    for event in prof.events():
+        if str(event.device_type).endswith("CUDA"):
+            kernels += 1
+            busy_us += event.device_time if hasattr(event, "device_time") else event.cuda_time
+        elif event.name in LAUNCH_CALLS:
+            launches += 1
+    return {"kernels": kernels, "host_launches": launches, "gpu_busy_us": busy_us}
+
+
+def count_per_step(run_batches: Callable[[int], None], n1: int, n2: int) -> dict:
+    """Per-step counts from ``run_batches(n)`` (one epoch of ``n`` batches) at ``n1`` and ``n2``."""
+    run_batches(n1)  # warm-up: compilation, allocator growth
+    short, long = _profile(lambda: run_batches(n1)), _profile(lambda: run_batches(n2))
+    return {key: (long[key] - short[key]) / (n2 - n1) for key in short}
+
+
+def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 128) -> Callable[[int], None]:
+    import cupy
+
+    from xpnet import Adam, Sequential
+    from xpnet.layers import dense_stack
+
+    model = Sequential(dense_stack([784, *hidden, 10], "sigmoid"), backend="cupy", seed=0, fused=fused, graphs=graphs if fused else False)
+    rng = cupy.random.default_rng(0)
+    X = rng.random((batch_size * 64, 784), dtype=cupy.float32)
+    y = rng.integers(0, 10, size=batch_size * 64).astype(cupy.int64)
+    optimizer = Adam(1e-3)
+
+    def run(n: int) -> None:
+        model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
+
+    return run
+
+
+def torch_case(hidden=(256, 128), batch_size: int = 128) -> Callable[[int], None]:
+    import torch
+
+    widths = [784, *hidden, 10]
+    layers = []
+    for i, (a, b) in enumerate(zip(widths, widths[1:])):
+        layers.append(torch.nn.Linear(a, b))
+        if i < len(widths) - 2:
+            layers.append(torch.nn.Sigmoid())
+    net = torch.nn.Sequential(*layers).cuda()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    X = torch.rand(batch_size * 64, 784, device="cuda")
+    y = torch.randint(0, 10, (batch_size * 64,), device="cuda")
+
+    def run(n: int) -> None:  # the same loop as the torch-cuda contestant of bench.mnist
+        perm = torch.randperm(n * batch_size, device="cuda")
+        for lo in range(0, n * batch_size, batch_size):
+            idx = perm[lo: lo + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(net(X[idx]), y[idx]).backward()
+            opt.step()
+
+    return run
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
+    p.add_argument("--n1", type=int, default=10)
+    p.add_argument("--n2", type=int, default=50)
+    args = p.parse_args(argv)
+    from xpnet.backend import cupy_usable
+
+    ok, why = cupy_usable()
+    if not ok:
+        print(f"needs a CUDA GPU: {why}", file=sys.stderr)
+        return 1
+    from .env import environment
+
+    cases = {
+        "xpnet-cupy-unfused": lambda: xpnet_case(graphs=False, fused=False),
+        "xpnet-cupy-fused (eager)": lambda: xpnet_case(graphs=False, fused=True),
+        "xpnet-cupy-fused (CUDA graph)": lambda: xpnet_case(graphs=True, fused=True),
+        "torch-cuda eager": torch_case,
+    }
+    results = {name: count_per_step(make(), args.n1, args.n2) for name, make in cases.items()}
+    lines = ["Per training step of the MNIST reference network (784-256-128-10 sigmoid, batch 128, Adam, float32).", "",
+             "| mode | kernels on the GPU | launch calls from the host | GPU busy (us) |", "|---|---:|---:|---:|"]
+    for name, r in results.items():
+        lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
+    table = "\n".join(lines)
+    print(table)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "launches.json").write_text(json.dumps({"results": results, "n1": args.n1, "n2": args.n2,
+                                                   "environment": environment()}, indent=2))
+    (out / "launches.md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

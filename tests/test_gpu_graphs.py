@@ -1,0 +1,160 @@
+"""CUDA-graph replay of whole training steps (kernels/cupy_graph.py) against the eager CuPy path.
+
+Skipped, with the reason, where CuPy is missing or ``cupy.is_available()`` is False.
+"""
+
+import numpy as np
+import pytest
+
+from xpnet import SGD, Adam, Dense, ReLU, Sequential, Sigmoid
+from xpnet.backend import cupy_usable
+from xpnet.network import NonFiniteLossError
+from xpnet.optim import Optimizer
+
+GPU_OK, WHY = cupy_usable()
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not GPU_OK, reason=f"needs a CUDA GPU: {WHY}")]
+
+
+@pytest.fixture
+def cp():
+    import cupy
+
+    return cupy
+
+
+@pytest.fixture
+def graph():
+    from xpnet.kernels import cupy_graph
+
+    return cupy_graph
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (3, 5, 7), (33, 65, 17), (128, 784, 256), (784, 128, 256),
+                                   (128, 256, 784), (2048, 1024, 512), (5, 4000, 3)])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_gemm_equals_numpy_for_every_layout(cp, graph, m, k, n, ta, tb, dtype, rng):
+    a = rng.normal(size=(k, m) if ta else (m, k)).astype(dtype)
+    b = rng.normal(size=(n, k) if tb else (k, n)).astype(dtype)
+    da, db = cp.asarray(a), cp.asarray(b)
+    a, b = (a.T if ta else a), (b.T if tb else b)
+    da, db = (da.T if ta else da), (db.T if tb else db)
+    expected = a.astype(np.float64) @ b.astype(np.float64)
+    tol = dict(rtol=1e-4, atol=1e-4 * np.sqrt(k)) if dtype == "float32" else dict(rtol=1e-11, atol=1e-11 * np.sqrt(k))
+    np.testing.assert_allclose(graph.gemm(da, db).get(), expected, **tol)
+    flat = cp.zeros(m * n + 3, dtype=dtype)  # into a view of a flat buffer, as the gradients are
+    view = flat[3:].reshape(m, n)
+    graph.gemm_into(da, db, view)
+    np.testing.assert_allclose(view.get(), expected, **tol)
+    assert float(cp.abs(flat[:3]).sum()) == 0.0
+
+
+def test_gemm_refuses_bad_arguments(cp, graph):
+    a = cp.zeros((3, 4), dtype=cp.float32)
+    with pytest.raises(ValueError, match="gemm needs"):
+        graph.gemm(a, a)
+    with pytest.raises(TypeError, match="one dtype"):
+        graph.gemm(a, cp.zeros((4, 2), dtype=cp.float64))
+    with pytest.raises(ValueError, match="out must be"):
+        graph.gemm(a, cp.zeros((4, 2), dtype=cp.float32), out=cp.zeros((2, 3), dtype=cp.float32).T)
+
+
+def test_gemm_plan_splits_small_products_and_keeps_whole_slabs(graph):
+    tile, splits, k_per_split = graph.gemm_plan(128, 256, 784, 132)
+    assert tile == 32 and splits > 1 and k_per_split % 16 == 0 and splits * k_per_split >= 784
+    assert graph.gemm_plan(4096, 4096, 64, 132)[:2] == (64, 1)
+
+
+def _pair(layers, loss="softmax_cross_entropy", dtype="float64", **kw):
+    eager = Sequential(layers(), loss=loss, backend="cupy", dtype=dtype, seed=3, graphs=False, **kw)
+    replayed = Sequential(layers(), loss=loss, backend="cupy", dtype=dtype, seed=3, graphs=True, **kw)
+    return eager, replayed
+
+
+@pytest.mark.parametrize("make_optimizer", [lambda: Adam(3e-3), lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: SGD(0.1)])
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_replayed_training_equals_eager_training(cp, make_optimizer, shuffle, rng):
+    layers = lambda: [Dense(20, 16), Sigmoid(), Dense(16, 12), ReLU(), Dense(12, 5)]  # noqa: E731
+    eager, replayed = _pair(layers, l2=0.01)
+    X, y = rng.normal(size=(1000, 20)), rng.integers(0, 5, size=1000)  # 15 full batches of 64 and one of 40
+    opt_e, opt_r = make_optimizer(), make_optimizer()
+    h_e = eager.fit(X, y, epochs=3, batch_size=64, optimizer=opt_e, shuffle=shuffle)
+    h_r = replayed.fit(X, y, epochs=2, batch_size=64, optimizer=opt_r, shuffle=shuffle)
+    h_r2 = replayed.fit(X, y, epochs=1, batch_size=64, optimizer=opt_r, shuffle=shuffle)  # a new capture, same optimizer
+    assert replayed._captured.launches == 14  # batch 1 eager, batch 2 captured, 14 replays, last batch eager
+    assert opt_r.iterations == opt_e.iterations == 48
+    for a, b in zip(eager.parameters(), replayed.parameters()):
+        np.testing.assert_allclose(b.get(), a.get(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_r.loss + h_r2.loss, h_e.loss, rtol=1e-9)
+    assert h_r.accuracy + h_r2.accuracy == h_e.accuracy
+
+
+@pytest.mark.parametrize("loss,targets", [("mse", "regression"), ("binary_cross_entropy", "binary")])
+def test_replayed_training_equals_eager_for_float_targets(cp, loss, targets, rng):
+    layers = lambda: [Dense(6, 8), Sigmoid(), Dense(8, 2)]  # noqa: E731
+    eager, replayed = _pair(layers, loss=loss)
+    X = rng.normal(size=(300, 6))
+    y = rng.normal(size=(300, 2)) if targets == "regression" else (rng.uniform(size=(300, 2)) > 0.5).astype(float)
+    h_e = eager.fit(X, y, epochs=2, batch_size=32, optimizer=Adam(1e-2))
+    h_r = replayed.fit(X, y, epochs=2, batch_size=32, optimizer=Adam(1e-2))
+    for a, b in zip(eager.parameters(), replayed.parameters()):
+        np.testing.assert_allclose(b.get(), a.get(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(h_r.loss, h_e.loss, rtol=1e-9)
+
+
+def test_float32_replay_tracks_eager_training(cp, rng):
+    layers = lambda: [Dense(50, 64), Sigmoid(), Dense(64, 10)]  # noqa: E731
+    eager, replayed = _pair(layers, dtype="float32")
+    X, y = rng.normal(size=(4096, 50)).astype("float32"), rng.integers(0, 10, size=4096)
+    h_e = eager.fit(X, y, epochs=2, batch_size=128)
+    h_r = replayed.fit(X, y, epochs=2, batch_size=128)
+    np.testing.assert_allclose(h_r.loss, h_e.loss, rtol=1e-4)
+    for a, b in zip(eager.parameters(), replayed.parameters()):
+        np.testing.assert_allclose(b.get(), a.get(), rtol=1e-3, atol=1e-5)
+
+
+def test_nonfinite_loss_is_reported_at_the_same_batch_as_eager(cp, rng):
+    layers = lambda: [Dense(4, 4), Sigmoid(), Dense(4, 1)]  # noqa: E731
+    X, y = rng.normal(size=(256, 4)) * 100, rng.normal(size=(256, 1)) * 100
+    where = {}
+    for model in _pair(layers, loss="mse"):
+        with pytest.raises(NonFiniteLossError) as info:
+            model.fit(X, y, epochs=3, batch_size=16, optimizer=SGD(1e6), shuffle=False)
+        where[model.graphs] = (info.value.epoch, info.value.batch)
+    assert where[True] == where[False]
+
+
+def test_graphs_true_refuses_an_optimizer_it_cannot_capture_before_any_change(cp, rng):
+    class Custom(Optimizer):
+        def step(self, params, grads, ops, flat=None):  # pragma: no cover - never reached
+            raise AssertionError
+
+        def hyperparameters(self):
+            return {}
+
+    model = Sequential([Dense(3, 2)], backend="cupy", seed=0, graphs=True)
+    before = [p.get() for p in model.parameters()]
+    with pytest.raises(ValueError, match="graphs=True.*Custom"):
+        model.fit(rng.normal(size=(8, 3)), rng.integers(0, 2, size=8), optimizer=Custom(), batch_size=4)
+    for a, b in zip(before, model.parameters()):
+        np.testing.assert_array_equal(a, b.get())
+
+
+def test_auto_mode_replays_small_batches_only(cp):
+    model = Sequential([Dense(784, 256), Sigmoid(), Dense(256, 10)], backend="cupy", seed=0)
+    assert model.uses_graphs(Adam(), 128, 60000) == (True, "")
+    use, why = model.uses_graphs(Adam(), 4096, 60000)
+    assert not use and "cuBLAS" in why
+    assert not model.uses_graphs(Adam(), 128, 100)[0]
+
+
+def test_one_host_launch_per_replayed_step(cp, rng):
+    pytest.importorskip("torch")
+    from bench.launches import count_per_step
+
+    model = Sequential([Dense(30, 20), Sigmoid(), Dense(20, 4)], backend="cupy", seed=0, graphs=True)
+    X, y = cp.asarray(rng.normal(size=(64 * 40, 30))), cp.asarray(rng.integers(0, 4, size=64 * 40))
+    counts = count_per_step(lambda n: model.fit(X[: n * 64], y[: n * 64], epochs=1, batch_size=64), 5, 25)
+    assert counts["host_launches"] == pytest.approx(1.0, abs=0.05)  # one cudaGraphLaunch
+    assert counts["kernels"] >= 10  # the step's kernels all still run, inside the graph
