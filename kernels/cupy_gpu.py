@@ -8,8 +8,9 @@ CUDA sources below are what CI compiles with ``nvcc``.
 
 - ``sigmoid_backward``: one elementwise kernel.
 - ``bias_sigmoid``: bias add and stable sigmoid in one elementwise kernel.
-- ``softmax_cross_entropy``: ``softmax_ce.cu``, one block per row with warp-shuffle
-  reductions, no one-hot matrix. Then one reduction for the mean of the row losses.
+- ``softmax_cross_entropy``: ``softmax_ce.cu``, no one-hot matrix: one warp per row
+  (online max and sum, warp shuffles) up to ``WARP_PER_ROW_MAX_COLS`` classes, one
+  block per row beyond. Then one reduction for the mean of the row losses.
 - ``adam_update`` / ``sgd_update``: param and state updated in place by one kernel.
 - ``captured_training``: whole training steps replayed as one CUDA graph (``cupy_graph``).
 """
@@ -65,7 +66,8 @@ def _softmax_ce_module():
     return cupy.RawModule(
         code=SOFTMAX_CE_SOURCE.read_text(),
         options=("--std=c++14",),
-        name_expressions=("xpnet_softmax_ce_rows<float>", "xpnet_softmax_ce_rows<double>"),
+        name_expressions=("xpnet_softmax_ce_rows<float>", "xpnet_softmax_ce_rows<double>",
+                          "xpnet_softmax_ce_warp_rows<float>", "xpnet_softmax_ce_warp_rows<double>"),
     )
 
 
@@ -77,6 +79,9 @@ def sigmoid_backward(grad_out, y):
 def bias_sigmoid(z, b):
     """``sigmoid(z + b)``; ``b`` of shape ``(units,)`` broadcasts over the rows of ``z``."""
     return _elementwise("bias_sigmoid")(z, b)
+
+
+WARP_PER_ROW_MAX_COLS = 4096  # wider rows get a whole block each
 
 
 def _threads_for(n_cols: int) -> int:
@@ -102,8 +107,13 @@ def softmax_cross_entropy(logits, labels):
     grad = cupy.empty_like(z)
     row_loss = cupy.empty(n, dtype=z.dtype)
     ctype = "float" if z.dtype == cupy.float32 else "double"
-    kernel = _softmax_ce_module().get_function(f"xpnet_softmax_ce_rows<{ctype}>")
-    kernel((n,), (_threads_for(c),), (z, t, np.int32(c), z.dtype.type(1.0 / n), grad, row_loss))
+    inv_n = z.dtype.type(1.0 / n)
+    if c <= WARP_PER_ROW_MAX_COLS:
+        kernel = _softmax_ce_module().get_function(f"xpnet_softmax_ce_warp_rows<{ctype}>")
+        kernel((-(-n // 8),), (256,), (z, t, np.int64(n), np.int32(c), inv_n, grad, row_loss))
+    else:
+        kernel = _softmax_ce_module().get_function(f"xpnet_softmax_ce_rows<{ctype}>")
+        kernel((n,), (_threads_for(c),), (z, t, np.int32(c), inv_n, grad, row_loss))
     return row_loss.mean(), grad
 
 

@@ -1,4 +1,11 @@
-// Softmax cross-entropy value and gradient, one thread block per row.
+// Softmax cross-entropy value and gradient without a one-hot matrix.
+//
+// Two kernels, the same result:
+// - xpnet_softmax_ce_warp_rows: one warp per row (8 rows per 256-thread block), for rows of
+//   up to a few thousand classes. Each lane keeps a running (max, sum of exp) over its
+//   columns (online softmax), the lanes combine their pairs by warp shuffles, and a
+//   second pass writes the gradient: two reads of the row, no block-wide barrier.
+// - xpnet_softmax_ce_rows: one block per row with block-wide reductions, for wide rows.
 //
 // For row i of logits z (N x C) and label t_i:
 //   m = max_j z_ij;  s = sum_j exp(z_ij - m)
@@ -80,9 +87,64 @@ __global__ void xpnet_softmax_ce_rows(const T* __restrict__ logits, const long l
     if (threadIdx.x == 0) row_loss[row] = valid ? log(s) - (z[t] - m) : sqrt(T(-1));  // NaN flags a bad label
 }
 
+// -inf without <cmath> (NVRTC compiles this file without the standard headers).
+template <typename T> __device__ __forceinline__ T xpnet_neg_inf();
+template <> __device__ __forceinline__ float xpnet_neg_inf<float>() { return __int_as_float(0xff800000); }
+template <> __device__ __forceinline__ double xpnet_neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
+
+// Running (max, sum of exp(x - max)) pairs: fold one value in, or merge two pairs.
+template <typename T>
+__device__ __forceinline__ void xpnet_online_add(T& m, T& s, const T x) {
+    if (x > m) {
+        s = s * exp(m - x) + T(1);  // m = -inf at first: exp(-inf) = 0
+        m = x;
+    } else {
+        s += exp(x - m);
+    }
+}
+
+template <typename T>
+__device__ __forceinline__ void xpnet_online_merge(T& m, T& s, const T m2, const T s2) {
+    const T mm = m2 > m ? m2 : m;
+    const T a = s == T(0) ? T(0) : s * exp(m - mm);  // an empty pair (m = -inf) adds nothing
+    const T b = s2 == T(0) ? T(0) : s2 * exp(m2 - mm);
+    m = mm;
+    s = a + b;
+}
+
+template <typename T>
+__global__ void xpnet_softmax_ce_warp_rows(const T* __restrict__ logits, const long long* __restrict__ labels,
+                                           const long long n_rows, const int n_cols, const T inv_n,
+                                           T* __restrict__ grad, T* __restrict__ row_loss) {
+    const int lane = threadIdx.x & 31;
+    const long long row = (long long)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (row >= n_rows) return;  // the whole warp leaves together: the shuffles below stay full
+    const T* z = logits + row * n_cols;
+    T* g = grad + row * n_cols;
+
+    T m = xpnet_neg_inf<T>(), s = T(0);
+    for (int j = lane; j < n_cols; j += 32) xpnet_online_add(m, s, z[j]);
+    for (int offset = 16; offset > 0; offset >>= 1) {
+        const T m2 = __shfl_xor_sync(0xffffffffu, m, offset);
+        const T s2 = __shfl_xor_sync(0xffffffffu, s, offset);
+        xpnet_online_merge(m, s, m2, s2);
+    }
+
+    const long long t = labels[row];
+    const bool valid = t >= 0 && t < n_cols;
+    const T scale = inv_n / s;
+    for (int j = lane; j < n_cols; j += 32) {
+        const T p = exp(z[j] - m) * scale;
+        g[j] = (valid && j == t) ? p - inv_n : p;
+    }
+    if (lane == 0) row_loss[row] = valid ? log(s) - (z[t] - m) : sqrt(T(-1));  // NaN flags a bad label
+}
+
 #ifdef XPNET_NVCC_CHECK
 // Explicit instantiations so that `nvcc -c -DXPNET_NVCC_CHECK` compiles both kernels
 // (CuPy instantiates them at run time through name_expressions instead).
 template __global__ void xpnet_softmax_ce_rows<float>(const float*, const long long*, int, float, float*, float*);
 template __global__ void xpnet_softmax_ce_rows<double>(const double*, const long long*, int, double, double*, double*);
+template __global__ void xpnet_softmax_ce_warp_rows<float>(const float*, const long long*, long long, int, float, float*, float*);
+template __global__ void xpnet_softmax_ce_warp_rows<double>(const double*, const long long*, long long, int, double, double*, double*);
 #endif

@@ -45,7 +45,7 @@ def test_elementwise_kernels_equal_reference(cp, kernels, shape, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (5, 33), (128, 10), (300, 1000), (8192, 1000)])
+@pytest.mark.parametrize("shape", [(1, 1), (1, 10), (5, 33), (128, 10), (300, 1000), (8192, 1000), (7, 4096), (9, 5000)])
 @pytest.mark.parametrize("scale", [1.0, 1e4])
 def test_softmax_cross_entropy_equals_reference(cp, kernels, shape, dtype, scale, rng):
     n, c = shape
