@@ -3,7 +3,7 @@
 // Two kernels, the same result:
 // - xpnet_softmax_ce_warp_rows: one warp per row (8 rows per 256-thread block), for rows of
 //   up to a few thousand classes. Each lane keeps a running (max, sum of exp) over its
-//   columns (online softmax), the lanes combine their pairs by warp shuffles, and a
+//   columns (online softmax, 8 loads in flight per lane), the lanes combine their pairs by warp shuffles, and a
 //   second pass writes the gradient: two reads of the row, no block-wide barrier.
 // - xpnet_softmax_ce_rows: one block per row with block-wide reductions, for wide rows.
 //
@@ -92,17 +92,7 @@ template <typename T> __device__ __forceinline__ T xpnet_neg_inf();
 template <> __device__ __forceinline__ float xpnet_neg_inf<float>() { return __int_as_float(0xff800000); }
 template <> __device__ __forceinline__ double xpnet_neg_inf<double>() { return __longlong_as_double(0xfff0000000000000ULL); }
 
-// Running (max, sum of exp(x - max)) pairs: fold one value in, or merge two pairs.
-template <typename T>
-__device__ __forceinline__ void xpnet_online_add(T& m, T& s, const T x) {
-    if (x > m) {
-        s = s * exp(m - x) + T(1);  // m = -inf at first: exp(-inf) = 0
-        m = x;
-    } else {
-        s += exp(x - m);
-    }
-}
-
+// Merge two running (max, sum of exp(x - max)) pairs.
 template <typename T>
 __device__ __forceinline__ void xpnet_online_merge(T& m, T& s, const T m2, const T s2) {
     const T mm = m2 > m ? m2 : m;
@@ -122,8 +112,28 @@ __global__ void xpnet_softmax_ce_warp_rows(const T* __restrict__ logits, const l
     const T* z = logits + row * n_cols;
     T* g = grad + row * n_cols;
 
-    T m = xpnet_neg_inf<T>(), s = T(0);
-    for (int j = lane; j < n_cols; j += 32) xpnet_online_add(m, s, z[j]);
+    // Pass 1: each lane folds chunks of UNROLL values (UNROLL independent loads in flight)
+    // into its running (max, sum): the chunk's max first, then one rescale per chunk.
+    constexpr int UNROLL = 8;
+    const T neg_inf = xpnet_neg_inf<T>();
+    T m = neg_inf, s = T(0);
+    for (int base = lane; base < n_cols; base += 32 * UNROLL) {
+        T x[UNROLL];
+        T chunk_max = neg_inf;
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u) {
+            const int j = base + 32 * u;
+            x[u] = j < n_cols ? z[j] : neg_inf;
+            chunk_max = x[u] > chunk_max ? x[u] : chunk_max;
+        }
+        const T new_m = chunk_max > m ? chunk_max : m;
+        T add = T(0);
+#pragma unroll
+        for (int u = 0; u < UNROLL; ++u)
+            if (base + 32 * u < n_cols) add += exp(x[u] - new_m);  // a NaN logit makes the sum NaN
+        s = (s == T(0) ? T(0) : s * exp(m - new_m)) + add;
+        m = new_m;
+    }
     for (int offset = 16; offset > 0; offset >>= 1) {
         const T m2 = __shfl_xor_sync(0xffffffffu, m, offset);
         const T s2 = __shfl_xor_sync(0xffffffffu, s, offset);
@@ -133,6 +143,7 @@ __global__ void xpnet_softmax_ce_warp_rows(const T* __restrict__ logits, const l
     const long long t = labels[row];
     const bool valid = t >= 0 && t < n_cols;
     const T scale = inv_n / s;
+#pragma unroll 8
     for (int j = lane; j < n_cols; j += 32) {
         const T p = exp(z[j] - m) * scale;
         g[j] = (valid && j == t) ? p - inv_n : p;
