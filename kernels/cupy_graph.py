@@ -315,7 +315,7 @@ class CapturedTraining:
                 self._body(rows)
             finally:
                 graph = self.stream.end_capture()
-            self.optimizer.iterations = iterations  # capture ran the Python side once, nothing on the GPU
+                self.optimizer.iterations = iterations  # capture ran the Python side once, nothing on the GPU
         current.wait_event(self.stream.record())
         self.graph = graph
 
