@@ -326,4 +326,4 @@ class CapturedTraining:
         counters = cupy.asnumpy(self.counters)
         sums = cupy.asnumpy(self.sums)
         return {"loss_sum": float(sums[0]), "correct": int(counters[1]),
-                "first_bad_batch": int(counters[2]), "bad_value": float(sums[1]), "batches": int(counters[0])}
+                "first_bad_batch": int(counters[2]), "bad_value": float(sums[1])}

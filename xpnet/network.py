@@ -379,7 +379,6 @@ class Sequential:
         use, _ = self.uses_graphs(optimizer, batch_size, Xd.shape[0])
         if not use:
             return None
-        optimizer._ensure_state(self.parameters(), self.backend.xp, flat=True)
         self._captured = self.ops.captured_training(self, optimizer, Xd, yd, batch_size)
         return self._captured
 
