@@ -118,16 +118,18 @@ def softmax_cross_entropy(logits, labels):
 
 
 def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step):
-    """One Adam step in place on ``param``, ``m``, ``v``: one kernel launch per tensor."""
+    """One Adam step in place on ``param``, ``m``, ``v``: one kernel launch per tensor. Returns them."""
     _elementwise("adam")(grad, lr / (1.0 - beta1**step), beta1, beta2, math.sqrt(1.0 - beta2**step), eps, param, m, v)
+    return param, m, v
 
 
 def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
-    """SGD step in place; one kernel launch."""
+    """SGD step in place; one kernel launch. Returns ``(param, velocity)``."""
     if velocity is None:
         _elementwise("sgd")(grad, lr, param)
     else:
         _elementwise("sgd_momentum")(grad, lr, momentum, bool(nesterov), param, velocity)
+    return param, velocity
 
 
 def matmul(a, b):

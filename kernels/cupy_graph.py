@@ -191,6 +191,7 @@ def adam_update_device_step(param, grad, m, v, *, lr, beta1, beta2, eps, step, c
     """
     del step
     _elementwise("adam_device_step")(grad, counters, lr, beta1, beta2, eps, param, m, v)
+    return param, m, v
 
 
 def capturable_optimizer(optimizer: Any) -> str:

@@ -202,15 +202,17 @@ def _contiguous_same(*arrays):
 
 
 def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step):
-    """One Adam step in place on ``param``, ``m``, ``v`` (one pass instead of about ten)."""
+    """One Adam step in place on ``param``, ``m``, ``v`` (one pass instead of about ten); returns them."""
     if not _contiguous_same(param, grad, m, v):
-        return _ops.adam_update_reference(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step, xp=np)
+        return _ops.adam_update_reference(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step, xp=np,
+                                          in_place=True)
     s = param.dtype.type
     kernel = _pick(_adam_serial, _adam_parallel, param.size)
     kernel(
         param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
         s(lr / (1.0 - beta1**step)), s(beta1), s(beta2), s(math.sqrt(1.0 - beta2**step)), s(eps),
     )
+    return param, m, v
 
 
 def _sgd_momentum_body(p, g, vel, lr, mu, nesterov):
@@ -227,12 +229,14 @@ _sgd_momentum_serial, _sgd_momentum_parallel = _both(_sgd_momentum_body)
 
 
 def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
-    """SGD step in place; with ``velocity`` None, plain ``param -= lr * grad``."""
+    """SGD step in place; with ``velocity`` None, plain ``param -= lr * grad``. Returns ``(param, velocity)``."""
     if velocity is None or not _contiguous_same(param, grad, velocity):
-        return _ops.sgd_update_reference(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov, xp=np)
+        return _ops.sgd_update_reference(param, grad, velocity, lr=lr, momentum=momentum, nesterov=nesterov, xp=np,
+                                         in_place=True)
     s = param.dtype.type
     kernel = _pick(_sgd_momentum_serial, _sgd_momentum_parallel, param.size)
     kernel(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), s(lr), s(momentum), bool(nesterov))
+    return param, velocity
 
 
 # -- gradients written in place (views of the model's flat gradient buffer) --------------

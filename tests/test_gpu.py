@@ -70,14 +70,14 @@ def test_optimizer_kernels_equal_reference(cp, kernels, dtype, rng):
     dp, dg, dm, dv = (cp.asarray(a) for a in (p, g, m, v))
     for step in (1, 2, 3):
         kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step)
-        kernels.adam_update(dp, dg, dm, dv, **kw)
-        ops.adam_update_reference(p, g, m, v, xp=np, **kw)
+        assert kernels.adam_update(dp, dg, dm, dv, **kw) == (dp, dm, dv)  # in place, returns its arrays
+        p, m, v = ops.adam_update_reference(p, g, m, v, xp=np, **kw)
     for ours, ref in ((dp, p), (dm, m), (dv, v)):
         np.testing.assert_allclose(ours.get(), ref, **TOL[dtype])
     vel, dvel = np.zeros_like(p), cp.zeros(p.shape, dtype=dtype)
     for _ in range(2):
         kernels.sgd_update(dp, dg, dvel, lr=0.1, momentum=0.9, nesterov=True)
-        ops.sgd_update_reference(p, g, vel, lr=0.1, momentum=0.9, nesterov=True, xp=np)
+        p, vel = ops.sgd_update_reference(p, g, vel, lr=0.1, momentum=0.9, nesterov=True, xp=np)
     np.testing.assert_allclose(dp.get(), p, **TOL[dtype])
 
 

@@ -82,8 +82,9 @@ def test_adam_update(size, dtype, rng):
     refs = [a.copy() for a in (p, g, m, v)]
     for step in (1, 2, 50):
         kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step)
-        numba_cpu.adam_update(p, g, m, v, **kw)
-        ops.adam_update_reference(*refs, xp=np, **kw)
+        returned = numba_cpu.adam_update(p, g, m, v, **kw)
+        assert all(a is b for a, b in zip(returned, (p, m, v)))  # in place, returns its arrays
+        refs[0], refs[2], refs[3] = ops.adam_update_reference(*refs, xp=np, **kw)
     for ours, ref in zip((p, m, v), (refs[0], refs[2], refs[3])):
         np.testing.assert_allclose(ours, ref, **UPDATE_TOL[dtype])
 
@@ -95,7 +96,7 @@ def test_sgd_update(dtype, nesterov, rng):
     rp, rv = p.copy(), vel.copy()
     for _ in range(3):
         numba_cpu.sgd_update(p, g, vel, lr=0.1, momentum=0.9, nesterov=nesterov)
-        ops.sgd_update_reference(rp, g, rv, lr=0.1, momentum=0.9, nesterov=nesterov, xp=np)
+        rp, rv = ops.sgd_update_reference(rp, g, rv, lr=0.1, momentum=0.9, nesterov=nesterov, xp=np)
     np.testing.assert_allclose(p, rp, **UPDATE_TOL[dtype])
     np.testing.assert_allclose(vel, rv, **UPDATE_TOL[dtype])
     q = p.copy()

@@ -176,7 +176,7 @@ def test_load_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no model file"):
         xpnet.load(tmp_path / "missing.npz")
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
-    with pytest.raises(ValueError, match="not an xpnet file"):
+    with pytest.raises(ValueError, match="not an xpnet model file"):
         xpnet.load(tmp_path / "other.npz")
 
 
@@ -235,7 +235,7 @@ def test_fused_models_update_all_parameters_in_one_call(rng, monkeypatch):
         model = Sequential([Dense(6, 8), Sigmoid(), Dense(8, 8), Sigmoid(), Dense(8, 3)], seed=0, fused=fused)
         calls = []
         original = model.ops.adam_update
-        monkeypatch.setattr(model.ops, "adam_update", lambda *a, **k: (calls.append(a[0].shape), original(*a, **k)))
+        monkeypatch.setattr(model.ops, "adam_update", lambda *a, **k: (calls.append(a[0].shape), original(*a, **k))[1])
         model.fit(X, y, epochs=1, batch_size=32, optimizer=Adam())
         counts[fused] = calls
     n_params = sum(int(np.prod(p.shape)) for p in model.parameters())

@@ -118,7 +118,7 @@ def test_predict_checks_input():
         (xpnet.MLPClassifier(solver="lbfgs"), X_OK, Y_OK, ValueError, "solver must be 'adam' or 'sgd'"),
         (xpnet.MLPClassifier(batch_size=0), X_OK, Y_OK, ValueError, "batch_size must be >= 1"),
         (xpnet.MLPClassifier(max_iter=0), X_OK, Y_OK, ValueError, "max_iter must be >= 1"),
-        (xpnet.MLPClassifier(backend="jax"), X_OK, Y_OK, ValueError, "backend must be one of"),
+        (xpnet.MLPClassifier(backend="tensorflow"), X_OK, Y_OK, ValueError, "backend must be one of"),
         (xpnet.MLPClassifier(), X_OK, Y_OK[:5], ValueError, "X has 10 samples but y has 5"),
         (xpnet.MLPClassifier(), X_INF, Y_OK, ValueError, "X contains NaN"),
         (xpnet.MLPClassifier(), X_OK, np.where(Y_OK > 0, np.nan, 0.0), ValueError, "y contains NaN"),

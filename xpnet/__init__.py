@@ -44,6 +44,7 @@ _EXPORTS = {
     "Sequential": "network",
     "History": "network",
     "NonFiniteLossError": "network",
+    "ModelFileError": "network",
     "load": "network",
     "LinearRegression": "estimators",
     "LogisticRegression": "estimators",

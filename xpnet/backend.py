@@ -31,7 +31,7 @@ __all__ = [
     "BACKEND_NAMES",
 ]
 
-BACKEND_NAMES = ("auto", "numpy", "cupy", "array_api_strict")
+BACKEND_NAMES = ("auto", "numpy", "cupy", "array_api_strict", "torch", "jax")
 
 
 class BackendUnavailableError(RuntimeError):
@@ -84,6 +84,35 @@ class Backend:
         self.xp = xp
         self.device = device
         self._native = native  # the underlying library module (numpy, cupy), if any
+        self._in_place: bool | None = None
+
+    # -- pickling: by name, never the module ----------------------------------------
+    def __reduce__(self) -> tuple:
+        """Pickle as the spec that resolves it again (``get_backend(name)``), so a pickled
+        model holds no module object; a CuPy backend unpickled without a GPU falls back
+        to NumPy with the usual warning (once)."""
+        return (restore_backend, (self.name,))
+
+    # -- behaviour probed once ---------------------------------------------------------
+    @property
+    def in_place(self) -> bool:
+        """Whether this library's arrays can be updated in place.
+
+        Probed once, by behaviour rather than by name: ``alias += 1`` and ``alias[...] = v``
+        must both be visible through another reference to the same array. True for NumPy,
+        CuPy, torch and array_api_strict; False for JAX (immutable arrays), Dask and ndonnx
+        (augmented assignment rebinds a new array). Where it is False, parameters and
+        optimizer state are updated functionally (new arrays assigned back).
+        """
+        if self._in_place is None:
+            self._in_place = _probe_in_place(self.xp, self.device)
+        return self._in_place
+
+    @property
+    def int_dtype(self) -> Any:
+        """The namespace's default integer dtype (int64 on NumPy/CuPy/torch, int32 on JAX
+        without x64): used for labels, indices and counts so no library truncates them."""
+        return default_int_dtype(self.xp, self.device)
 
     # -- identity ---------------------------------------------------------------
     @property
@@ -113,11 +142,23 @@ class Backend:
         if isinstance(name, str):
             if name not in ("float32", "float64"):
                 raise ValueError(f"dtype must be 'float32' or 'float64', got {name!r}")
-            return getattr(self.xp, name)
+            return self._supported(name)
         for candidate in ("float32", "float64"):
             if name == getattr(self.xp, candidate) or str(name) == candidate:
-                return getattr(self.xp, candidate)
+                return self._supported(candidate)
         raise ValueError(f"dtype must be float32 or float64, got {name!r}")
+
+    def _supported(self, name: str) -> Any:
+        """The dtype ``name``, refused where the library would silently store another
+        precision (JAX keeps float64 as float32 unless ``jax_enable_x64`` is on)."""
+        dtype = getattr(self.xp, name)
+        if name == "float64" and not _keeps_float64(self.xp, self.device):
+            raise BackendUnavailableError(
+                f"dtype 'float64' was requested but the {self.name!r} backend stores float64 arrays as "
+                "float32 here (for JAX, enable 64-bit with jax.config.update('jax_enable_x64', True) "
+                "before creating arrays); use dtype='float32' or enable 64-bit"
+            )
+        return dtype
 
     # -- moving data --------------------------------------------------------------
     def owns(self, x: Any) -> bool:
@@ -164,6 +205,11 @@ class Backend:
             with self._native.cuda.Device(self.device.id):
                 out = self._native.asarray(host)
             return out if dtype is None else self.xp.astype(out, dtype)
+        if dtype is None and host.dtype.kind in "iu":
+            dtype = self.int_dtype  # e.g. int32 on JAX: no truncation warning, no silent overflow
+            info = np.iinfo(np.dtype(str(dtype).rsplit(".", 1)[-1]))
+            if host.size and (host.min() < info.min or host.max() > info.max):
+                raise ValueError(f"{name} holds integers outside the {self.name} backend's {dtype} range")
         return self.xp.asarray(host, dtype=dtype, device=self.device)
 
     def to_numpy(self, x: Any) -> np.ndarray:
@@ -174,7 +220,7 @@ class Backend:
             return self._native.asnumpy(x)
         if isinstance(x, (int, float, bool, list, tuple)):
             return np.asarray(x)
-        return np.from_dlpack(x) if hasattr(x, "__dlpack__") else np.asarray(x)
+        return array_to_numpy(x)
 
     def synchronize(self) -> None:
         """Block until queued device work has finished (no-op on the CPU)."""
@@ -211,6 +257,107 @@ class Backend:
         return info
 
 
+_FALLBACK_REPORTED: set[str] = set()
+
+
+def restore_backend(name: str) -> Backend:
+    """``get_backend(name)`` for unpickling: a model pickled on CuPy and loaded where no GPU is
+    usable falls back to NumPy, and says so once per process, not once per pickled array."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        backend = get_backend(name)
+    for w in caught:
+        if issubclass(w.category, BackendFallbackWarning):
+            if name in _FALLBACK_REPORTED:
+                continue
+            _FALLBACK_REPORTED.add(name)
+        warnings.warn(w.message, w.category, stacklevel=3)
+    return backend
+
+
+class _HostArray:
+    """A device array pickled as host NumPy plus its backend's name (see :func:`host_state`)."""
+
+    def __init__(self, array: Any) -> None:
+        import array_api_compat as compat
+
+        self.host = array_to_numpy(array)
+        self.backend = get_backend(compat.array_namespace(array)).name
+
+    def __reduce__(self) -> tuple:
+        return (_restore_array, (np.array(self.host, copy=True), self.backend))
+
+
+def _restore_array(host: np.ndarray, backend: str) -> Any:
+    return restore_backend(backend).asarray(host, dtype=host.dtype.name if host.dtype.kind == "f" else None)
+
+
+def host_state(state: dict) -> dict:
+    """``state`` with every non-NumPy array (alone or in a list/tuple) stored as host NumPy, restored
+    onto its backend when unpickled: what an estimator's ``__getstate__`` returns, so a pickle holds
+    no device memory and no module object."""
+    import array_api_compat as compat
+
+    def convert(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            return type(value)(convert(v) for v in value)
+        if compat.is_array_api_obj(value) and not isinstance(value, (np.ndarray, np.generic)):
+            return _HostArray(value)
+        return value
+
+    return {key: convert(value) for key, value in state.items()}
+
+
+def array_to_numpy(x: Any) -> np.ndarray:
+    """A host NumPy array from any Array-API array (DLPack where it can, else through the CPU)."""
+    import array_api_compat as compat
+
+    if isinstance(x, np.ndarray):
+        return x
+    if compat.is_cupy_array(x):
+        return x.get()
+    if compat.is_torch_array(x):
+        return x.detach().cpu().numpy()
+    try:
+        return np.from_dlpack(x)
+    except (TypeError, BufferError, RuntimeError, AttributeError):
+        return np.asarray(compat.to_device(x, "cpu")) if not compat.is_array_api_strict_namespace(_namespace_of(x)) else np.asarray(x)
+
+
+def _probe_in_place(xp: Any, device: Any) -> bool:
+    """Do ``alias += 1`` and ``alias[...] = v`` write through to the array ``a`` that ``alias`` names?"""
+    try:
+        a = xp.zeros((2,), dtype=xp.float32, device=device)
+        alias = a
+        alias += 1.0
+        alias[...] = alias + 1.0
+        return float(a[0]) == 2.0 and float(alias[0]) == 2.0
+    except Exception:  # no __setitem__ (JAX), or no augmented assignment at all
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def _keeps_float64(xp: Any, device: Any) -> bool:
+    try:
+        with warnings.catch_warnings():  # JAX warns that it truncates; the answer is what we want
+            warnings.simplefilter("ignore")
+            return xp.asarray(0.5, dtype=xp.float64, device=device).dtype == xp.float64
+    except Exception:
+        return False
+
+
+@functools.lru_cache(maxsize=None)
+def default_int_dtype(xp: Any, device: Any = None) -> Any:
+    """The namespace's default integer dtype (``__array_namespace_info__``), else int64."""
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:
+        try:
+            return info().default_dtypes(device=device)["integral"]
+        except Exception:
+            pass
+    return xp.int64
+
+
 def _namespace_of(x: Any) -> Any:
     import array_api_compat as compat
 
@@ -245,14 +392,41 @@ def _strict_backend() -> Backend:
     return Backend("array_api_strict", xs, xs.Device("CPU_DEVICE"), native=xs)
 
 
+def _torch_backend(device: Any = None) -> Backend:
+    try:
+        import array_api_compat.torch as xp_torch
+        import torch
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend 'torch' needs PyTorch (pip install torch): {exc}") from exc
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return Backend("torch", xp_torch, device, native=torch)
+
+
+def _jax_backend() -> Backend:
+    try:
+        import jax
+        import jax.numpy as jnp
+    except ImportError as exc:
+        raise BackendUnavailableError(f"backend 'jax' needs JAX (pip install jax): {exc}") from exc
+    if not hasattr(jnp, "__array_api_version__"):
+        raise BackendUnavailableError(f"backend 'jax' needs JAX >= 0.4.32 (jax.numpy as an Array-API namespace), got {jax.__version__}")
+    return Backend("jax", jnp, jax.devices()[0], native=jax)
+
+
 def get_backend(spec: Any = None, *, strict: bool | None = None) -> Backend:
     """Resolve a backend specification to a :class:`Backend`.
 
     Parameters
     ----------
     spec : str, module, Backend or None
-        ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"auto"``, an array
-        module or Array-API namespace, or an existing Backend. ``None`` reads
+        ``"numpy"``, ``"cupy"``, ``"array_api_strict"``, ``"torch"`` (CUDA where
+        ``torch.cuda.is_available()``, else CPU; ``"torch:cpu"``/``"torch:cuda:1"`` pick one),
+        ``"jax"``, ``"auto"``, an array module or Array-API namespace (``torch`` and
+        ``jax.numpy`` included), a ``torch.device``, or an existing Backend. ``None`` reads
         ``XPNET_BACKEND`` and defaults to ``"numpy"``.
     strict : bool, optional
         Raise :class:`BackendUnavailableError` instead of falling back to NumPy
@@ -264,6 +438,8 @@ def get_backend(spec: Any = None, *, strict: bool | None = None) -> Backend:
         strict = _env_flag("XPNET_STRICT_BACKEND")
     if spec is None:
         spec = os.environ.get("XPNET_BACKEND", "").strip() or "numpy"
+    if type(spec).__module__ == "torch" and type(spec).__name__ == "device":
+        return _torch_backend(spec)
     if isinstance(spec, types.ModuleType) or (not isinstance(spec, str) and hasattr(spec, "asarray")):
         return _backend_from_namespace(spec)
     if not isinstance(spec, str):
@@ -273,6 +449,10 @@ def get_backend(spec: Any = None, *, strict: bool | None = None) -> Backend:
         return _numpy_backend()
     if name == "array_api_strict":
         return _strict_backend()
+    if name == "torch" or name.startswith("torch:"):
+        return _torch_backend(name.split(":", 1)[1] if ":" in name else None)
+    if name in ("jax", "jax.numpy"):
+        return _jax_backend()
     if name in ("cupy", "auto"):
         ok, why = cupy_usable()
         if ok:
@@ -287,6 +467,14 @@ def get_backend(spec: Any = None, *, strict: bool | None = None) -> Backend:
                 stacklevel=2,
             )
         return _numpy_backend()
+    if "." in name:  # a namespace by module name (how a pickled custom backend comes back)
+        import importlib
+
+        try:
+            module = importlib.import_module(spec.strip())
+        except ImportError as exc:
+            raise BackendUnavailableError(f"backend {spec!r}: the module does not import ({exc})") from exc
+        return _backend_from_namespace(module)
     raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {spec!r}")
 
 
@@ -299,6 +487,10 @@ def _backend_from_namespace(module: Any) -> Backend:
         return get_backend("cupy")
     if compat.is_array_api_strict_namespace(module):
         return _strict_backend()
+    if compat.is_torch_namespace(module):
+        return _torch_backend()
+    if compat.is_jax_namespace(module) or getattr(module, "__name__", "") == "jax":
+        return _jax_backend()
     if not hasattr(module, "__array_api_version__"):
         raise TypeError(
             f"backend module {getattr(module, '__name__', module)!r} is not an Array-API "

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
-from .network import History, Sequential, read_npz_config
+from .network import FORMAT_VERSION, History, Sequential, open_xpnet_file
 from .optim import Optimizer
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "TrainingState"]
@@ -45,7 +45,7 @@ class TrainingState:
         optimizer_meta["slot_names"] = sorted(self.optimizer["slots"])
         config = {
             "format": CHECKPOINT_FORMAT,
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "epoch": self.epoch,
             "model": self.model_config,
             "optimizer": optimizer_meta,
@@ -68,10 +68,7 @@ def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer) -
     Returns ``(history, extra)``; ``model.epochs_trained`` is set to the checkpoint's epoch.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    with np.load(path, allow_pickle=False) as data:
-        config = read_npz_config(data, path, CHECKPOINT_FORMAT)
+    with open_xpnet_file(path, CHECKPOINT_FORMAT) as (data, config):
         if config["model"]["layers"] != model.config()["layers"] or config["model"]["loss"] != model.config()["loss"]:
             raise ValueError(f"{path} was written for a different network ({config['model']['layers']}); "
                              "start a new run or use the same --hidden/--activation")

@@ -108,7 +108,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 # -- commands ---------------------------------------------------------------------
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory in bytes (ru_maxrss is KiB on Linux, bytes on macOS)."""
+    """This process's peak resident memory in bytes.
+
+    On Linux, ``VmHWM`` of ``/proc/self/status``: the high-water mark of this process's own
+    address space. ``ru_maxrss`` is not used there because it keeps the parent's high-water
+    mark across fork and exec (a CLI started from a large process would report its parent's
+    peak). Elsewhere ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
     kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return int(kb) * (1 if sys.platform == "darwin" else 1024)
 

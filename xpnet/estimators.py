@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from ._validation import check_features, check_positive_int, check_same_length
-from .backend import get_backend
+from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from .network import Sequential
 from .ops import _device
@@ -75,6 +75,12 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
 
 class _Estimator(_SkBase):
     """Helpers shared by every xpnet estimator (not public)."""
+
+    def __getstate__(self) -> dict:
+        """Fitted arrays are pickled as host NumPy (restored onto the backend on load), the
+        backend by name: estimators pickle, deep-copy and ``joblib.dump`` on every backend."""
+        state = super().__getstate__() if hasattr(_SkBase, "__getstate__") else self.__dict__.copy()
+        return host_state(state)
 
     def _backend(self):
         return get_backend(self.backend)
@@ -436,11 +442,14 @@ class _LinearScorer:
     def __init__(self, backend, W, b):
         self.backend, self.W, self.b = backend, W, b
 
+    def __getstate__(self) -> dict:
+        return host_state(self.__dict__)
+
     def predict(self, Xd):
         xp = self.backend.xp
         scores = Xd @ self.W + self.b
         if scores.shape[1] == 1:
-            return xp.astype(scores[:, 0] > 0, xp.int64)
+            return xp.astype(scores[:, 0] > 0, self.backend.int_dtype)
         return xp.argmax(scores, axis=1)
 
     def predict_proba(self, Xd):

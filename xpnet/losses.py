@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from .backend import default_int_dtype
+
 __all__ = ["Loss", "MSE", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "get_loss", "LOSSES"]
 
 
@@ -120,11 +122,11 @@ class BinaryCrossEntropy(Loss):
         return loss, (ops.sigmoid(output) - target) * inv_n
 
     def n_correct(self, output, target, xp):
-        return xp.sum(xp.astype((output > 0) == (target > 0.5), xp.int64))
+        return xp.sum(xp.astype((output > 0) == (target > 0.5), default_int_dtype(xp)))
 
     def predict(self, output, ops):
         xp = ops.xp
-        pred = xp.astype(output > 0, xp.int64)
+        pred = xp.astype(output > 0, default_int_dtype(xp))
         return pred[:, 0] if pred.shape[1] == 1 else pred
 
     def predict_proba(self, output, ops):
@@ -142,8 +144,8 @@ class SoftmaxCrossEntropy(Loss):
         if not xp.isdtype(arr.dtype, ("bool", "integral", "real floating")):
             raise TypeError(f"{name} must hold integer class labels, got dtype {arr.dtype}")
         if arr.ndim == 2 and arr.shape[1] == n_outputs and n_outputs > 1:
-            ones = xp.sum(xp.astype(arr == 1, xp.int64), axis=1)
-            zeros = xp.sum(xp.astype(arr == 0, xp.int64), axis=1)
+            ones = xp.sum(xp.astype(arr == 1, backend.int_dtype), axis=1)
+            zeros = xp.sum(xp.astype(arr == 0, backend.int_dtype), axis=1)
             if not bool(xp.all((ones == 1) & (zeros == n_outputs - 1))):
                 raise ValueError(f"{name} given as a 2-D array must be one-hot rows (one 1, the rest 0)")
             return xp.argmax(arr, axis=1)
@@ -157,7 +159,7 @@ class SoftmaxCrossEntropy(Loss):
                 raise ValueError(f"{name} contains NaN or infinity")
             if not bool(xp.all(arr == xp.round(arr))):
                 raise ValueError(f"{name} must hold integer class labels, got non-integer values")
-        arr = xp.astype(arr, xp.int64)
+        arr = xp.astype(arr, backend.int_dtype)
         if arr.shape[0] and not bool(xp.all((arr >= 0) & (arr < n_outputs))):
             lo, hi = int(xp.min(arr)), int(xp.max(arr))
             raise ValueError(
@@ -170,7 +172,7 @@ class SoftmaxCrossEntropy(Loss):
         return ops.softmax_cross_entropy(output, target)
 
     def n_correct(self, output, target, xp):
-        return xp.sum(xp.astype(xp.argmax(output, axis=1) == target, xp.int64))
+        return xp.sum(xp.astype(xp.argmax(output, axis=1) == target, default_int_dtype(xp)))
 
     def predict(self, output, ops):
         return ops.xp.argmax(output, axis=1)

@@ -7,12 +7,15 @@ predictions accumulate on the device and are read back once per epoch.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import time
+import zipfile
+import zlib
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -25,7 +28,8 @@ from .losses import get_loss
 from .ops import Ops
 from .optim import Adam, Optimizer, get_optimizer
 
-__all__ = ["Sequential", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes", "load", "MODEL_FORMAT"]
+__all__ = ["Sequential", "History", "NonFiniteLossError", "DeviceMemoryError", "ModelFileError", "estimate_training_bytes",
+           "load", "open_xpnet_file", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "xpnet.Sequential"
 _PREDICT_CHUNK = 8192
@@ -147,6 +151,7 @@ class Sequential:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if graphs not in (None, True, False):
             raise ValueError(f"graphs must be True, False or None, got {graphs!r}")
+        self._requested = {"fused": fused, "graphs": graphs}  # the options as given, for pickling
         self.layers = layers
         self.loss = get_loss(loss)
         self.backend = get_backend(backend)
@@ -218,9 +223,15 @@ class Sequential:
             for view, arr in zip(current, new):
                 view[...] = arr
             return
-        it = iter(self.backend.xp.asarray(arr, copy=True) for arr in new)  # the model owns its parameters
+        self._assign_parameters([self.backend.xp.asarray(arr, copy=True) for arr in new])  # the model owns its parameters
+
+    def _assign_parameters(self, arrays: Sequence[Any]) -> None:
+        """Make ``arrays`` (in :meth:`parameters` order) the layers' parameters. An optimizer step
+        returns new arrays on libraries without in-place updates (JAX, Dask); this stores them."""
+        it = iter(arrays)
         for layer in self.layers:
-            layer.params = [next(it) for _ in layer.params]
+            if layer.params:
+                layer.params = [next(it) for _ in layer.params]
 
     # -- forward / backward ----------------------------------------------------------
     def forward(self, x: Any) -> Any:
@@ -255,7 +266,10 @@ class Sequential:
                 if isinstance(layer, Dense):
                     w = layer.W
                     penalty = penalty + xp.sum(w * w)
-                    layer.grads[0] += (self.l2 * inv_n) * w  # in place: it may be a flat-buffer view
+                    if layer.grad_buffers is not None:  # a view of the flat gradient buffer: in place
+                        layer.grads[0] += (self.l2 * inv_n) * w
+                    else:  # a fresh array: rebind (correct on libraries whose += does not mutate)
+                        layer.grads[0] = layer.grads[0] + (self.l2 * inv_n) * w
             loss = loss + (0.5 * self.l2 * inv_n) * penalty
         return loss, out
 
@@ -418,7 +432,7 @@ class Sequential:
         check_each_batch = not backend.is_cupy  # on a GPU, read the loss back once per epoch
         batch_losses = []
         loss_sum = xp.zeros((), dtype=self.dtype, device=backend.device)
-        correct = xp.zeros((), dtype=xp.int64, device=backend.device) if self.loss.is_classifier else None
+        correct = xp.zeros((), dtype=backend.int_dtype, device=backend.device) if self.loss.is_classifier else None
         backend.synchronize()
         start = time.perf_counter()
         order = backend.permutation(n, self.rng) if shuffle else None
@@ -438,7 +452,10 @@ class Sequential:
                         raise NonFiniteLossError(epoch_no + 1, b + 1, value)
                 else:
                     batch_losses.append(loss)
-                optimizer.step(params, self._grads(), self.ops, flat=self._flat)
+                new_params = optimizer.step(params, self._grads(), self.ops, flat=self._flat)
+                if new_params is not params:
+                    params = new_params
+                    self._assign_parameters(params)
                 loss_sum = loss_sum + loss * float(hi - lo)
                 if correct is not None:
                     correct = correct + self.loss.n_correct(out, yb, xp)
@@ -504,7 +521,7 @@ class Sequential:
 
         return {
             "format": MODEL_FORMAT,
-            "format_version": 1,
+            "format_version": FORMAT_VERSION,
             "xpnet_version": __version__,
             "layers": [layer.config() for layer in self.layers],
             "loss": self.loss.config(),
@@ -518,29 +535,110 @@ class Sequential:
         arrays["__config__"] = np.frombuffer(json.dumps(self.config()).encode(), dtype=np.uint8)
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
+    # -- pickling (pickle, copy.deepcopy, joblib) -------------------------------------------
+    def __getstate__(self) -> dict:
+        """The architecture, host copies of the parameters, the backend by name and the RNG:
+        no module object and no device memory, so a model pickled on a GPU loads anywhere."""
+        return {
+            "config": self.config(),
+            "params": [np.array(self.backend.to_numpy(p), copy=True) for p in self.parameters()],
+            "backend": self.backend.name,
+            "seed": self.seed,
+            "options": dict(self._requested),
+            "rng_state": self.rng.bit_generator.state,
+            "epochs_trained": self.epochs_trained,
+        }
+
+    def __setstate__(self, state: dict) -> None:
+        from .backend import restore_backend
+
+        config = state["config"]
+        backend = restore_backend(state["backend"])
+        options = dict(state["options"])
+        if options.get("graphs") and not backend.is_cupy:  # unpickled away from a GPU: no replay to require
+            options["graphs"] = None
+        self.__init__([layer_from_config(c) for c in config["layers"]], loss=config["loss"], backend=backend,
+                      dtype=config["dtype"], seed=state["seed"], l2=config.get("l2", 0.0), **options)
+        self.set_parameters(state["params"])
+        self.rng.bit_generator.state = state["rng_state"]
+        self.epochs_trained = state["epochs_trained"]
+
     def __repr__(self) -> str:
         inner = ", ".join(repr(layer) for layer in self.layers)
         return f"Sequential([{inner}], loss={self.loss.name!r}, backend={self.backend.name!r}, dtype={self.dtype_name!r})"
 
 
+FORMAT_VERSION = 1  # the newest format_version this xpnet reads and the one it writes
+
+
+class ModelFileError(ValueError):
+    """A file is not a readable xpnet model or checkpoint (empty, truncated, another format,
+    or a newer format version); the message names the file and what is wrong with it."""
+
+
 def read_npz_config(data: Any, path: Any, expected: str) -> dict:
     """The JSON description stored in an xpnet ``.npz`` (``__config__``), checked for its format."""
+    what = "checkpoint" if expected.endswith("Checkpoint") else "model"
     if "__config__" not in data.files:
-        raise ValueError(f"{path} is not an xpnet file (no __config__ entry)")
-    config = json.loads(bytes(data["__config__"]).decode())
-    if config.get("format") != expected:
-        raise ValueError(f"{path} holds {config.get('format')!r}, not {expected!r}")
+        raise ModelFileError(f"{path} is not an xpnet {what} file (a .npz archive without xpnet's description)")
+    try:
+        config = json.loads(bytes(data["__config__"]).decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ModelFileError(f"{path} is not an xpnet {what} file (its description is not valid JSON: {exc})") from None
+    if not isinstance(config, dict) or config.get("format") != expected:
+        found = config.get("format") if isinstance(config, dict) else None
+        raise ModelFileError(f"{path} holds {found!r}, not an xpnet {what} ({expected!r})")
+    version = config.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ModelFileError(f"{path} has format version {version!r}; this xpnet ({config.get('xpnet_version', '?')} wrote it) "
+                             f"reads versions up to {FORMAT_VERSION}: upgrade xpnet")
     return config
+
+
+@contextlib.contextmanager
+def open_xpnet_file(path: str | Path, expected: str) -> Iterator[tuple[Any, dict]]:
+    """Open an xpnet ``.npz`` (model or checkpoint): yields ``(arrays, config)``.
+
+    Never unpickles. Any way the file can be wrong (missing, empty, not a .npz, truncated or
+    corrupt, another format, a newer version) is one exception with a one-line message naming
+    the file: ``FileNotFoundError`` when it is missing, :class:`ModelFileError` otherwise.
+    """
+    what = "checkpoint" if expected.endswith("Checkpoint") else "model"
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no {what} file at {path}" + (" (it is a directory)" if path.is_dir() else ""))
+    if path.stat().st_size == 0:
+        raise ModelFileError(f"{path} is empty: not an xpnet {what} file")
+    broken = (zipfile.BadZipFile, EOFError, zlib.error, KeyError, OSError, ValueError)
+    try:
+        data = np.load(path, allow_pickle=False)
+    except broken:
+        raise ModelFileError(f"{path} is not an xpnet {what} file (not a readable .npz archive; truncated or another format)") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ModelFileError(f"{path} is not an xpnet {what} file (a single NumPy array, not a .npz archive)")
+    with data:
+        try:
+            config = read_npz_config(data, path, expected)
+        except ModelFileError:
+            raise
+        except broken as exc:
+            raise ModelFileError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+        try:
+            yield data, config
+        except ModelFileError:
+            raise
+        except (zipfile.BadZipFile, EOFError, zlib.error, KeyError) as exc:
+            raise ModelFileError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc})") from None
 
 
 def load(path: str | Path, backend: Any = None, fused: bool | None = None) -> Sequential:
     """Load a model written by :meth:`Sequential.save` onto ``backend``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no model file at {path}")
-    with np.load(path, allow_pickle=False) as data:
-        config = read_npz_config(data, path, MODEL_FORMAT)
-        layers = [layer_from_config(c) for c in config["layers"]]
-        model = Sequential(layers, loss=config["loss"], backend=backend, dtype=config["dtype"], fused=fused, l2=config.get("l2", 0.0))
+    with open_xpnet_file(path, MODEL_FORMAT) as (data, config):
+        try:
+            layers = [layer_from_config(c) for c in config["layers"]]
+            model = Sequential(layers, loss=config["loss"], backend=backend, dtype=config["dtype"], fused=fused,
+                               l2=config.get("l2", 0.0))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{path} describes a network xpnet cannot build ({exc})") from None
         model.set_parameters([data[f"param_{i}"] for i in range(len(model.parameters()))])
     return model

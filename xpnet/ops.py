@@ -125,31 +125,51 @@ def sum_rows_into_reference(g: Any, out: Any, xp: Any) -> None:
 
 
 def adam_update_reference(
-    param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float, eps: float, step: int, xp: Any
-) -> None:
-    """One Adam step, in place on ``param``, ``m`` and ``v`` (PyTorch's form of the bias correction)."""
-    m *= beta1
-    m += (1.0 - beta1) * grad
-    v *= beta2
-    v += (1.0 - beta2) * (grad * grad)
+    param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float, eps: float, step: int, xp: Any,
+    in_place: bool = False,
+) -> tuple[Any, Any, Any]:
+    """One Adam step (PyTorch's form of the bias correction); returns ``(param, m, v)``.
+
+    ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
+    ``param <- param - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+
+    The new arrays are computed functionally, so the update is correct on libraries whose
+    arrays are immutable (JAX) or whose augmented assignment rebinds (Dask, ndonnx): the
+    caller stores what is returned. With ``in_place=True`` (only for a library whose
+    arrays mutate, see ``Backend.in_place``) the results are also written into ``param``,
+    ``m`` and ``v``, which are returned, as the fused kernels do.
+    """
+    m_new = beta1 * m + (1.0 - beta1) * grad
+    v_new = beta2 * v + (1.0 - beta2) * (grad * grad)
     bias1 = 1.0 - beta1**step
     bias2_sqrt = math.sqrt(1.0 - beta2**step)
-    param -= (lr / bias1) * m / (xp.sqrt(v) / bias2_sqrt + eps)
+    param_new = param - (lr / bias1) * m_new / (xp.sqrt(v_new) / bias2_sqrt + eps)
+    if not in_place:
+        return param_new, m_new, v_new
+    m[...], v[...], param[...] = m_new, v_new, param_new
+    return param, m, v
 
 
 def sgd_update_reference(
-    param: Any, grad: Any, velocity: Any, *, lr: float, momentum: float, nesterov: bool, xp: Any
-) -> None:
-    """SGD step in place: ``v <- mu v - lr g``; ``w <- w + v`` (Nesterov: ``w <- w + mu v - lr g``)."""
+    param: Any, grad: Any, velocity: Any, *, lr: float, momentum: float, nesterov: bool, xp: Any, in_place: bool = False,
+) -> tuple[Any, Any]:
+    """SGD step: ``v <- mu v - lr g``; ``w <- w + v`` (Nesterov: ``w <- w + mu v - lr g``).
+
+    Returns ``(param, velocity)`` (``velocity`` None without momentum); functional unless
+    ``in_place=True``, exactly as :func:`adam_update_reference`.
+    """
     if velocity is None:
-        param -= lr * grad
-        return
-    velocity *= momentum
-    velocity -= lr * grad
-    if nesterov:
-        param += momentum * velocity - lr * grad
+        velocity_new = None
+        param_new = param - lr * grad
     else:
-        param += velocity
+        velocity_new = momentum * velocity - lr * grad
+        param_new = param + (momentum * velocity_new - lr * grad if nesterov else velocity_new)
+    if not in_place:
+        return param_new, velocity_new
+    param[...] = param_new
+    if velocity is not None:
+        velocity[...] = velocity_new
+    return param, velocity
 
 
 # ----------------------------------------------------------------------------
@@ -234,8 +254,10 @@ class Ops:
             self.sigmoid_backward = lambda grad_out, y: sigmoid_backward_reference(grad_out, y, xp)
             self.bias_sigmoid = lambda z, b: bias_sigmoid_reference(z, b, xp)
             self.softmax_cross_entropy = lambda logits, labels: softmax_cross_entropy_reference(logits, labels, xp)
-            self.adam_update = lambda *a, **k: adam_update_reference(*a, xp=xp, **k)
-            self.sgd_update = lambda *a, **k: sgd_update_reference(*a, xp=xp, **k)
+            # In place where the library's arrays mutate (probed once), functional elsewhere.
+            in_place = backend.in_place
+            self.adam_update = lambda *a, **k: adam_update_reference(*a, xp=xp, in_place=in_place, **k)
+            self.sgd_update = lambda *a, **k: sgd_update_reference(*a, xp=xp, in_place=in_place, **k)
             self.matmul = lambda a, b: matmul_reference(a, b, xp)
             self.matmul_into = lambda a, b, out: matmul_into_reference(a, b, out, xp)
             self.sum_rows_into = lambda g, out: sum_rows_into_reference(g, out, xp)

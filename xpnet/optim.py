@@ -5,7 +5,11 @@ so passing the same optimizer to several ``fit`` calls continues training
 exactly: ``fit(epochs=1)`` three times equals ``fit(epochs=3)``.
 
 Updates go through ``ops.sgd_update`` / ``ops.adam_update``, which are fused
-single-pass kernels where the backend has them.
+single-pass kernels where the backend has them. Each update returns the new
+arrays and ``step`` returns the new parameter list: the same objects, updated in
+place, on libraries whose arrays mutate (NumPy, CuPy, torch); new arrays on those
+whose arrays are immutable (JAX) or whose ``+=`` rebinds (Dask), which the model
+then assigns back. Nothing relies on mutation it has not probed.
 """
 
 from __future__ import annotations
@@ -45,7 +49,7 @@ def flat_views(xp: Any, shapes: list[tuple], dtype: Any, device: Any) -> tuple[A
 
 
 class Optimizer:
-    """Base class: ``step(params, grads, ops, flat=None)`` updates ``params`` in place.
+    """Base class: ``step(params, grads, ops, flat=None)`` returns the updated ``params``.
 
     With ``flat=(flat_params, flat_grads)`` (a model whose parameters are views of one
     buffer), the state is kept in flat buffers too and each step is one kernel call over
@@ -88,7 +92,8 @@ class Optimizer:
             self._flat_state[slot] = flat
             self.state[slot] = views
 
-    def step(self, params: list, grads: list, ops: Any, flat: tuple[Any, Any] | None = None) -> None:
+    def step(self, params: list, grads: list, ops: Any, flat: tuple[Any, Any] | None = None) -> list:
+        """One update; returns the parameters after it (store them: they may be new arrays)."""
         raise NotImplementedError
 
     def hyperparameters(self) -> dict:
@@ -141,12 +146,18 @@ class SGD(Optimizer):
         self._ensure_state(params, ops.xp, flat=flat is not None)
         self.iterations += 1
         kw = dict(lr=self.lr, momentum=self.momentum, nesterov=self.nesterov)
-        if flat is not None:
+        if flat is not None:  # one in-place call over the flat buffers
             ops.sgd_update(flat[0], flat[1], self._flat_state.get("velocity"), **kw)
-            return
+            return params
         velocities = self.state.get("velocity", [None] * len(params))
+        new_params, new_velocities = [], []
         for p, g, v in zip(params, grads, velocities):
-            ops.sgd_update(p, g, v, **kw)
+            p, v = ops.sgd_update(p, g, v, **kw)
+            new_params.append(p)
+            new_velocities.append(v)
+        if "velocity" in self.state:
+            self.state["velocity"] = new_velocities
+        return new_params
 
 
 class Adam(Optimizer):
@@ -168,11 +179,17 @@ class Adam(Optimizer):
         self._ensure_state(params, ops.xp, flat=flat is not None)
         self.iterations += 1
         kw = dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, step=self.iterations)
-        if flat is not None:
+        if flat is not None:  # one in-place call over the flat buffers
             ops.adam_update(flat[0], flat[1], self._flat_state["m"], self._flat_state["v"], **kw)
-            return
+            return params
+        new_params, new_m, new_v = [], [], []
         for p, g, m, v in zip(params, grads, self.state["m"], self.state["v"]):
-            ops.adam_update(p, g, m, v, **kw)
+            p, m, v = ops.adam_update(p, g, m, v, **kw)
+            new_params.append(p)
+            new_m.append(m)
+            new_v.append(v)
+        self.state["m"], self.state["v"] = new_m, new_v
+        return new_params
 
 
 OPTIMIZERS = {"sgd": SGD, "adam": Adam}
