@@ -36,7 +36,7 @@ from xpnet import ops as _ops
 
 __all__ = [
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "matmul", "matmul_into", "sum_rows_into", "training_loop", "warmup",
+    "matmul", "matmul_into", "sum_rows_into", "perceptron_epoch", "training_loop", "warmup",
 ]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN inputs must propagate as NumPy's do.
@@ -237,6 +237,48 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
     kernel = _pick(_sgd_momentum_serial, _sgd_momentum_parallel, param.size)
     kernel(param.reshape(-1), grad.reshape(-1), velocity.reshape(-1), s(lr), s(momentum), bool(nesterov))
     return param, velocity
+
+
+def _perceptron_epoch_body(X, Y, W, b, order, eta0):
+    d, k = W.shape
+    mistakes = 0
+    loss = 0.0
+    for idx in range(order.size):
+        i = order[idx]
+        wrong_any = False
+        for j in range(k):
+            s = b[j]
+            for f in range(d):
+                s += X[i, f] * W[f, j]
+            margin = Y[i, j] * s
+            if margin <= 0:
+                wrong_any = True
+                loss -= margin
+                step = eta0 * Y[i, j]
+                for f in range(d):
+                    W[f, j] += step * X[i, f]
+                b[j] += step
+        if wrong_any:
+            mistakes += 1
+    return mistakes, loss
+
+
+_perceptron_epoch_serial = _jit(False)(_perceptron_epoch_body)
+
+
+def perceptron_epoch(X, Y, W, b, order, *, eta0):
+    """One perceptron epoch compiled (the per-sample rule cannot be vectorised): ``W`` and ``b`` in
+    place, returns ``(W, b, mistakes, loss)`` like ``ops.perceptron_epoch_reference``."""
+    if not _contiguous_same(W, W) or not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in (X, Y, b)):
+        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=_xp_numpy())
+    mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), W.dtype.type(eta0))
+    return W, b, int(mistakes), float(loss)
+
+
+def _xp_numpy():
+    import array_api_compat.numpy as xp
+
+    return xp
 
 
 # -- gradients written in place (views of the model's flat gradient buffer) --------------

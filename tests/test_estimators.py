@@ -44,7 +44,7 @@ def test_logistic_regression_multiclass_and_string_labels():
 
 def test_perceptron_converges_on_separable_data(iris_pair):
     X, y = iris_pair
-    p = xpnet.Perceptron(random_state=0).fit(X, y)
+    p = xpnet.Perceptron(random_state=0, tol=None).fit(X, y)  # tol=None: run until an epoch without mistakes
     assert p.errors_[-1] == 0 and p.n_iter_ < p.max_iter
     assert p.score(X, y) == 1.0
     margins = (2 * y - 1) * p.decision_function(X)
@@ -144,3 +144,62 @@ def test_estimators_on_array_api_strict(iris_pair):
     clf = xpnet.LogisticRegression(backend="array_api_strict").fit(X, y)
     assert clf.score(X, y) == 1.0
     assert type(clf.coef_).__module__.startswith("array_api_strict")
+
+
+def test_perceptron_compiled_epoch_equals_the_reference_and_stops_like_scikit_learn():
+    """Digits (integer features, eta0=1: exact arithmetic) through the Numba epoch and the
+    Array-API reference give identical weights; the default tol rule stops long before max_iter."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    fused = xpnet.Perceptron(random_state=0, max_iter=4, tol=None).fit(X, y)
+    reference = xpnet.Perceptron(random_state=0, max_iter=4, tol=None, fused=False).fit(X, y)
+    np.testing.assert_array_equal(fused.coef_, reference.coef_)
+    assert fused.errors_ == reference.errors_
+    p = xpnet.Perceptron(random_state=0).fit(X, y)
+    assert p.n_iter_ < 100 and p.score(X, y) > 0.9
+    losses = np.array(p.loss_curve_)
+    best_before = np.minimum.accumulate(losses)[-6:-1]  # the last 5 epochs improved on the best by < tol * n
+    assert np.all(losses[-5:] > best_before - 1e-3 * len(X))
+
+
+def test_constant_features_get_zero_coefficients_and_all_constant_x_fits():
+    rng = np.random.default_rng(0)
+    X = np.hstack([rng.normal(size=(80, 2)), np.full((80, 1), 3.0)])
+    y_reg, y_cls = X[:, 0] * 2 + 1, (X[:, 0] > 0).astype(int)
+    assert xpnet.LinearRegression().fit(X, y_reg).coef_[-1] == 0.0
+    assert xpnet.LogisticRegression().fit(X, y_cls).coef_[0, -1] == 0.0
+    constant = np.ones((10, 2))
+    np.testing.assert_allclose(xpnet.LinearRegression().fit(constant, np.arange(10.0)).predict(constant), 4.5)
+    assert np.all(xpnet.LogisticRegression().fit(constant, np.arange(10) % 2).coef_ == 0.0)
+
+
+def test_logistic_regression_stops_on_tol_and_matches_scikit_learn(iris_pair):
+    from sklearn.linear_model import LogisticRegression as SkLogistic
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = iris_pair
+    clf = xpnet.LogisticRegression().fit(X, y)
+    assert clf.n_iter_ < clf.max_iter and clf.score(X, y) == 1.0
+    Xs = StandardScaler().fit_transform(X)
+    ours = xpnet.LogisticRegression(standardize=False, tol=1e-8).fit(Xs, y)  # alpha=1.0 is C=1.0
+    theirs = SkLogistic(C=1.0, tol=1e-10).fit(Xs, y)
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6)
+
+
+def test_mlp_stopping_rule_waits_until_the_count_exceeds_n_iter_no_change():
+    """scikit-learn stops when the no-improvement count *exceeds* n_iter_no_change: with tol so
+    large that no epoch after the first counts as an improvement, both run n_iter_no_change + 2 epochs."""
+    import warnings
+
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(60, 3)), rng.integers(0, 2, size=60)
+    for patience in (1, 3):
+        ours = xpnet.MLPClassifier(hidden_layer_sizes=(4,), tol=1e9, n_iter_no_change=patience, max_iter=50).fit(X, y)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs = SkMLP(hidden_layer_sizes=(4,), tol=1e9, n_iter_no_change=patience, max_iter=50).fit(X, y)
+        assert ours.n_iter_ == theirs.n_iter_ == patience + 2

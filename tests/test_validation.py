@@ -91,7 +91,7 @@ def test_one_hot_must_be_one_hot():
         (lambda: Sequential([Dense(3, 2), Dense(3, 2)]), ValueError, "layer widths do not chain"),
         (lambda: Sequential([Sigmoid()]), ValueError, "at least one Dense"),
         (lambda: Dense(0, 2), ValueError, "n_in must be a positive integer"),
-        (lambda: Dense(2, 2, init="zeros"), ValueError, "init must be"),
+        (lambda: Dense(2, 2, init="ones"), ValueError, "init must be"),
         (lambda: Adam(lr=-1), ValueError, "lr must lie in"),
         (lambda: xpnet.SGD(lr=0.1, momentum=1.5), ValueError, "momentum must lie in"),
         (lambda: xpnet.SGD(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum"),

@@ -17,7 +17,7 @@ from ._io import atomic_write
 from .network import FORMAT_VERSION, History, Sequential, open_xpnet_file
 from .optim import Optimizer
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "TrainingState"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "checkpoint_epoch", "TrainingState"]
 
 CHECKPOINT_FORMAT = "xpnet.Checkpoint"
 CHECKPOINT_NAME = "checkpoint.npz"
@@ -60,6 +60,12 @@ class TrainingState:
 def save_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None) -> Path:
     """Write the model's training state to ``path`` atomically."""
     return TrainingState(model, optimizer, history, extra).save(path)
+
+
+def checkpoint_epoch(path: str | Path) -> int:
+    """The number of epochs a checkpoint holds (a bad file raises ModelFileError)."""
+    with open_xpnet_file(path, CHECKPOINT_FORMAT) as (_, config):
+        return int(config["epoch"])
 
 
 def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer) -> tuple[History, dict]:

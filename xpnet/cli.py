@@ -3,28 +3,43 @@
     xpnet train                      # the reference MNIST network, 10 epochs
     xpnet train --activation relu --hidden 512,256 --epochs 10 --plot curves.png
     xpnet train --checkpoint-dir ck --epochs 5; xpnet train --checkpoint-dir ck --epochs 10 --resume
-    xpnet predict model.npz --dataset mnist
-    xpnet info
+    xpnet predict model.npz --dataset mnist          # accuracy on the test split
+    xpnet predict model.npz --input X.csv --proba    # predictions for your own data
+    xpnet info [model.npz]
 
-Bad arguments give one readable line and exit status 2. Data and runtime errors
-give a message and exit status 1. Ctrl-C exits with 130, after saving a
-checkpoint when ``--checkpoint-dir`` is set.
+Bad arguments, and output paths that could not be written, give one readable line and
+exit status 2 before any work. File, data and runtime errors give one line and exit
+status 1. Ctrl-C exits with 130 at any moment, after saving a checkpoint when
+``--checkpoint-dir`` is set. No command prints a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import platform
 import resource
 import sys
 import time
+import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from . import __version__
 
 EXIT_USAGE, EXIT_FAILURE, EXIT_INTERRUPTED = 2, 1, 130
+
+# Per-dataset defaults for train: each learns its dataset (measured: MNIST 0.97+ after 10 epochs,
+# digits 0.96 after 30, iris 1.00 after 100; `xpnet train --dataset NAME`).
+DATASET_DEFAULTS = {
+    "mnist": {"epochs": 10, "batch_size": 128, "lr": {"adam": 1e-3, "sgd": 0.1}},
+    "digits": {"epochs": 30, "batch_size": 32, "lr": {"adam": 1e-3, "sgd": 0.1}},
+    "iris": {"epochs": 100, "batch_size": 16, "lr": {"adam": 1e-2, "sgd": 0.1}},
+}
+INPUT_SUFFIXES = (".npy", ".npz", ".csv")
+OUTPUT_SUFFIXES = (".npy", ".csv", ".txt")
 
 
 class CLIError(Exception):
@@ -34,6 +49,14 @@ class CLIError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + traceback
         raise CLIError(message)
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` after every option that has a default."""
+
+
+def _epochs(n: int) -> str:
+    return f"{n} epoch" + ("" if n == 1 else "s")
 
 
 # -- argument types ---------------------------------------------------------------
@@ -60,8 +83,12 @@ _unit_float = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 def _hidden(text: str) -> list[int]:
+    """Comma-separated positive widths; empty text or empty entries (``256,,128``) are refused."""
+    parts = text.split(",")
+    if any(not part.strip() for part in parts):
+        raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 256,128, got {text!r} (an empty width)")
     try:
-        widths = [int(part) for part in text.split(",") if part.strip()]
+        widths = [int(part) for part in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated layer widths such as 256,128, got {text!r}") from None
     if any(w < 1 for w in widths):
@@ -74,36 +101,125 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"xpnet {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    train = sub.add_parser("train", help="train a network (defaults: the reference MNIST network)")
-    train.add_argument("--dataset", choices=["mnist", "digits", "iris"], default="mnist")
-    train.add_argument("--data-dir", help="folder with the four MNIST IDX files (.gz or not)")
-    train.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="auto")
-    train.add_argument("--hidden", type=_hidden, default=[256, 128], help="hidden widths, e.g. 256,128 (default)")
-    train.add_argument("--activation", choices=["sigmoid", "relu", "tanh"], default="sigmoid")
-    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
-    train.add_argument("--lr", type=_positive_float, default=None, help="learning rate (adam 1e-3, sgd 0.1)")
-    train.add_argument("--momentum", type=_unit_float, default=0.9, help="SGD momentum (default 0.9)")
-    train.add_argument("--epochs", type=_non_negative_int, default=10, help="total epochs, counting resumed ones")
-    train.add_argument("--batch-size", type=_positive_int, default=128)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    per_dataset = lambda key: ", ".join(f"{name} {d[key]}" for name, d in DATASET_DEFAULTS.items())  # noqa: E731
+    train = sub.add_parser("train", help="train a network (defaults: the reference MNIST network)", formatter_class=_HelpFormatter)
+    train.add_argument("--dataset", choices=["mnist", "digits", "iris"], default="mnist", help="what to train on")
+    train.add_argument("--data-dir", help="MNIST only: folder with the four IDX files (.gz or not); "
+                       "default: $XPNET_DATA_DIR, then the user cache, then a download")
+    train.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="auto", help="where to train")
+    train.add_argument("--hidden", type=_hidden, default=[256, 128], help="hidden layer widths, comma-separated")
+    train.add_argument("--activation", choices=["sigmoid", "relu", "tanh"], default="sigmoid", help="hidden activation")
+    train.add_argument("--optimizer", choices=["adam", "sgd"], default="adam", help="update rule")
+    train.add_argument("--lr", type=_positive_float, default=None,
+                       help="learning rate (default: adam 1e-3, sgd 0.1; adam 1e-2 on iris)")
+    train.add_argument("--momentum", type=_unit_float, default=0.9, help="SGD momentum")
+    train.add_argument("--epochs", type=_non_negative_int, default=None,
+                       help=f"total epochs, counting resumed ones (default: {per_dataset('epochs')})")
+    train.add_argument("--batch-size", type=_positive_int, default=None, help=f"(default: {per_dataset('batch_size')})")
+    train.add_argument("--seed", type=_non_negative_int, default=0, help="seeds the weights and the shuffling")
+    train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision")
     train.add_argument("--no-fused", action="store_true", help="use the reference path instead of fused kernels")
-    train.add_argument("--limit-train", type=_positive_int, help="train on the first N training samples only")
-    train.add_argument("--save", metavar="MODEL.npz", help="write the trained model here")
-    train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch")
+    train.add_argument("--limit-train", type=_positive_int, help="train on the first N training samples only (default: all)")
+    train.add_argument("--save", metavar="MODEL.npz", help="write the trained model here (default: not saved)")
+    train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch (default: none)")
     train.add_argument("--resume", action="store_true", help="continue from the checkpoint in --checkpoint-dir")
-    train.add_argument("--plot", metavar="curves.png", help="plot loss and accuracy per epoch")
-    train.add_argument("--json", metavar="metrics.json", help="write the run's figures as JSON")
+    train.add_argument("--overwrite", action="store_true", help="replace a checkpoint already in --checkpoint-dir")
+    train.add_argument("--plot", metavar="curves.png", help="plot loss and accuracy per epoch; the suffix "
+                       "(.png, .pdf, .svg, ...) sets the format (default: no plot)")
+    train.add_argument("--json", metavar="metrics.json", help="write the run's figures as JSON (default: none)")
     train.add_argument("-q", "--quiet", action="store_true", help="print only the final summary line")
 
-    predict = sub.add_parser("predict", help="accuracy of a saved model on a dataset's test split")
+    predict = sub.add_parser("predict", formatter_class=_HelpFormatter,
+                             help="predict on your own data (--input), or the accuracy on a dataset's test split")
     predict.add_argument("model", help="a model written by --save or Sequential.save")
-    predict.add_argument("--dataset", choices=["mnist", "digits", "iris"], default="mnist")
-    predict.add_argument("--data-dir")
-    predict.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="auto")
+    predict.add_argument("--input", metavar="FILE", help="samples to predict, one per row: .npy, .npz (one array, "
+                         "or the array 'X') or .csv (an optional header row)")
+    predict.add_argument("--proba", action="store_true", help="with --input: class probabilities instead of labels")
+    predict.add_argument("--output", metavar="FILE", help="with --input: write predictions here (.npy, .csv or .txt) "
+                         "instead of standard output")
+    predict.add_argument("--dataset", choices=["mnist", "digits", "iris"], default=None,
+                         help="without --input: evaluate on this dataset's test split (default: mnist)")
+    predict.add_argument("--data-dir", help="MNIST only: folder with the two t10k test files")
+    predict.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="auto", help="where to run")
 
-    sub.add_parser("info", help="versions, backends, GPU and fused-kernel status")
+    info = sub.add_parser("info", help="versions, backends, GPU and fused kernels; or a saved model's summary")
+    info.add_argument("model", nargs="?", help="a saved model to describe (layers, shapes, parameters)")
     return parser
+
+
+# -- checks before any work -----------------------------------------------------------
+def _check_writable(flag: str, path: str, *, directory: bool = False) -> Path:
+    """Refuse an output path that could not be written: a directory where a file is wanted (or
+    the reverse), or a folder that cannot be created or written. Nothing is created here."""
+    target = Path(path)
+    if directory and target.exists() and not target.is_dir():
+        raise CLIError(f"{flag}: {path} is a file, not a directory")
+    if not directory and target.is_dir():
+        raise CLIError(f"{flag}: {path} is a directory; give a file name")
+    ancestor = target if directory and target.is_dir() else target.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise CLIError(f"{flag}: cannot create {path}: {ancestor} is not a directory")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise CLIError(f"{flag}: cannot write {path}: no write permission in {ancestor}")
+    return target
+
+
+def _check_train_outputs(args: argparse.Namespace) -> None:
+    if args.save:
+        _check_writable("--save", args.save)
+    if args.json:
+        _check_writable("--json", args.json)
+    if args.checkpoint_dir:
+        _check_writable("--checkpoint-dir", args.checkpoint_dir, directory=True)
+    if args.plot:
+        _check_writable("--plot", args.plot)
+        from .plotting import figure_format
+
+        try:
+            figure_format(args.plot)
+        except ImportError:
+            raise CLIError("--plot needs matplotlib, which is not installed (pip install matplotlib)") from None
+        except ValueError as exc:
+            raise CLIError(f"--plot: {exc}") from None
+
+
+def _check_checkpoint(args: argparse.Namespace, checkpoint: Path | None) -> int | None:
+    """The epoch of the checkpoint a run may continue, after refusing what would lose or waste work."""
+    if checkpoint is None:
+        if args.resume or args.overwrite:
+            raise CLIError(f"--{'resume' if args.resume else 'overwrite'} needs --checkpoint-dir DIR")
+        return None
+    if args.resume and args.overwrite:
+        raise CLIError("--resume and --overwrite contradict each other: continue the checkpoint, or replace it")
+    if not checkpoint.exists():
+        return None
+    from .checkpoint import checkpoint_epoch
+
+    if not args.resume and not args.overwrite:
+        raise CLIError(f"--checkpoint-dir {args.checkpoint_dir} already holds a checkpoint of another run "
+                       f"(after {_epochs(checkpoint_epoch(checkpoint))}); pass --resume to continue it or "
+                       "--overwrite to replace it")
+    if args.overwrite:
+        return None
+    epoch = checkpoint_epoch(checkpoint)  # a bad file: ModelFileError, exit 1
+    if args.epochs <= epoch:
+        raise CLIError(f"--resume: the checkpoint in {args.checkpoint_dir} has {_epochs(epoch)} already and --epochs "
+                       f"is the total ({args.epochs}); pass --epochs greater than {epoch} to train more")
+    return epoch
+
+
+def _apply_dataset_defaults(args: argparse.Namespace) -> None:
+    if args.data_dir and args.dataset != "mnist":
+        raise CLIError(f"--data-dir applies to --dataset mnist only ({args.dataset} ships with scikit-learn)")
+    defaults = DATASET_DEFAULTS[args.dataset]
+    if args.epochs is None:
+        args.epochs = defaults["epochs"]
+    if args.batch_size is None:
+        args.batch_size = defaults["batch_size"]
+    if args.lr is None:
+        args.lr = defaults["lr"][args.optimizer]
 
 
 # -- commands ---------------------------------------------------------------------
@@ -148,15 +264,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .network import History, NonFiniteLossError
     from .optim import SGD, Adam
 
-    if args.resume and not args.checkpoint_dir:
-        raise CLIError("--resume needs --checkpoint-dir DIR")
+    _apply_dataset_defaults(args)
+    checkpoint = Path(args.checkpoint_dir) / CHECKPOINT_NAME if args.checkpoint_dir else None
+    resume_epoch = _check_checkpoint(args, checkpoint)
+    _check_train_outputs(args)  # every output path and optional dependency, before any data is read
     started = time.perf_counter()
     X_train, y_train, X_test, y_test = load_dataset(args.dataset, args.data_dir)
     if args.limit_train:
         X_train, y_train = X_train[: args.limit_train], y_train[: args.limit_train]
     n_classes = int(max(y_train.max(), y_test.max())) + 1
     model = build_network(X_train.shape[1], n_classes, args)
-    lr = args.lr if args.lr is not None else (1e-3 if args.optimizer == "adam" else 0.1)
+    lr = args.lr
     optimizer = Adam(lr) if args.optimizer == "adam" else SGD(lr, momentum=args.momentum, nesterov=False)
     say = (lambda *a: None) if args.quiet else print
     say(f"xpnet {__version__}: {args.dataset} {X_train.shape[0]} train / {X_test.shape[0]} test, "
@@ -165,20 +283,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"({'fused ' + model.ops.kernel_family if model.ops.fused else 'reference ops'}), {args.dtype}")
 
     history = History()
-    checkpoint = Path(args.checkpoint_dir) / CHECKPOINT_NAME if args.checkpoint_dir else None
-    if args.resume:
-        if checkpoint.is_file():
-            history, _ = load_checkpoint(checkpoint, model, optimizer)
-            say(f"resumed from {checkpoint} after epoch {model.epochs_trained}")
-        else:
-            say(f"no checkpoint in {args.checkpoint_dir} yet; starting from epoch 0")
+    if resume_epoch is not None:
+        history, _ = load_checkpoint(checkpoint, model, optimizer)
+        say(f"resumed from {checkpoint} after {_epochs(model.epochs_trained)}")
+    elif args.resume:
+        say(f"no checkpoint in {args.checkpoint_dir} yet; starting from epoch 0")
 
     # Data moves to the backend once; each epoch's fit then only checks it.
     to_device = model.backend.asarray
     X_train, y_train, X_test, y_test = (to_device(a) for a in (X_train, y_train, X_test, y_test))
-    callbacks = [] if args.quiet else [ProgressBar() if sys.stderr.isatty() else EpochPrinter()]
+    interactive = sys.stderr.isatty()
+    callbacks = [] if args.quiet else [ProgressBar() if interactive else EpochPrinter()]
     snapshot = None  # the state at the start of the running epoch, for Ctrl-C
-    saved_epoch = model.epochs_trained if args.resume and checkpoint.is_file() else -1
+    saved_epoch = resume_epoch if resume_epoch is not None else -1
     try:
         while model.epochs_trained < args.epochs:
             if checkpoint is not None:
@@ -190,7 +307,8 @@ def cmd_train(args: argparse.Namespace) -> int:
                 save_checkpoint(checkpoint, model, optimizer, history)
                 saved_epoch = model.epochs_trained
     except KeyboardInterrupt:
-        print(file=sys.stderr)
+        if interactive and not args.quiet:
+            print(file=sys.stderr)  # end the progress bar's line
         if snapshot is not None:
             if snapshot.epoch > saved_epoch:  # never replace a newer checkpoint with an older snapshot
                 snapshot.save(checkpoint)
@@ -222,19 +340,113 @@ def cmd_train(args: argparse.Namespace) -> int:
             "backend": model.backend.describe(), "fused": model.ops.fused, "xpnet_version": __version__,
             "python": platform.python_version(), "machine": platform.machine(),
         })
-    print(f"test accuracy {final['accuracy']:.4f}, test loss {final['loss']:.4f} after {model.epochs_trained} epochs "
+    print(f"test accuracy {final['accuracy']:.4f}, test loss {final['loss']:.4f} after {_epochs(model.epochs_trained)} "
           f"({total:.1f} s, peak memory {peak_rss_bytes() / 2**20:.0f} MiB)")
     return 0
 
 
+def _load_for_prediction(path: str, backend: str) -> Any:
+    """A saved model, refused when its weights are not all finite (it could only predict garbage)."""
+    import numpy as np
+
+    from .network import ModelFileError, load
+
+    model = load(path, backend=backend)
+    bad = [i for i, p in enumerate(model.parameters()) if not np.all(np.isfinite(model.backend.to_numpy(p)))]
+    if bad:
+        raise ModelFileError(f"{path} has non-finite weights (NaN or inf) in parameter(s) {bad}: it cannot make "
+                             "useful predictions; retrain it (a lower --lr helps)")
+    return model
+
+
+def read_samples(path: str) -> Any:
+    """Samples from a .npy, .npz (its one array, or the array ``X``) or .csv (optional header) file,
+    as a 2-D float array. Never unpickles. Errors are ValueError/OSError with one line."""
+    import numpy as np
+
+    file = Path(path)
+    suffix = file.suffix.lower()
+    if not file.is_file():
+        raise FileNotFoundError(f"--input: no file at {path}")
+    try:
+        if suffix == ".csv":
+            with open(file) as fh:
+                first = fh.readline()
+            try:
+                [float(tok) for tok in first.strip().split(",")]
+                header = 0
+            except ValueError:
+                header = 1
+            X = np.loadtxt(file, delimiter=",", skiprows=header, ndmin=2, dtype=np.float64)
+        else:
+            data = np.load(file, allow_pickle=False)
+            if isinstance(data, np.lib.npyio.NpzFile):
+                with data:
+                    names = list(data.files)
+                    if len(names) != 1 and "X" not in names:
+                        raise ValueError(f"--input: {path} holds arrays {names}; name the samples 'X' or store one array")
+                    X = data[names[0] if len(names) == 1 else "X"]
+            else:
+                X = data
+    except ValueError as exc:
+        message = str(exc) if str(exc).startswith("--input") else f"--input: {path} is not a readable {suffix} file of numbers ({exc})"
+        raise ValueError(message.splitlines()[0]) from None
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"--input: {path} holds {X.dtype} data, not numbers")
+    return X.reshape(1, -1) if X.ndim == 1 else X
+
+
+def _write_predictions(values: Any, output: str | None, proba: bool) -> None:
+    import io
+
+    import numpy as np
+
+    from ._io import atomic_write
+
+    fmt = "%.6g" if proba or values.dtype.kind == "f" else "%d"
+    if output is None:
+        np.savetxt(sys.stdout, values, fmt=fmt, delimiter=",")
+        return
+    if output.lower().endswith(".npy"):
+        atomic_write(output, lambda fh: np.save(fh, values))
+        return
+    text = io.StringIO()
+    np.savetxt(text, values, fmt=fmt, delimiter=",")
+    atomic_write(output, lambda fh: fh.write(text.getvalue().encode()))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
-    from .network import load
 
-    model = load(args.model, backend=args.backend)
-    _, _, X_test, y_test = load_dataset(args.dataset, args.data_dir)
-    result = model.evaluate(X_test, y_test)
-    print(f"accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {X_test.shape[0]} {args.dataset} test samples")
+    if args.input is None:
+        if args.proba or args.output:
+            raise CLIError(f"--{'proba' if args.proba else 'output'} needs --input FILE")
+        dataset = args.dataset or "mnist"
+        if args.data_dir and dataset != "mnist":
+            raise CLIError(f"--data-dir applies to --dataset mnist only ({dataset} ships with scikit-learn)")
+        model = _load_for_prediction(args.model, args.backend)
+        X_test, y_test = load_dataset(dataset, args.data_dir, split="test")  # the test files only
+        result = model.evaluate(X_test, y_test)
+        print(f"accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {X_test.shape[0]} {dataset} test samples")
+        return 0
+    if args.dataset or args.data_dir:
+        raise CLIError("--input and --dataset/--data-dir exclude each other: predict on a file, or evaluate on a dataset")
+    if not args.input.lower().endswith(INPUT_SUFFIXES):
+        raise CLIError(f"--input: unsupported file type {Path(args.input).suffix or '(none)'}; use {', '.join(INPUT_SUFFIXES)}")
+    if args.output:
+        if not args.output.lower().endswith(OUTPUT_SUFFIXES):
+            raise CLIError(f"--output: unsupported file type {Path(args.output).suffix or '(none)'}; use {', '.join(OUTPUT_SUFFIXES)}")
+        _check_writable("--output", args.output)
+    model = _load_for_prediction(args.model, args.backend)
+    if args.proba and not model.loss.is_classifier:
+        raise CLIError(f"--proba needs a classifier; {args.model} was trained with the {model.loss.name!r} loss")
+    X = read_samples(args.input)
+    if X.shape[1] != model.n_features:
+        raise ValueError(f"--input has {X.shape[1]} features per row but {args.model} expects {model.n_features}")
+    out = model.predict_proba(X) if args.proba else model.predict(X)
+    _write_predictions(model.backend.to_numpy(out), args.output, args.proba)
+    if args.output:
+        print(f"wrote {'probabilities' if args.proba else 'predictions'} for {X.shape[0]} samples to {args.output}", file=sys.stderr)
     return 0
 
 
@@ -251,6 +463,11 @@ def cmd_info(args: argparse.Namespace) -> int:
     from .backend import cupy_usable, get_backend
     from .ops import Ops, fused_default
 
+    if args.model:
+        from .network import load
+
+        print(load(args.model, backend="numpy").summary())
+        return 0
     print(f"xpnet {__version__} on Python {platform.python_version()} ({platform.machine()})")
     for dist in ("numpy", "array-api-compat", "numba", "array-api-strict", "scikit-learn", "matplotlib", "torch"):
         print(f"  {dist:<18} {_version_of(dist)}")
@@ -272,7 +489,31 @@ def cmd_info(args: argparse.Namespace) -> int:
 COMMANDS = {"train": cmd_train, "predict": cmd_predict, "info": cmd_info}
 
 
+@contextlib.contextmanager
+def _one_line_warnings() -> Iterator[None]:
+    """Warnings (a backend fallback, say) as one ``xpnet: warning:`` line, without a source path."""
+    saved = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"xpnet: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = saved
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        with _one_line_warnings():
+            return _run(argv)
+    except KeyboardInterrupt:  # Ctrl-C before or after the training loop's own handler
+        print("xpnet: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _run(argv: Sequence[str] | None) -> int:
     from .backend import BackendUnavailableError
     from .datasets import DatasetError
 
@@ -282,8 +523,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as exc:
         print(f"xpnet: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except (DatasetError, FileNotFoundError, BackendUnavailableError, ValueError, TypeError, ImportError, OSError) as exc:
-        print(f"xpnet: error: {exc}", file=sys.stderr)
+    except (DatasetError, FileNotFoundError, BackendUnavailableError, ValueError, TypeError, ImportError, OSError,
+            MemoryError) as exc:
+        message = str(exc).splitlines()[0] if not isinstance(exc, DatasetError) else str(exc)
+        print(f"xpnet: error: {message}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -152,8 +152,8 @@ def _find_file(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _complete(folder: Path) -> dict[str, Path] | None:
-    found = {key: _find_file(folder, name) for key, (name, _) in MNIST_FILES.items()}
+def _complete(folder: Path, keys: tuple[str, ...] = tuple(MNIST_FILES)) -> dict[str, Path] | None:
+    found = {key: _find_file(folder, MNIST_FILES[key][0]) for key in keys}
     return found if all(found.values()) else None  # type: ignore[return-value]
 
 
@@ -183,11 +183,29 @@ def _load_mnist_from(files: dict[str, Path]) -> tuple[np.ndarray, ...]:
             raise IDXFormatError(f"{path}: MNIST {key.replace('_', ' ')} must have shape {MNIST_SHAPES[key]}, got {arr.shape}")
         arrays[key] = arr
     to_x = lambda a: (a.reshape(a.shape[0], -1).astype(np.float32) / np.float32(255.0))  # noqa: E731
-    return (
-        to_x(arrays["train_images"]),
-        arrays["train_labels"].astype(np.int64),
-        to_x(arrays["test_images"]),
-        arrays["test_labels"].astype(np.int64),
+    out = []
+    for split in ("train", "test"):
+        if f"{split}_images" in arrays:
+            out += [to_x(arrays[f"{split}_images"]), arrays[f"{split}_labels"].astype(np.int64)]
+    return tuple(out)
+
+
+def load_mnist_test(data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Only MNIST's test split, ``(X_test (10000, 784), y_test)``, from the two t10k files.
+
+    For evaluating a trained model: the training files need not exist (nor be downloaded).
+    Searches the same places as :func:`load_mnist`, and downloads nothing.
+    """
+    keys = ("test_images", "test_labels")
+    places = mnist_search_path(data_dir)
+    for _, folder in places:
+        files = _complete(folder, keys)
+        if files:
+            return _load_mnist_from(files)  # type: ignore[return-value]
+    searched = "\n".join(f"  - {label}: {folder}" for label, folder in places)
+    raise DatasetNotFoundError(
+        f"the MNIST test files ({', '.join(MNIST_FILES[k][0] for k in keys)}; .gz or not) were not found.\n"
+        f"Searched:\n{searched}\nPass their folder with --data-dir DIR or set XPNET_DATA_DIR."
     )
 
 
@@ -264,12 +282,15 @@ def load_digits(test_size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, ...]
     return _split(digits.data / 16.0, digits.target, test_size, seed)
 
 
-def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, ...]:
-    """``"mnist"``, ``"digits"`` or ``"iris"`` by name."""
+def load_dataset(name: str, data_dir: str | os.PathLike | None = None, split: str = "all") -> tuple[np.ndarray, ...]:
+    """``"mnist"``, ``"digits"`` or ``"iris"`` by name: ``(X_train, y_train, X_test, y_test)``, or
+    ``(X_test, y_test)`` with ``split="test"`` (for MNIST, read without the training files).
+    ``data_dir`` applies to MNIST only (digits and iris ship with scikit-learn)."""
+    if split not in ("all", "test"):
+        raise ValueError(f"split must be 'all' or 'test', got {split!r}")
     if name == "mnist":
-        return load_mnist(data_dir)
-    if name == "digits":
-        return load_digits()
-    if name == "iris":
-        return load_iris_binary()
+        return load_mnist(data_dir) if split == "all" else load_mnist_test(data_dir)
+    if name in ("digits", "iris"):
+        arrays = load_digits() if name == "digits" else load_iris_binary()
+        return arrays if split == "all" else arrays[2:]
     raise ValueError(f"dataset must be 'mnist', 'digits' or 'iris', got {name!r}")

@@ -105,9 +105,13 @@ class _Estimator(_SkBase):
             check_positive_int("n_iter_no_change", self.n_iter_no_change),
         )
 
-    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, rule) -> None:
-        """Train until ``max_iter`` epochs or until the loss stops improving by ``tol``
-        for ``n_iter_no_change`` epochs (scikit-learn's rule)."""
+    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, rule,
+                    grad_tol: float | None = None) -> None:
+        """Train until ``max_iter`` epochs, or until the loss has not improved on the best by
+        ``tol`` for more than ``n_iter_no_change`` epochs in a row (scikit-learn's MLP rule:
+        the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol``, until the largest
+        absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
+        lbfgs ``tol``)."""
         max_iter, tol, patience = rule
         best, stale = np.inf, 0
         self.loss_curve_ = []
@@ -118,8 +122,12 @@ class _Estimator(_SkBase):
             self.loss_curve_.append(loss)
             stale = stale + 1 if loss > best - tol else 0
             best = min(best, loss)
-            if stale >= patience:
+            if stale > patience:
                 break
+            if grad_tol is not None and batch_size >= Xd.shape[0]:
+                xp = model.backend.xp
+                if max(float(xp.max(xp.abs(g))) for g in model._grads()) <= grad_tol:
+                    break
         self.n_iter_ = len(self.loss_curve_)
         self.best_loss_ = float(best)
 
@@ -253,7 +261,10 @@ def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100) -> float:
     v = xp.ones((d,), dtype=Xd.dtype, device=_device(Xd))
     for _ in range(iterations):
         v = gram @ v
-        v = v / xp.sqrt(xp.sum(v * v))
+        norm = float(xp.sqrt(xp.sum(v * v)))
+        if norm == 0.0:  # X is all zeros (all-constant features, standardised): no curvature from X
+            break
+        v = v / norm
     largest = float(xp.sum(v * (gram @ v)))
     column_means = xp.mean(Xd, axis=0)  # the intercept column couples through the means
     return 1.0 / (largest + 1.0 + float(xp.sum(column_means * column_means)))
@@ -262,7 +273,7 @@ def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100) -> float:
 class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     """Least-squares linear regression fitted by gradient descent on the MSE.
 
-    Gradient ``X.T @ (X w - y) / N`` (docs/backprop.md). Features are standardised
+    Gradient ``X.T @ (X w - y) / N`` (xpnet/backprop.md). Features are standardised
     internally (``standardize=True``) and the step size defaults to ``"auto"``,
     ``1/L`` for the largest curvature ``L`` of the loss, so full-batch descent
     decreases the loss at every step and converges to the least-squares solution.
@@ -298,7 +309,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         check_same_length(Xd, y)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
-        model = Sequential([Dense(self.n_features_in_, self.n_outputs_)], loss="mse", backend=self.backend,
+        model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self.backend,
                            dtype=self.dtype, seed=self.random_state, fused=self.fused)
         yd = model.loss.prepare_targets(y_arr, Xd.shape[0], self.n_outputs_, model.backend, model.dtype)
         self.model_backend = model.backend
@@ -317,16 +328,22 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     """Logistic regression: one sigmoid unit with binary cross-entropy (softmax for 3+ classes).
 
     Trained by full-batch gradient descent with momentum on internally
-    standardised features; the defaults converge on small, separable problems
-    such as iris setosa vs versicolor. ``alpha`` is an L2 penalty on the weights.
+    standardised features, from zero weights (so a constant feature gets coefficient 0);
+    the defaults converge on small, separable problems such as iris setosa vs versicolor.
+    ``alpha`` is the L2 penalty ``alpha / (2N) ||W||^2``, which is scikit-learn's ``1 / C``:
+    the default ``alpha=1.0`` is its ``C=1.0`` (on unstandardised features the coefficients
+    then equal scikit-learn's; tested). Without a penalty, separable classes have no finite
+    optimum. Training stops when the largest absolute gradient entry is at most ``tol``
+    (scikit-learn's lbfgs criterion; full batch), or at ``max_iter``. ``n_iter_no_change``
+    applies to mini-batches (``batch_size`` set): the loss rule of the MLP estimators.
 
     Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
     ``(n_classes, n_features)``, ``intercept_``, ``loss_curve_``, ``n_iter_``.
     """
 
     def __init__(
-        self, *, learning_rate_init: float = 0.5, max_iter: int = 1000, tol: float = 1e-6,
-        n_iter_no_change: int = 10, alpha: float = 0.0, batch_size: Any = None, momentum: float = 0.9,
+        self, *, learning_rate_init: float = 0.5, max_iter: int = 1000, tol: float = 1e-4,
+        n_iter_no_change: int = 10, alpha: float = 1.0, batch_size: Any = None, momentum: float = 0.9,
         standardize: bool = True, random_state: int | None = None, backend: Any = None,
         dtype: str = "float64", fused: bool | None = None,
     ) -> None:
@@ -344,7 +361,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.fused = fused
 
     def fit(self, X: Any, y: Any) -> "LogisticRegression":
-        rule = self._stopping_rule()
+        max_iter, grad_tol, patience = self._stopping_rule()
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         alpha = _check_float("alpha", self.alpha)
         Xd = self._features(X, reset=True)
@@ -352,7 +369,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         labels = self._encode_labels(y, Xd.shape[0])
         binary = self.classes_.size == 2
         n_out = 1 if binary else int(self.classes_.size)
-        model = Sequential([Dense(self.n_features_in_, n_out)],
+        model = Sequential([Dense(self.n_features_in_, n_out, init="zeros")],
                            loss="binary_cross_entropy" if binary else "softmax_cross_entropy",
                            backend=self.backend, dtype=self.dtype, seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(labels, Xd.shape[0], n_out, model.backend, model.dtype)
@@ -360,7 +377,10 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.model_ = model
         Xt = self._fit_transform(Xd)
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule)
+        batch_size = self._batch_size(Xd.shape[0])
+        full_batch = batch_size >= Xd.shape[0]  # momentum overshoots the loss: no loss rule on full batches
+        self._run_epochs(model, Xt, yd, optimizer, batch_size, True,
+                         (max_iter, grad_tol, max_iter if full_batch else patience), grad_tol=grad_tol)
         self._set_linear_attributes()
         return self
 
@@ -375,32 +395,45 @@ class Perceptron(_ClassifierMixin, _Estimator):
     """Rosenblatt's perceptron: on a mistake ``y (w.x + b) <= 0``, ``w += eta0 y x``, ``b += eta0 y``.
 
     Two classes use one unit with labels mapped to -1/+1; more classes train one
-    unit per class (one-vs-rest), updated together. Training stops after an
-    epoch without mistakes or after ``max_iter`` epochs.
+    unit per class (one-vs-rest), updated together. Each epoch is one call of
+    ``ops.perceptron_epoch`` (compiled with Numba on NumPy; the Array-API reference elsewhere).
+    Training stops after an epoch without mistakes, or by scikit-learn's rule: when the
+    epoch's summed perceptron loss ``max(0, -y (w.x + b))`` has not fallen below the best by
+    ``tol * n_samples`` for ``n_iter_no_change`` epochs (``tol=None`` turns that off), or
+    after ``max_iter`` epochs.
 
     Attributes: ``classes_``, ``coef_`` ``(1 or n_classes, n_features)``,
-    ``intercept_``, ``n_iter_``, ``errors_`` (mistakes per epoch).
+    ``intercept_``, ``n_iter_``, ``errors_`` (mistakes per epoch), ``loss_curve_``.
     """
 
     def __init__(
-        self, *, eta0: float = 1.0, max_iter: int = 1000, shuffle: bool = True,
-        random_state: int | None = None, backend: Any = None, dtype: str = "float64",
+        self, *, eta0: float = 1.0, max_iter: int = 1000, tol: float | None = 1e-3, n_iter_no_change: int = 5,
+        shuffle: bool = True, random_state: int | None = None, backend: Any = None, dtype: str = "float64",
+        fused: bool | None = None,
     ) -> None:
         self.eta0 = eta0
         self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
         self.random_state = random_state
         self.backend = backend
         self.dtype = dtype
+        self.fused = fused
 
     def fit(self, X: Any, y: Any) -> "Perceptron":
+        from .ops import Ops
+
         eta0 = _check_float("eta0", self.eta0, strict=True)
         max_iter = check_positive_int("max_iter", self.max_iter)
+        tol = None if self.tol is None else _check_float("tol", self.tol)
+        patience = check_positive_int("n_iter_no_change", self.n_iter_no_change)
         Xd = self._features(X, reset=True)
         check_same_length(Xd, y)
         labels = self._encode_labels(y, Xd.shape[0])
         backend = self._backend()
         xp, dtype = backend.xp, backend.dtype(self.dtype)
+        ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
         signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)
         Y = backend.asarray(signs, dtype=dtype)
@@ -408,20 +441,20 @@ class Perceptron(_ClassifierMixin, _Estimator):
         b = xp.zeros((k,), dtype=dtype, device=backend.device)
         rng = np.random.default_rng(self.random_state)
         n = Xd.shape[0]
-        self.errors_ = []
+        self.errors_, self.loss_curve_ = [], []
+        best, stale = np.inf, 0
         for _ in range(max_iter):
-            mistakes = 0
-            for i in (rng.permutation(n) if self.shuffle else range(n)):
-                x, yy = Xd[int(i), ...], Y[int(i), ...]
-                wrong = yy * (x @ W + b) <= 0
-                if bool(xp.any(wrong)):
-                    step = xp.where(wrong, yy, xp.zeros_like(yy)) * eta0
-                    W += xp.reshape(x, (-1, 1)) * xp.reshape(step, (1, -1))
-                    b += step
-                    mistakes += 1
+            order = rng.permutation(n) if self.shuffle else np.arange(n)
+            W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0)
             self.errors_.append(mistakes)
+            self.loss_curve_.append(loss)
             if mistakes == 0:
                 break
+            if tol is not None:  # scikit-learn's SGD rule (sklearn/linear_model/_sgd_fast)
+                stale = stale + 1 if loss > best - tol * n else 0
+                best = min(best, loss)
+                if stale >= patience:
+                    break
         self.n_iter_ = len(self.errors_)
         self.coef_, self.intercept_ = W.T, b
         self.model_ = _LinearScorer(backend, W, b)

@@ -3,7 +3,7 @@
 Row-vector layout: a batch is ``(N, features)``. Each layer keeps what its
 backward pass needs from the last forward call (Dense keeps its input, the
 activations keep their output), so a layer serves one forward/backward pair
-at a time. The math is ``docs/backprop.md``:
+at a time. The math is ``xpnet/backprop.md``:
 
     Dense:    Z = A @ W + b;     dW = A.T @ D,  db = sum_rows(D),  dA = D @ W.T
     Sigmoid:  y = 1/(1+e^-z);    dz = dy * y * (1 - y)
@@ -65,12 +65,13 @@ class Dense(Layer):
     ----------
     n_in, n_out : int
         Input and output widths.
-    init : {"glorot", "he", None}
+    init : {"glorot", "he", "zeros", None}
         Weight initialisation. ``None`` lets the network choose: He (normal) in
-        front of a ReLU, Glorot (uniform) elsewhere. Biases start at zero.
+        front of a ReLU, Glorot (uniform) elsewhere. ``"zeros"`` suits convex models
+        (linear and logistic regression), not hidden layers. Biases start at zero.
     """
 
-    INITS = ("glorot", "he")
+    INITS = ("glorot", "he", "zeros")
 
     def __init__(self, n_in: int, n_out: int, init: str | None = None) -> None:
         super().__init__()
@@ -93,7 +94,9 @@ class Dense(Layer):
     def build(self, backend, ops, dtype, rng, init=None):
         super().build(backend, ops, dtype, rng)
         scheme = self.init or init or "glorot"
-        if scheme == "he":
+        if scheme == "zeros":
+            w = np.zeros((self.n_in, self.n_out))
+        elif scheme == "he":
             w = rng.standard_normal((self.n_in, self.n_out)) * math.sqrt(2.0 / self.n_in)
         else:
             limit = math.sqrt(6.0 / (self.n_in + self.n_out))

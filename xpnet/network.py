@@ -535,6 +535,30 @@ class Sequential:
         arrays["__config__"] = np.frombuffer(json.dumps(self.config()).encode(), dtype=np.uint8)
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
+    def summary(self) -> str:
+        """A table of the layers with their output shapes and parameter counts, then the totals,
+        backend, kernels and dtype (what ``xpnet info MODEL`` prints)."""
+        rows, width = [], self.n_features
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                width = layer.n_out
+                name = f"Dense({layer.n_in} -> {layer.n_out})"
+            else:
+                name = type(layer).__name__
+            count = sum(int(np.prod(p.shape)) for p in layer.params)
+            rows.append((str(i), name, f"(N, {width})", f"{count:,}"))
+        header = ("#", "layer", "output shape", "parameters")
+        widths = [max(len(r[c]) for r in rows + [header]) for c in range(4)]
+        line = lambda r: "  ".join(r[c].ljust(widths[c]) if c < 3 else r[c].rjust(widths[c]) for c in range(4))  # noqa: E731
+        total = sum(int(np.prod(p.shape)) for p in self.parameters())
+        kernels = f"fused {self.ops.kernel_family}" if self.ops.fused else "reference ops"
+        return "\n".join([
+            f"Sequential: input (N, {self.n_features}), loss {self.loss.name}",
+            line(header), *(line(r) for r in rows),
+            f"total parameters: {total:,} ({self.dtype_name}, {total * (4 if self.dtype_name == 'float32' else 8) / 2**20:.2f} MiB)",
+            f"backend: {self.backend.name} on {self.backend.device} ({kernels})",
+        ])
+
     # -- pickling (pickle, copy.deepcopy, joblib) -------------------------------------------
     def __getstate__(self) -> dict:
         """The architecture, host copies of the parameters, the backend by name and the RNG:

@@ -34,6 +34,7 @@ __all__ = [
     "matmul_reference",
     "matmul_into_reference",
     "sum_rows_into_reference",
+    "perceptron_epoch_reference",
     "sigmoid_backward",
     "softmax_cross_entropy",
 ]
@@ -172,12 +173,37 @@ def sgd_update_reference(
     return param, velocity
 
 
+def perceptron_epoch_reference(
+    X: Any, Y: Any, W: Any, b: Any, order: Any, *, eta0: float, xp: Any
+) -> tuple[Any, Any, int, float]:
+    """One epoch of Rosenblatt's rule over the samples in ``order``; returns ``(W, b, mistakes, loss)``.
+
+    ``X`` is ``(N, d)``, ``Y`` ``(N, k)`` of -1/+1 (one column per unit), ``W`` ``(d, k)``, ``b``
+    ``(k,)``, ``order`` a host sequence of sample indices. For each sample, every unit with
+    ``y (w.x + b) <= 0`` gets ``w += eta0 y x`` and ``b += eta0 y``. ``mistakes`` counts samples
+    with a wrong unit; ``loss`` sums ``max(0, -y (w.x + b))`` before each update (scikit-learn's
+    perceptron loss). Functional (new ``W``, ``b``), so correct on immutable arrays too.
+    """
+    mistakes, loss = 0, 0.0
+    for i in order:
+        x, y = X[int(i), ...], Y[int(i), ...]
+        margin = y * (x @ W + b)
+        wrong = margin <= 0
+        if bool(xp.any(wrong)):
+            step = xp.where(wrong, y, xp.zeros_like(y)) * eta0
+            W = W + xp.reshape(x, (-1, 1)) * xp.reshape(step, (1, -1))
+            b = b + step
+            mistakes += 1
+            loss -= float(xp.sum(xp.where(wrong, margin, xp.zeros_like(margin))))
+    return W, b, mistakes, loss
+
+
 # ----------------------------------------------------------------------------
 # Dispatch
 # ----------------------------------------------------------------------------
 _KERNEL_NAMES = (
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "matmul", "matmul_into", "sum_rows_into",
+    "matmul", "matmul_into", "sum_rows_into", "perceptron_epoch",
 )
 
 
@@ -249,7 +275,8 @@ class Ops:
         self.log_softmax = lambda z: log_softmax_reference(z, xp)
         if family is not None:
             for name in _KERNEL_NAMES:
-                setattr(self, name, getattr(family, name))
+                if hasattr(family, name):
+                    setattr(self, name, getattr(family, name))
         else:
             self.sigmoid_backward = lambda grad_out, y: sigmoid_backward_reference(grad_out, y, xp)
             self.bias_sigmoid = lambda z, b: bias_sigmoid_reference(z, b, xp)
@@ -261,6 +288,8 @@ class Ops:
             self.matmul = lambda a, b: matmul_reference(a, b, xp)
             self.matmul_into = lambda a, b, out: matmul_into_reference(a, b, out, xp)
             self.sum_rows_into = lambda g, out: sum_rows_into_reference(g, out, xp)
+        if not hasattr(family, "perceptron_epoch"):  # the CuPy family has none: a per-sample loop is host-bound
+            self.perceptron_epoch = lambda X, Y, W, b, order, *, eta0: perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=xp)
 
     def __repr__(self) -> str:
         how = self.kernel_family if self.fused else f"reference ({self.reason})"

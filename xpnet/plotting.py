@@ -13,7 +13,7 @@ import numpy as np
 
 from ._io import atomic_write
 
-__all__ = ["plot_history", "plot_decision_boundary", "save_figure"]
+__all__ = ["plot_history", "plot_decision_boundary", "save_figure", "figure_format"]
 
 
 def _pyplot() -> Any:
@@ -27,16 +27,31 @@ def _pyplot() -> Any:
     return plt
 
 
+def figure_format(path: str | Path) -> str:
+    """The image format named by ``path``'s suffix (``png``, ``pdf``, ``svg``, ...), checked
+    against what matplotlib can write. Raises ImportError without matplotlib and ValueError
+    for a missing or unknown suffix, so a caller can check an output path before the work."""
+    _pyplot()
+    from matplotlib.figure import Figure
+
+    supported = Figure().canvas.get_supported_filetypes()
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in supported:
+        raise ValueError(f"cannot tell the image format of {str(path)!r} from its suffix; use one of "
+                         + ", ".join(f".{ext}" for ext in sorted(supported)))
+    return suffix
+
+
 def save_figure(fig: Any, path: str | Path) -> Path:
-    """Save a figure as PNG atomically and close it."""
+    """Save a figure atomically, in the format its suffix names (``.png``, ``.pdf``, ``.svg``...), and close it."""
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    fig.savefig(buffer, format=figure_format(path), dpi=120, bbox_inches="tight")
     _pyplot().close(fig)
     return atomic_write(path, lambda fh: fh.write(buffer.getvalue()))
 
 
 def plot_history(history: dict, path: str | Path, title: str = "") -> Path:
-    """Train/test loss and accuracy per epoch, side by side, written to ``path`` (PNG)."""
+    """Train/test loss and accuracy per epoch, side by side, written to ``path`` (format from its suffix)."""
     plt = _pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(history["loss"]) + 1)
