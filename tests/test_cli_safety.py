@@ -18,6 +18,7 @@ import pytest
 
 import xpnet
 from xpnet import Dense, Sequential
+from xpnet.checkpoint import checkpoint_epoch
 
 IRIS = ["train", "--dataset", "iris", "--hidden", "8", "--backend", "numpy", "--quiet"]
 
@@ -63,8 +64,9 @@ def test_a_new_run_never_overwrites_a_checkpoint(trained, tmp_path):
     copy = tmp_path / "ck"
     copy.mkdir()
     (copy / "checkpoint.npz").write_bytes(ck.read_bytes())
-    assert xpnet_cmd(*IRIS, "--epochs", "1", "--checkpoint-dir", copy, "--overwrite").returncode == 0
-    assert xpnet.checkpoint.checkpoint_epoch(copy / "checkpoint.npz") == 1
+    proc = xpnet_cmd(*IRIS, "--epochs", "1", "--checkpoint-dir", copy, "--overwrite")
+    assert proc.returncode == 0 and "after 1 epoch (" in proc.stdout, proc.stdout  # not "1 epochs"
+    assert checkpoint_epoch(copy / "checkpoint.npz") == 1
 
 
 def test_output_paths_and_dependencies_are_checked_before_training(trained, tmp_path):
