@@ -270,15 +270,9 @@ def perceptron_epoch(X, Y, W, b, order, *, eta0):
     """One perceptron epoch compiled (the per-sample rule cannot be vectorised): ``W`` and ``b`` in
     place, returns ``(W, b, mistakes, loss)`` like ``ops.perceptron_epoch_reference``."""
     if not _contiguous_same(W, W) or not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in (X, Y, b)):
-        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=_xp_numpy())
+        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=np)
     mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), W.dtype.type(eta0))
     return W, b, int(mistakes), float(loss)
-
-
-def _xp_numpy():
-    import array_api_compat.numpy as xp
-
-    return xp
 
 
 # -- gradients written in place (views of the model's flat gradient buffer) --------------

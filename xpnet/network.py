@@ -581,8 +581,8 @@ class Sequential:
         options = dict(state["options"])
         if options.get("graphs") and not backend.is_cupy:  # unpickled away from a GPU: no replay to require
             options["graphs"] = None
-        self.__init__([layer_from_config(c) for c in config["layers"]], loss=config["loss"], backend=backend,
-                      dtype=config["dtype"], seed=state["seed"], l2=config.get("l2", 0.0), **options)
+        layers, arguments = constructor_arguments(config)
+        self.__init__(layers, backend=backend, seed=state["seed"], **arguments, **options)
         self.set_parameters(state["params"])
         self.rng.bit_generator.state = state["rng_state"]
         self.epochs_trained = state["epochs_trained"]
@@ -595,6 +595,17 @@ class Sequential:
 FORMAT_VERSION = 1  # the newest format_version this xpnet reads and the one it writes
 
 
+def constructor_arguments(config: dict) -> tuple[list, dict]:
+    """The layers and the ``loss``/``dtype``/``l2`` arguments that rebuild a Sequential from
+    :meth:`Sequential.config` (for ``load`` and unpickling)."""
+    layers = [layer_from_config(c) for c in config["layers"]]
+    return layers, {"loss": config["loss"], "dtype": config["dtype"], "l2": config.get("l2", 0.0)}
+
+
+def _file_kind(expected: str) -> str:
+    return "checkpoint" if expected.endswith("Checkpoint") else "model"
+
+
 class ModelFileError(ValueError):
     """A file is not a readable xpnet model or checkpoint (empty, truncated, another format,
     or a newer format version); the message names the file and what is wrong with it."""
@@ -602,7 +613,7 @@ class ModelFileError(ValueError):
 
 def read_npz_config(data: Any, path: Any, expected: str) -> dict:
     """The JSON description stored in an xpnet ``.npz`` (``__config__``), checked for its format."""
-    what = "checkpoint" if expected.endswith("Checkpoint") else "model"
+    what = _file_kind(expected)
     if "__config__" not in data.files:
         raise ModelFileError(f"{path} is not an xpnet {what} file (a .npz archive without xpnet's description)")
     try:
@@ -627,7 +638,7 @@ def open_xpnet_file(path: str | Path, expected: str) -> Iterator[tuple[Any, dict
     corrupt, another format, a newer version) is one exception with a one-line message naming
     the file: ``FileNotFoundError`` when it is missing, :class:`ModelFileError` otherwise.
     """
-    what = "checkpoint" if expected.endswith("Checkpoint") else "model"
+    what = _file_kind(expected)
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} file at {path}" + (" (it is a directory)" if path.is_dir() else ""))
@@ -659,9 +670,8 @@ def load(path: str | Path, backend: Any = None, fused: bool | None = None) -> Se
     """Load a model written by :meth:`Sequential.save` onto ``backend``."""
     with open_xpnet_file(path, MODEL_FORMAT) as (data, config):
         try:
-            layers = [layer_from_config(c) for c in config["layers"]]
-            model = Sequential(layers, loss=config["loss"], backend=backend, dtype=config["dtype"], fused=fused,
-                               l2=config.get("l2", 0.0))
+            layers, arguments = constructor_arguments(config)
+            model = Sequential(layers, backend=backend, fused=fused, **arguments)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path} describes a network xpnet cannot build ({exc})") from None
         model.set_parameters([data[f"param_{i}"] for i in range(len(model.parameters()))])
