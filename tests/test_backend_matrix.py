@@ -139,3 +139,29 @@ def test_torch_by_name_module_and_device_and_inputs_stay_torch(rng):
     model.fit(torch.asarray(X), torch.asarray(y), epochs=1)
     out = model.predict_proba(torch.asarray(X, dtype=torch.float32))
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (150, 3)
+
+
+@pytest.mark.parametrize("source", ["memmap", "dask", "zarr"])
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_streamed_sources_on_every_library(library, source, rng, tmp_path):
+    """Memmap, Dask and zarr arrays feed every library chunk by chunk; without shuffling the
+    parameters after 3 epochs equal an in-memory NumPy fit's."""
+    X, y = _data(rng)
+    if source == "memmap":
+        np.save(tmp_path / "X.npy", X)
+        data = xpnet.sources.DataSource(np.load(tmp_path / "X.npy", mmap_mode="r"), chunk_rows=40)
+    elif source == "dask":
+        data = pytest.importorskip("dask.array").from_array(X, chunks=(40, 5))
+    else:
+        zarr = pytest.importorskip("zarr")
+        data = zarr.create_array(store=str(tmp_path / "X.zarr"), shape=X.shape, chunks=(40, 5), dtype="float64")
+        data[...] = X
+    dtype = "float32" if library == "jax" else "float64"
+    tol = 1e-4 if dtype == "float32" else 1e-10
+    reference, model = _network("numpy", dtype), _network(library, dtype)
+    reference.fit(X, y, epochs=3, batch_size=32, shuffle=False, optimizer=Adam(0.01))
+    model.fit(data, y, epochs=3, batch_size=32, shuffle=False, optimizer=Adam(0.01))
+    for a, r in zip(_host(model), _host(reference)):
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol)
+    assert model.evaluate(data, y)["accuracy"] == pytest.approx(reference.evaluate(X, y)["accuracy"])
+    assert np.array_equal(model.backend.to_numpy(model.predict(data)), np.asarray(reference.predict(X)))

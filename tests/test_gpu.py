@@ -129,3 +129,26 @@ def test_short_mnist_run_matches_the_cpu():
             assert model._captured is not None and model._captured.launches > 0
     assert accuracy["cupy"] > 0.9
     assert abs(accuracy["cupy"] - accuracy["numpy"]) <= 0.003, accuracy
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_streamed_memmap_on_the_gpu(cp, tmp_path, rng, shuffle):
+    """Chunks reach the GPU through pinned memory on a copy stream (xpnet.sources); without
+    shuffling the fit ends where the in-memory CuPy fit ends, and a shuffled one is reproducible."""
+    from xpnet import DataSource
+
+    X = rng.normal(size=(3000, 20))
+    y = (X[:, 0] > 0).astype(np.int64)
+    np.save(tmp_path / "X.npy", X)
+    source = DataSource(np.load(tmp_path / "X.npy", mmap_mode="r"), chunk_rows=700)
+
+    def trained(data):
+        model = Sequential([Dense(20, 16), Sigmoid(), Dense(16, 2)], backend="cupy", dtype="float64", seed=0)
+        model.fit(data, y, epochs=2, batch_size=64, shuffle=shuffle, optimizer=Adam(0.01))
+        return [cp.asnumpy(p) for p in model.parameters()], model
+
+    streamed, model = trained(source)
+    other = trained(X if not shuffle else source)[0]
+    for a, b in zip(streamed, other):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert int(model.predict(source).shape[0]) == 3000

@@ -207,7 +207,7 @@ def test_device_out_of_memory_names_batch_size_and_need(rng, monkeypatch):
     def boom(*args, **kwargs):
         raise FakeOOM("out of memory allocating 1,000,000 bytes")
 
-    monkeypatch.setattr(model, "_fit", boom)
+    monkeypatch.setattr(model, "_loss_and_backward", boom)
     X, y = blobs(rng)
     with pytest.raises(DeviceMemoryError, match=r"batch_size=64 on 300 samples; this fit needs about \d+ MiB"):
         model.fit(X, y, epochs=1, batch_size=64)

@@ -42,6 +42,7 @@ _EXPORTS = {
     "SGD": "optim",
     "Adam": "optim",
     "Sequential": "network",
+    "DataSource": "sources",
     "History": "network",
     "NonFiniteLossError": "network",
     "ModelFileError": "network",

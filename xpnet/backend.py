@@ -210,6 +210,8 @@ class Backend:
             info = np.iinfo(np.dtype(str(dtype).rsplit(".", 1)[-1]))
             if host.size and (host.min() < info.min or host.max() > info.max):
                 raise ValueError(f"{name} holds integers outside the {self.name} backend's {dtype} range")
+        if not host.flags.writeable:  # a read-only memmap: libraries that share host memory (torch) warn on it
+            host = np.array(host)
         return self.xp.asarray(host, dtype=dtype, device=self.device)
 
     def to_numpy(self, x: Any) -> np.ndarray:

@@ -22,6 +22,7 @@ import numpy as np
 from ._validation import check_features, check_positive_int, check_same_length
 from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
+from . import training
 from .network import Sequential
 from .ops import _device
 from .optim import SGD, Adam
@@ -116,7 +117,8 @@ class _Estimator(_SkBase):
         best, stale = np.inf, 0
         self.loss_curve_ = []
         for _ in range(max_iter):
-            logs = model._train_epoch(Xd, yd, batch_size, optimizer, shuffle, ())
+            batches = training.memory_batches(model, Xd, yd, batch_size, shuffle)
+            logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
             model.epochs_trained += 1
             loss = logs["loss"]
             self.loss_curve_.append(loss)

@@ -1,8 +1,8 @@
 """Sequential: a stack of layers with a loss, trained by the hand-written backward pass.
 
-Data flows one way: user arrays are checked and moved to the backend once per
-``fit``; batches are gathered on the device; the loss and the count of correct
-predictions accumulate on the device and are read back once per epoch.
+The model holds the layers, the forward and backward pass, the parameters and their
+files; the loops that train it (eager, captured on a GPU, streamed) are in
+:mod:`xpnet.training`, and out-of-memory data sources in :mod:`xpnet.sources`.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
-import time
 import zipfile
 import zlib
 from pathlib import Path
@@ -19,78 +17,24 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from . import training
 from ._io import atomic_write
-from ._validation import check_features, check_positive_int, check_same_length
+from ._validation import check_features, check_same_length
 from .backend import get_backend
-from .callbacks import Callback, EpochPrinter, ProgressBar
+from .callbacks import Callback
 from .layers import Dense, Layer, Sigmoid, layer_from_config
 from .losses import get_loss
 from .ops import Ops
-from .optim import Adam, Optimizer, get_optimizer
+from .optim import Optimizer
+from .sources import as_source
+from .training import (  # noqa: F401 - re-exported: these names have always been importable from here
+    GRAPH_AUTO_MAX_ELEMENTS, DeviceMemoryError, History, NonFiniteLossError, estimate_training_bytes, graphs_default,
+)
 
 __all__ = ["Sequential", "History", "NonFiniteLossError", "DeviceMemoryError", "ModelFileError", "estimate_training_bytes",
            "load", "open_xpnet_file", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "xpnet.Sequential"
-_PREDICT_CHUNK = 8192
-# graphs=None replays steps as a CUDA graph when batch_size * (widest layer) is at most this:
-# there the GPU step is bound by launch overhead, and cuBLAS (which a graph cannot hold here)
-# is not needed for speed.
-GRAPH_AUTO_MAX_ELEMENTS = 1 << 20
-
-
-def graphs_default() -> bool | None:
-    """``XPNET_CUDA_GRAPHS``: 0/false/off/no turns CUDA-graph replay off, 1/true/on/yes forces it."""
-    value = os.environ.get("XPNET_CUDA_GRAPHS", "").strip().lower()
-    if value in {"0", "false", "off", "no"}:
-        return False
-    if value in {"1", "true", "on", "yes"}:
-        return True
-    return None
-
-
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; ``epoch`` and ``batch`` say where (1-based)."""
-
-    def __init__(self, epoch: int, batch: int, value: float, before_update: bool = True) -> None:
-        self.epoch, self.batch, self.value = epoch, batch, value
-        when = ("before that batch's update" if before_update
-                else "at the end of the epoch (a GPU reads the loss back once per epoch), so the parameters are non-finite")
-        super().__init__(
-            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped {when}. "
-            "Try a lower learning rate (--lr), a smaller batch or float64."
-        )
-
-
-class DeviceMemoryError(MemoryError):
-    """The device ran out of memory during ``fit``; the message names the batch size and the estimate."""
-
-
-def estimate_training_bytes(model: "Sequential", n_samples: int, batch_size: int) -> int:
-    """Rough device memory for ``fit``: the data, parameters with gradients and
-    optimizer state (Adam: two slots), and a few copies of one batch's activations."""
-    itemsize = 4 if model.dtype_name == "float32" else 8
-    n_params = sum(int(np.prod(p.shape)) for p in model.parameters())
-    widths = [model.n_features] + [layer.n_out for layer in model.layers if isinstance(layer, Dense)]
-    data = n_samples * (model.n_features + 1) * itemsize
-    params = 4 * n_params * itemsize
-    activations = 4 * batch_size * sum(widths) * itemsize
-    return data + params + activations
-
-
-class History(dict):
-    """Per-epoch records: ``loss``, ``seconds`` and, where they apply, ``accuracy``,
-    ``val_loss``, ``val_accuracy``. Keys read as attributes too (``history.loss``)."""
-
-    def __getattr__(self, key: str) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            raise AttributeError(key) from None
-
-    def append(self, logs: dict) -> None:
-        for key, value in logs.items():
-            self.setdefault(key, []).append(value)
 
 
 class Sequential:
@@ -291,7 +235,7 @@ class Sequential:
             grads = [self.backend.xp.asarray(g, copy=True) for g in grads]
         return float(loss), grads
 
-    # -- training -----------------------------------------------------------------------
+    # -- training (the loops live in xpnet.training) --------------------------------------------
     def fit(
         self,
         X: Any,
@@ -309,67 +253,27 @@ class Sequential:
 
         Parameters
         ----------
-        X : array ``(N, n_features)``; y : targets as the loss expects them.
+        X : array ``(N, n_features)``, or a memmap, Dask or zarr array (or
+            :class:`xpnet.sources.DataSource`) read chunk by chunk; y : targets as the loss
+            expects them (in memory, or streamed alongside ``X``).
         epochs : int >= 0; batch_size : int >= 1 (a last, smaller batch is kept).
         optimizer : Optimizer or name; default ``Adam(1e-3)``. Pass the same object to
             several ``fit`` calls to continue training with its state.
         validation_data : ``(X_val, y_val)`` evaluated after each epoch.
-        shuffle : reshuffle the samples each epoch (seeded by the model's ``seed``).
+        shuffle : reshuffle the samples each epoch (seeded by the model's ``seed``); streamed
+            data is shuffled by chunk, then within each chunk (see :mod:`xpnet.sources`).
         verbose : 0 silent, 1 a line per epoch, 2 a progress bar and a line per epoch.
         callbacks : :class:`~xpnet.callbacks.Callback` objects.
 
         Training loss and accuracy are running means over the epoch's batches
-        (computed before each batch's update), not an extra pass.
+        (computed before each batch's update), not an extra pass. Streamed rows are
+        checked as they are read; if a chunk is bad, the model and optimizer are put back
+        as they were before this call and the error names the rows.
         """
-        epochs = check_positive_int("epochs", epochs, minimum=0)
-        batch_size = check_positive_int("batch_size", batch_size)
-        if verbose not in (0, 1, 2, False, True):
-            raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-        optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
-        try:
-            return self._fit(X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks)
-        except Exception as exc:
-            if not self.backend.is_out_of_memory(exc):
-                raise
-            n = getattr(X, "shape", (len(X),))[0]
-            need = estimate_training_bytes(self, n, batch_size)
-            raise DeviceMemoryError(
-                f"the {self.backend.name} device ran out of memory training with batch_size={batch_size} "
-                f"on {n} samples; this fit needs about {need / 2**20:.0f} MiB of device memory "
-                f"(data, parameters, gradients, optimizer state and activations). Try a smaller "
-                f"batch_size or free device memory. ({exc})"
-            ) from exc
+        return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                            validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks)
 
-    def _fit(self, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks) -> History:
-        Xd, yd = self._check_data(X, y)
-        val = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-                raise ValueError("validation_data must be a pair (X_val, y_val)")
-            val = self._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
-        captured = self._captured_training(optimizer, Xd, yd, batch_size)
-        optimizer._ensure_state(self.parameters(), self.backend.xp, flat=self._flat is not None)
-        callbacks = list(callbacks)
-        if verbose == 2:
-            callbacks.append(ProgressBar())
-        elif verbose:
-            callbacks.append(EpochPrinter())
-
-        history = History()
-        for _ in range(epochs):
-            if captured is not None:
-                logs = self._train_epoch_captured(captured, Xd.shape[0], batch_size, shuffle, callbacks)
-            else:
-                logs = self._train_epoch(Xd, yd, batch_size, optimizer, shuffle, callbacks)
-            if val is not None:
-                logs.update({f"val_{k}": v for k, v in self._evaluate_arrays(*val).items()})
-            history.append(logs)
-            for cb in callbacks:
-                cb.on_epoch_end(self.epochs_trained, logs)
-            self.epochs_trained += 1
-        return history
-
-    def uses_graphs(self, optimizer: Any, batch_size: int, n_samples: int) -> tuple[bool, str]:
+    def uses_graphs(self, optimizer: Any, batch_size: int, n_samples: int, streamed: bool = False) -> tuple[bool, str]:
         """Whether ``fit`` would replay its steps as a CUDA graph, and why not when it would not."""
         if self.graphs is False:
             return False, "graphs=False"
@@ -377,7 +281,8 @@ class Sequential:
             return False, self.ops.reason or f"no CUDA-graph replay for the {self.backend.name} backend"
         from .kernels.cupy_graph import capturable_optimizer
 
-        why = capturable_optimizer(optimizer)
+        why = "the data is streamed chunk by chunk (a graph holds the whole set on the device)" if streamed else ""
+        why = why or capturable_optimizer(optimizer)
         if not why and n_samples < batch_size:
             why = f"no full batch of {batch_size} in {n_samples} samples"
         widest = max([self.n_features] + [layer.n_out for layer in self.layers if isinstance(layer, Dense)])
@@ -388,131 +293,36 @@ class Sequential:
             raise ValueError(f"graphs=True, but this fit cannot replay a CUDA graph: {why}")
         return not why, why
 
-    def _captured_training(self, optimizer, Xd, yd, batch_size):
-        """A new CapturedTraining for this fit's data, or None (checked before any state changes)."""
-        use, _ = self.uses_graphs(optimizer, batch_size, Xd.shape[0])
-        if not use:
-            return None
-        self._captured = self.ops.captured_training(self, optimizer, Xd, yd, batch_size)
-        return self._captured
-
-    def _train_epoch_captured(self, captured, n, batch_size, shuffle, callbacks) -> dict:
-        """One epoch of CUDA-graph replays: one launch per full batch, one device read per epoch."""
-        backend = self.backend
-        n_batches = -(-n // batch_size)
-        epoch_no = self.epochs_trained
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch_no, n_batches)
-        backend.synchronize()
-        start = time.perf_counter()
-        captured.begin_epoch(backend.permutation(n, self.rng) if shuffle else None)
-        with self.ops.training_loop():
-            for b in range(n_batches):
-                hi = min(n, (b + 1) * batch_size)
-                captured.step(hi - b * batch_size)
-                for cb in callbacks:
-                    cb.on_batch_end(b, {"loss_sum": captured.loss_sum, "seen": hi, "batch_size": batch_size})
-        figures = captured.end_epoch()  # synchronises
-        seconds = time.perf_counter() - start
-        if figures["first_bad_batch"] >= 0:
-            raise NonFiniteLossError(epoch_no + 1, figures["first_bad_batch"] + 1, figures["bad_value"], before_update=False)
-        logs = {"loss": figures["loss_sum"] / n}
-        if self.loss.is_classifier:
-            logs["accuracy"] = figures["correct"] / n
-        logs["seconds"] = seconds
-        return logs
-
-    def _train_epoch(self, Xd, yd, batch_size, optimizer, shuffle, callbacks) -> dict:
-        xp, backend = self.backend.xp, self.backend
-        n = Xd.shape[0]
-        n_batches = -(-n // batch_size)
-        epoch_no = self.epochs_trained
-        for cb in callbacks:
-            cb.on_epoch_begin(epoch_no, n_batches)
-        check_each_batch = not backend.is_cupy  # on a GPU, read the loss back once per epoch
-        batch_losses = []
-        loss_sum = xp.zeros((), dtype=self.dtype, device=backend.device)
-        correct = xp.zeros((), dtype=backend.int_dtype, device=backend.device) if self.loss.is_classifier else None
-        backend.synchronize()
-        start = time.perf_counter()
-        order = backend.permutation(n, self.rng) if shuffle else None
-        params = self.parameters()
-        with self.ops.training_loop():
-            for b in range(n_batches):
-                lo, hi = b * batch_size, min(n, (b + 1) * batch_size)
-                if order is None:
-                    xb, yb = Xd[lo:hi, ...], yd[lo:hi, ...]
-                else:
-                    idx = order[lo:hi]
-                    xb, yb = xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
-                loss, out = self._loss_and_backward(xb, yb)
-                if check_each_batch:
-                    value = float(loss)
-                    if not math.isfinite(value):
-                        raise NonFiniteLossError(epoch_no + 1, b + 1, value)
-                else:
-                    batch_losses.append(loss)
-                new_params = optimizer.step(params, self._grads(), self.ops, flat=self._flat)
-                if new_params is not params:
-                    params = new_params
-                    self._assign_parameters(params)
-                loss_sum = loss_sum + loss * float(hi - lo)
-                if correct is not None:
-                    correct = correct + self.loss.n_correct(out, yb, xp)
-                for cb in callbacks:
-                    cb.on_batch_end(b, {"loss_sum": loss_sum, "seen": hi, "batch_size": batch_size})
-        backend.synchronize()
-        seconds = time.perf_counter() - start
-        if batch_losses:  # device backends: one read-back per epoch
-            values = backend.to_numpy(xp.stack(batch_losses))
-            bad = np.flatnonzero(~np.isfinite(values))
-            if bad.size:
-                raise NonFiniteLossError(epoch_no + 1, int(bad[0]) + 1, float(values[bad[0]]), before_update=False)
-        logs = {"loss": float(loss_sum) / n}
-        if correct is not None:
-            logs["accuracy"] = int(correct) / n
-        logs["seconds"] = seconds
-        return logs
-
     # -- inference -------------------------------------------------------------------------
-    def _outputs(self, Xd: Any) -> Any:
-        xp = self.backend.xp
-        n = Xd.shape[0]
-        if n <= _PREDICT_CHUNK:
-            return self.forward(Xd)
-        chunks = [Xd[i : min(n, i + _PREDICT_CHUNK), ...] for i in range(0, n, _PREDICT_CHUNK)]
-        return xp.concat([self.forward(chunk) for chunk in chunks], axis=0)
+    def _inputs(self, X: Any) -> Any:
+        """``X`` checked and on the device, or a :class:`~xpnet.sources.DataSource` to stream."""
+        source = as_source(X, "X")
+        if source is not None:
+            training.check_streamed_features(self, source)
+            return source
+        return check_features(X, self.backend, self.dtype, self.n_features)
+
+    def _outputs(self, X: Any) -> Any:
+        """Network outputs for what :meth:`_inputs` returned, in chunks."""
+        return training.outputs(self, X)
 
     def predict(self, X: Any) -> Any:
-        """Class indices ``(N,)`` for classification losses, outputs ``(N, k)`` otherwise (backend arrays)."""
-        Xd = check_features(X, self.backend, self.dtype, self.n_features)
-        return self.loss.predict(self._outputs(Xd), self.ops)
+        """Class indices ``(N,)`` for classification losses, outputs ``(N, k)`` otherwise (backend arrays).
+        ``X`` may be streamed (a memmap, Dask or zarr array)."""
+        return self.loss.predict(self._outputs(self._inputs(X)), self.ops)
 
     def predict_proba(self, X: Any) -> Any:
         """Class probabilities: softmax ``(N, C)``, or sigmoid outputs for binary cross-entropy."""
-        Xd = check_features(X, self.backend, self.dtype, self.n_features)
-        return self.loss.predict_proba(self._outputs(Xd), self.ops)
-
-    def _evaluate_arrays(self, Xd: Any, yd: Any) -> dict:
-        xp = self.backend.xp
-        n = Xd.shape[0]
-        total = 0.0
-        correct = 0
-        for i in range(0, n, _PREDICT_CHUNK):
-            j = min(n, i + _PREDICT_CHUNK)  # out-of-bounds slice stops are outside the standard
-            xb, yb = Xd[i:j, ...], yd[i:j, ...]
-            out = self.forward(xb)
-            total += float(self.loss.value(out, yb, self.ops)) * xb.shape[0]
-            if self.loss.is_classifier:
-                correct += int(self.loss.n_correct(out, yb, xp))
-        result = {"loss": total / n}
-        if self.loss.is_classifier:
-            result["accuracy"] = correct / n
-        return result
+        return self.loss.predict_proba(self._outputs(self._inputs(X)), self.ops)
 
     def evaluate(self, X: Any, y: Any) -> dict:
-        """``{"loss": float, "accuracy": float}`` (accuracy for classification losses only)."""
-        return self._evaluate_arrays(*self._check_data(X, y))
+        """``{"loss": float, "accuracy": float}`` (accuracy for classification losses only).
+        ``X`` (and ``y``) may be streamed."""
+        source = as_source(X, "X")
+        if source is not None:
+            return training.evaluate(self, source, training.check_streamed(self, source, y))
+        return training.evaluate(self, *self._check_data(X, y))
+
 
     # -- persistence -------------------------------------------------------------------------
     def config(self) -> dict:

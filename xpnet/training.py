@@ -1,0 +1,402 @@
+"""Training loops: how ``Sequential.fit`` turns data into parameter updates.
+
+The model (:class:`xpnet.network.Sequential`) owns the layers, the forward and backward
+pass and the parameters; this module owns the loops that drive them:
+
+- the eager loop, on every backend: batches gathered on the device, one
+  forward/backward/optimizer step each, the loss read back per batch on the CPU and once
+  per epoch on a GPU;
+- the captured loop (CuPy): each step replayed as one CUDA graph
+  (:mod:`xpnet.kernels.cupy_graph`);
+- the streamed loop: the eager loop fed chunk by chunk from a memmap, Dask or zarr array
+  (:mod:`xpnet.sources`), for data that does not fit in memory.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+
+from ._validation import check_features, check_positive_int, check_same_length
+from .callbacks import EpochPrinter, ProgressBar
+from .layers import Dense
+from .optim import Adam, get_optimizer
+from .sources import ChunkReader, DataSource, as_source
+
+__all__ = ["fit", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes",
+           "graphs_default", "GRAPH_AUTO_MAX_ELEMENTS"]
+
+# graphs=None replays steps as a CUDA graph when batch_size * (widest layer) is at most this:
+# there the GPU step is bound by launch overhead, and cuBLAS (which a graph cannot hold here)
+# is not needed for speed.
+GRAPH_AUTO_MAX_ELEMENTS = 1 << 20
+
+
+def graphs_default() -> bool | None:
+    """``XPNET_CUDA_GRAPHS``: 0/false/off/no turns CUDA-graph replay off, 1/true/on/yes forces it."""
+    value = os.environ.get("XPNET_CUDA_GRAPHS", "").strip().lower()
+    if value in {"0", "false", "off", "no"}:
+        return False
+    if value in {"1", "true", "on", "yes"}:
+        return True
+    return None
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training produced a NaN or infinite loss; ``epoch`` and ``batch`` say where (1-based)."""
+
+    def __init__(self, epoch: int, batch: int, value: float, before_update: bool = True) -> None:
+        self.epoch, self.batch, self.value = epoch, batch, value
+        when = ("before that batch's update" if before_update
+                else "at the end of the epoch (a GPU reads the loss back once per epoch), so the parameters are non-finite")
+        super().__init__(
+            f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped {when}. "
+            "Try a lower learning rate (--lr), a smaller batch or float64."
+        )
+
+
+class DeviceMemoryError(MemoryError):
+    """The device ran out of memory during ``fit``; the message names the batch size and the estimate."""
+
+
+class History(dict):
+    """Per-epoch records: ``loss``, ``seconds`` and, where they apply, ``accuracy``,
+    ``val_loss``, ``val_accuracy``. Keys read as attributes too (``history.loss``)."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def append(self, logs: dict) -> None:
+        for key, value in logs.items():
+            self.setdefault(key, []).append(value)
+
+
+def estimate_training_bytes(model: Any, n_samples: int, batch_size: int) -> int:
+    """Rough device memory for ``fit``: the data, parameters with gradients and
+    optimizer state (Adam: two slots), and a few copies of one batch's activations."""
+    itemsize = 4 if model.dtype_name == "float32" else 8
+    n_params = sum(math.prod(p.shape) for p in model.parameters())
+    widths = [model.n_features] + [layer.n_out for layer in model.layers if isinstance(layer, Dense)]
+    data = n_samples * (model.n_features + 1) * itemsize
+    params = 4 * n_params * itemsize
+    activations = 4 * batch_size * sum(widths) * itemsize
+    return data + params + activations
+
+
+# -- fit ------------------------------------------------------------------------------------
+def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: Any,
+        validation_data: Any, shuffle: bool, verbose: int, callbacks: Sequence[Any]) -> History:
+    """:meth:`xpnet.Sequential.fit` (see there)."""
+    epochs = check_positive_int("epochs", epochs, minimum=0)
+    batch_size = check_positive_int("batch_size", batch_size)
+    if verbose not in (0, 1, 2, False, True):
+        raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
+    try:
+        return _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks)
+    except Exception as exc:
+        if not model.backend.is_out_of_memory(exc):
+            raise
+        n = getattr(X, "shape", (len(X),))[0]
+        need = estimate_training_bytes(model, n, batch_size)
+        raise DeviceMemoryError(
+            f"the {model.backend.name} device ran out of memory training with batch_size={batch_size} "
+            f"on {n} samples; this fit needs about {need / 2**20:.0f} MiB of device memory "
+            f"(data, parameters, gradients, optimizer state and activations). Try a smaller "
+            f"batch_size or free device memory. ({exc})"
+        ) from exc
+
+
+def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks) -> History:
+    source = as_source(X, "X")
+    if source is not None:
+        y_checked = check_streamed(model, source, y)
+        data = None
+    else:
+        data = model._check_data(X, y)
+    val = None
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        val_source = as_source(validation_data[0], "validation_data[0]")
+        if val_source is not None:
+            val = (val_source, check_streamed(model, val_source, validation_data[1], "validation_data[1]"))
+        else:
+            val = model._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+    n = source.n_rows if source is not None else data[0].shape[0]
+    captured = None
+    if model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]:
+        model._captured = captured = model.ops.captured_training(model, optimizer, *data, batch_size)
+    optimizer._ensure_state(model.parameters(), model.backend.xp, flat=model._flat is not None)
+    callbacks = list(callbacks)
+    if verbose == 2:
+        callbacks.append(ProgressBar())
+    elif verbose:
+        callbacks.append(EpochPrinter())
+
+    # Streamed rows are checked as they are read: a bad chunk puts the model and the
+    # optimizer back as they were before this fit, then raises.
+    snapshot = _Snapshot(model, optimizer) if source is not None else None
+    history = History()
+    try:
+        for _ in range(epochs):
+            if captured is not None:
+                logs = captured_epoch(model, captured, n, batch_size, shuffle, callbacks)
+            else:
+                batches = (streamed_batches(model, source, y_checked, batch_size, shuffle) if source is not None
+                           else memory_batches(model, *data, batch_size, shuffle))
+                logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks)
+            if val is not None:
+                logs.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
+            history.append(logs)
+            for cb in callbacks:
+                cb.on_epoch_end(model.epochs_trained, logs)
+            model.epochs_trained += 1
+    except (ValueError, TypeError):
+        if snapshot is not None:
+            snapshot.restore()
+        raise
+    return history
+
+
+def check_streamed_features(model: Any, source: DataSource) -> None:
+    """Up-front checks of a streamed ``X``: 2-D, the model's width, numeric (values are checked per chunk)."""
+    if source.ndim != 2:
+        raise ValueError(f"{source.name} must be 2-D (n_samples, n_features), got shape {source.shape}")
+    if source.shape[1] != model.n_features:
+        raise ValueError(f"{source.name} has {source.shape[1]} features but the model expects {model.n_features}")
+    kind = np.dtype(getattr(source.data, "dtype", np.float64)).kind
+    if kind not in "biuf":
+        raise TypeError(f"{source.name} must be numeric, got dtype {source.data.dtype}")
+
+
+def check_streamed(model: Any, source: DataSource, y: Any, y_name: str = "y") -> Any:
+    """Up-front checks of a streamed ``X`` and its targets ``y``: the whole of ``y`` when it is in
+    memory (returned checked, on the device), its length when it is streamed too."""
+    check_streamed_features(model, source)
+    y_source = as_source(y, y_name)
+    n_y = y_source.n_rows if y_source is not None else getattr(y, "shape", (len(y),))[0]
+    if n_y != source.n_rows:
+        raise ValueError(f"{source.name} has {source.n_rows} samples but {y_name} has {n_y}: lengths must match")
+    if y_source is not None:
+        return y_source
+    return model.loss.prepare_targets(y, source.n_rows, model.n_outputs, model.backend, model.dtype, name=y_name)
+
+
+def _chunk(model: Any, source: DataSource, bounds: tuple[int, int], x: Any, y: Any) -> tuple[Any, Any]:
+    """One chunk's rows checked and on the device; ``y`` is the chunk's targets or, for targets
+    already checked on the device, None (the caller slices them)."""
+    lo, hi = bounds
+    xd = check_features(x, model.backend, model.dtype, model.n_features, name=f"{source.name} rows {lo}:{hi}")
+    if y is not None:
+        y = model.loss.prepare_targets(y, hi - lo, model.n_outputs, model.backend, model.dtype, name=f"y rows {lo}:{hi}")
+    return xd, y
+
+
+def checked_chunks(model: Any, source: DataSource, y: Any, order: list[int]) -> Iterator[tuple[tuple[int, int], Any, Any]]:
+    """``((lo, hi), X rows, y rows)`` on the device, chunk by chunk in ``order``, each checked.
+    ``y`` is a streamed source, checked targets on the device (sliced here), or None."""
+    streamed_y = y if isinstance(y, DataSource) else None
+    for bounds, x, y_rows in ChunkReader(model.backend, source, streamed_y, order):
+        xd, yd = _chunk(model, source, bounds, x, y_rows)
+        if y is not None and streamed_y is None:
+            yd = y[bounds[0]:bounds[1], ...]
+        yield bounds, xd, yd
+
+
+# -- batches --------------------------------------------------------------------------------
+def memory_batches(model: Any, Xd: Any, yd: Any, batch_size: int, shuffle: bool) -> Iterator[tuple[Any, Any]]:
+    """``(x_batch, y_batch)`` from arrays on the device, in a fresh random order when ``shuffle``."""
+    xp = model.backend.xp
+    n = Xd.shape[0]
+    order = model.backend.permutation(n, model.rng) if shuffle else None
+    for lo in range(0, n, batch_size):
+        hi = min(n, lo + batch_size)
+        if order is None:
+            yield Xd[lo:hi, ...], yd[lo:hi, ...]
+        else:
+            idx = order[lo:hi]
+            yield xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
+
+
+def streamed_batches(model: Any, source: DataSource, y: Any, batch_size: int, shuffle: bool) -> Iterator[tuple[Any, Any]]:
+    """``(x_batch, y_batch)`` read chunk by chunk: chunks in a random order, rows in a random
+    order within each chunk (when ``shuffle``); a chunk's last rows open the next batch."""
+    xp, backend = model.backend.xp, model.backend
+    order = [int(i) for i in model.rng.permutation(len(source.bounds))] if shuffle else list(range(len(source.bounds)))
+    carry = None  # fewer than batch_size rows left over from the previous chunk
+    for _, xd, yd in checked_chunks(model, source, y, order):
+        if shuffle:
+            idx = backend.permutation(xd.shape[0], model.rng)
+            xd, yd = xp.take(xd, idx, axis=0), xp.take(yd, idx, axis=0)
+        m, start = xd.shape[0], 0
+        if carry is not None:  # complete the open batch with this chunk's first rows
+            start = min(m, batch_size - carry[0].shape[0])
+            xb, yb = xp.concat([carry[0], xd[:start, ...]], axis=0), xp.concat([carry[1], yd[:start, ...]], axis=0)
+            carry = None
+            if xb.shape[0] < batch_size:
+                carry = (xb, yb)
+                continue
+            yield xb, yb
+        full = start + (m - start) // batch_size * batch_size
+        for lo in range(start, full, batch_size):
+            yield xd[lo:lo + batch_size, ...], yd[lo:lo + batch_size, ...]
+        if full < m:
+            carry = (xd[full:m, ...], yd[full:m, ...])
+    if carry is not None:
+        yield carry
+
+
+# -- epochs ---------------------------------------------------------------------------------
+def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any]], n: int, batch_size: int, optimizer: Any,
+                callbacks: Sequence[Any]) -> dict:
+    """One epoch of forward, backward and optimizer steps over ``batches`` (``n`` samples in all)."""
+    xp, backend = model.backend.xp, model.backend
+    n_batches = -(-n // batch_size)
+    epoch_no = model.epochs_trained
+    for cb in callbacks:
+        cb.on_epoch_begin(epoch_no, n_batches)
+    check_each_batch = not backend.is_cupy  # on a GPU, read the loss back once per epoch
+    batch_losses = []
+    loss_sum = xp.zeros((), dtype=model.dtype, device=backend.device)
+    correct = xp.zeros((), dtype=backend.int_dtype, device=backend.device) if model.loss.is_classifier else None
+    backend.synchronize()
+    start = time.perf_counter()
+    params = model.parameters()
+    seen = 0
+    with model.ops.training_loop():
+        for b, (xb, yb) in enumerate(batches):
+            loss, out = model._loss_and_backward(xb, yb)
+            if check_each_batch:
+                value = float(loss)
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(epoch_no + 1, b + 1, value)
+            else:
+                batch_losses.append(loss)
+            new_params = optimizer.step(params, model._grads(), model.ops, flat=model._flat)
+            if new_params is not params:
+                params = new_params
+                model._assign_parameters(params)
+            rows = xb.shape[0]
+            seen += rows
+            loss_sum = loss_sum + loss * float(rows)
+            if correct is not None:
+                correct = correct + model.loss.n_correct(out, yb, xp)
+            for cb in callbacks:
+                cb.on_batch_end(b, {"loss_sum": loss_sum, "seen": seen, "batch_size": batch_size})
+    backend.synchronize()
+    seconds = time.perf_counter() - start
+    if batch_losses:  # device backends: one read-back per epoch
+        values = backend.to_numpy(xp.stack(batch_losses))
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            raise NonFiniteLossError(epoch_no + 1, int(bad[0]) + 1, float(values[bad[0]]), before_update=False)
+    logs = {"loss": float(loss_sum) / n}
+    if correct is not None:
+        logs["accuracy"] = int(correct) / n
+    logs["seconds"] = seconds
+    return logs
+
+
+def captured_epoch(model: Any, captured: Any, n: int, batch_size: int, shuffle: bool, callbacks: Sequence[Any]) -> dict:
+    """One epoch of CUDA-graph replays: one launch per full batch, one device read per epoch."""
+    backend = model.backend
+    n_batches = -(-n // batch_size)
+    epoch_no = model.epochs_trained
+    for cb in callbacks:
+        cb.on_epoch_begin(epoch_no, n_batches)
+    backend.synchronize()
+    start = time.perf_counter()
+    captured.begin_epoch(backend.permutation(n, model.rng) if shuffle else None)
+    with model.ops.training_loop():
+        for b in range(n_batches):
+            hi = min(n, (b + 1) * batch_size)
+            captured.step(hi - b * batch_size)
+            for cb in callbacks:
+                cb.on_batch_end(b, {"loss_sum": captured.loss_sum, "seen": hi, "batch_size": batch_size})
+    figures = captured.end_epoch()  # synchronises
+    seconds = time.perf_counter() - start
+    if figures["first_bad_batch"] >= 0:
+        raise NonFiniteLossError(epoch_no + 1, figures["first_bad_batch"] + 1, figures["bad_value"], before_update=False)
+    logs = {"loss": figures["loss_sum"] / n}
+    if model.loss.is_classifier:
+        logs["accuracy"] = figures["correct"] / n
+    logs["seconds"] = seconds
+    return logs
+
+
+# -- evaluation -------------------------------------------------------------------------------
+def evaluate(model: Any, X: Any, y: Any) -> dict:
+    """Mean loss (and accuracy for classifiers) over checked data: device arrays ``(Xd, yd)`` or a
+    :class:`DataSource` with its checked targets, in chunks of ``PREDICT_CHUNK`` rows."""
+    xp = model.backend.xp
+    total, correct, n = 0.0, 0, 0
+    for xb, yb in _inference_blocks(model, X, y):
+        out = model.forward(xb)
+        total += float(model.loss.value(out, yb, model.ops)) * xb.shape[0]
+        n += xb.shape[0]
+        if model.loss.is_classifier:
+            correct += int(model.loss.n_correct(out, yb, xp))
+    result = {"loss": total / n}
+    if model.loss.is_classifier:
+        result["accuracy"] = correct / n
+    return result
+
+
+PREDICT_CHUNK = 8192
+
+
+def outputs(model: Any, X: Any) -> Any:
+    """The network's outputs for checked device rows or a :class:`DataSource`, ``PREDICT_CHUNK`` rows
+    at a time, joined on the device."""
+    if not isinstance(X, DataSource) and X.shape[0] <= PREDICT_CHUNK:
+        return model.forward(X)
+    blocks = [model.forward(xb) for xb, _ in _inference_blocks(model, X, None)]
+    return blocks[0] if len(blocks) == 1 else model.backend.xp.concat(blocks, axis=0)
+
+
+def _inference_blocks(model: Any, X: Any, y: Any) -> Iterator[tuple[Any, Any]]:
+    if isinstance(X, DataSource):
+        for _, xd, yd in checked_chunks(model, X, y, list(range(len(X.bounds)))):
+            for lo in range(0, xd.shape[0], PREDICT_CHUNK):
+                hi = min(xd.shape[0], lo + PREDICT_CHUNK)
+                yield xd[lo:hi, ...], (None if yd is None else yd[lo:hi, ...])
+        return
+    n = X.shape[0]
+    for lo in range(0, n, PREDICT_CHUNK):
+        hi = min(n, lo + PREDICT_CHUNK)  # out-of-bounds slice stops are outside the standard
+        yield X[lo:hi, ...], (None if y is None else y[lo:hi, ...])
+
+
+class _Snapshot:
+    """The model's parameters and the optimizer's state, copied, to put back if a fit fails part-way."""
+
+    def __init__(self, model: Any, optimizer: Any) -> None:
+        xp = model.backend.xp
+        copy = lambda a: xp.asarray(a, copy=True)  # noqa: E731
+        self.model, self.optimizer = model, optimizer
+        self.params = [copy(p) for p in model.parameters()]
+        self.rng_state = model.rng.bit_generator.state
+        self.epochs_trained = model.epochs_trained
+        self.iterations = optimizer.iterations
+        self.state = {slot: [copy(a) for a in arrays] for slot, arrays in optimizer.state.items()}
+
+    def restore(self) -> None:
+        model, optimizer = self.model, self.optimizer
+        model.set_parameters(self.params)
+        model.rng.bit_generator.state = self.rng_state
+        model.epochs_trained = self.epochs_trained
+        optimizer.iterations = self.iterations
+        for slot, arrays in self.state.items():
+            if optimizer._flat_state is not None:  # views of the flat state: write through them
+                for view, saved in zip(optimizer.state[slot], arrays):
+                    view[...] = saved
+            else:
+                optimizer.state[slot] = arrays
