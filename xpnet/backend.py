@@ -320,10 +320,18 @@ def array_to_numpy(x: Any) -> np.ndarray:
         return x.get()
     if compat.is_torch_array(x):
         return x.detach().cpu().numpy()
+    if hasattr(x, "unwrap_numpy"):  # ndonnx: arrays with values (not symbolic inputs) hold a NumPy array
+        return np.asarray(x.unwrap_numpy())
     try:
         return np.from_dlpack(x)
-    except (TypeError, BufferError, RuntimeError, AttributeError):
-        return np.asarray(compat.to_device(x, "cpu")) if not compat.is_array_api_strict_namespace(_namespace_of(x)) else np.asarray(x)
+    except (TypeError, BufferError, RuntimeError, AttributeError, ValueError):
+        pass
+    if not compat.is_array_api_strict_namespace(_namespace_of(x)):
+        try:
+            return np.asarray(compat.to_device(x, "cpu"))
+        except (TypeError, ValueError, AttributeError, NotImplementedError):  # e.g. ndonnx has no "cpu" device
+            pass
+    return np.asarray(x)
 
 
 def _probe_in_place(xp: Any, device: Any) -> bool:
@@ -493,10 +501,50 @@ def _backend_from_namespace(module: Any) -> Backend:
         return _torch_backend()
     if compat.is_jax_namespace(module) or getattr(module, "__name__", "") == "jax":
         return _jax_backend()
+    if not hasattr(module, "__array_api_version__"):  # e.g. dask.array: array-api-compat wraps it
+        try:
+            module = compat.array_namespace(module.asarray(0.0))
+        except Exception:
+            pass
     if not hasattr(module, "__array_api_version__"):
         raise TypeError(
             f"backend module {getattr(module, '__name__', module)!r} is not an Array-API "
             "namespace (it has no __array_api_version__)"
         )
     sample = module.asarray(0.0)
-    return Backend(getattr(module, "__name__", "custom"), module, compat.device(sample), native=module)
+    name = getattr(module, "__name__", "custom")
+    missing = missing_capabilities(module, compat.device(sample))
+    if missing:
+        raise BackendUnavailableError(
+            f"the {name!r} array library cannot train an xpnet model: it lacks " + "; ".join(missing)
+        )
+    return Backend(name, module, compat.device(sample), native=module)
+
+
+def missing_capabilities(xp: Any, device: Any) -> list[str]:
+    """What xpnet's loops need beyond the elementwise math, tried once on a small array: each
+    entry names an operation the namespace lacks (or computes wrongly) and the error it gave."""
+    expect = np.arange(6, dtype=np.float32).reshape(3, 2)
+    try:
+        a = xp.asarray(expect, device=device)
+    except Exception as exc:
+        return [f"arrays from NumPy data (xp.asarray: {type(exc).__name__}: {exc})"]
+    checks = [
+        ("export to NumPy (DLPack or __array__)", lambda: array_to_numpy(a), expect),
+        ("row slicing a[i:j, ...]", lambda: array_to_numpy(a[1:3, ...]), expect[1:3]),
+        ("row gathering xp.take(a, integer array, axis=0)",
+         lambda: array_to_numpy(xp.take(a, xp.asarray([2, 0], device=device), axis=0)), expect[[2, 0]]),
+        ("matrix products (a @ b)", lambda: array_to_numpy(a @ xp.ones((2, 1), dtype=xp.float32, device=device)),
+         expect.sum(axis=1, keepdims=True)),
+        ("reading a scalar back (float(xp.sum(a)))", lambda: np.float32(float(xp.sum(a))), np.float32(15.0)),
+    ]
+    missing = []
+    for what, run, expected in checks:
+        try:
+            ok = np.array_equal(np.asarray(run()), expected)
+            problem = "" if ok else "wrong result"
+        except Exception as exc:  # the library's own error, reported in one line
+            problem = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        if problem:
+            missing.append(f"{what} ({problem})")
+    return missing

@@ -13,6 +13,7 @@ Parameter names are scikit-learn's where they overlap, plus ``backend=``,
 
 from __future__ import annotations
 
+import copy
 import inspect
 import numbers
 from typing import Any
@@ -89,6 +90,34 @@ class _Estimator(_SkBase):
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise _not_fitted_error(self)
+
+    def to_onnx(self, path: Any = None) -> Any:
+        """The fitted estimator as an ONNX model (``onnx.ModelProto``), written to ``path`` if given.
+
+        Traced through xpnet's own forward pass on ndonnx arrays (see :mod:`xpnet.export`):
+        input ``X`` ``(N, n_features)``; classifiers output ``label`` (the original class labels)
+        and, where the estimator has ``predict_proba``, ``probabilities``; regressors ``output``.
+        Needs ``pip install "xpnet[onnx]"``.
+        """
+        from . import export
+
+        self._check_fitted()
+        backend = export.onnx_backend()
+        twin = copy.copy(self)  # the same estimator with its fitted arrays as ndonnx constants
+        if isinstance(self.model_, Sequential):
+            twin.model_ = export.traced_copy(self.model_, backend)
+            dtype_name = self.model_.dtype_name
+        else:
+            host = self.model_.backend.to_numpy
+            twin.model_ = _LinearScorer(backend, backend.asarray(host(self.model_.W)), backend.asarray(host(self.model_.b)))
+            dtype_name = getattr(self, "dtype", "float32")
+        for name in ("mean_", "scale_"):
+            if getattr(self, name, None) is not None:
+                setattr(twin, name, backend.asarray(self.model_.backend.to_numpy(getattr(self, name))))
+        proto = export.build_onnx(self.n_features_in_, dtype_name, lambda x: twin._onnx_outputs(twin._transform(x)))
+        if path is not None:
+            export.save_onnx(proto, path)
+        return proto
 
     def _features(self, X: Any, reset: bool) -> Any:
         backend = self.model_.backend if not reset else self._backend()
@@ -189,6 +218,14 @@ class _ClassifierMixin(_SkClassifier):
             proba = self.model_.backend.xp.concat([1.0 - proba, proba], axis=1)
         return proba
 
+    def _onnx_outputs(self, xt: Any) -> dict:
+        from .export import sequential_outputs
+
+        if isinstance(self.model_, Sequential):
+            return sequential_outputs(self.model_, xt, classes=self.classes_)
+        xp = self.model_.backend.xp  # the perceptron: labels only
+        return {"label": xp.take(xp.asarray(self.classes_), self.model_.predict(xt), axis=0)}
+
     def score(self, X: Any, y: Any) -> float:
         """Mean accuracy of ``predict(X)`` against ``y``."""
         backend = self.model_.backend if hasattr(self, "model_") else self._backend()
@@ -207,6 +244,12 @@ class _RegressorMixin(_SkRegressor):
         self._check_fitted()
         out = self.model_.predict(self._transform(self._features(X, reset=False)))
         return out[:, 0] if self.n_outputs_ == 1 else out
+
+    def _onnx_outputs(self, xt: Any) -> dict:
+        from .export import sequential_outputs
+
+        out = sequential_outputs(self.model_, xt)["output"]
+        return {"output": out[:, 0] if self.n_outputs_ == 1 else out}
 
     def score(self, X: Any, y: Any) -> float:
         """Coefficient of determination R^2 (uniform average over outputs)."""
@@ -483,7 +526,7 @@ class _LinearScorer:
     def predict(self, Xd):
         xp = self.backend.xp
         scores = Xd @ self.W + self.b
-        if scores.shape[1] == 1:
+        if self.W.shape[1] == 1:  # the weights' width, known even where the scores' is not (ONNX tracing)
             return xp.astype(scores[:, 0] > 0, self.backend.int_dtype)
         return xp.argmax(scores, axis=1)
 

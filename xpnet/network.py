@@ -345,6 +345,17 @@ class Sequential:
         arrays["__config__"] = np.frombuffer(json.dumps(self.config()).encode(), dtype=np.uint8)
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
+    def to_onnx(self, path: str | Path | None = None) -> Any:
+        """The network as an ONNX model (``onnx.ModelProto``), written atomically to ``path`` if given.
+
+        Built by running this model's own forward pass on ndonnx arrays (:mod:`xpnet.export`):
+        input ``X`` ``(N, n_features)``; outputs ``label`` and ``probabilities`` for classifiers,
+        ``output`` otherwise. Needs ``pip install "xpnet[onnx]"``.
+        """
+        from .export import sequential_to_onnx
+
+        return sequential_to_onnx(self, path)
+
     def summary(self) -> str:
         """A table of the layers with their output shapes and parameter counts, then the totals,
         backend, kernels and dtype (what ``xpnet info MODEL`` prints)."""
