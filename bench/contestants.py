@@ -42,42 +42,53 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) ->
 
 
 # -- xpnet ----------------------------------------------------------------------------
-def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None) -> Callable[[Task], dict]:
+def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False) -> Callable[[Task], dict]:
     def run(task: Task) -> dict:
         import xpnet
         from xpnet import Adam, Sequential
-        from xpnet.backend import cupy_usable
+        from xpnet.backend import BackendUnavailableError, cupy_usable
         from xpnet.layers import dense_stack
 
         if backend_name == "cupy":
             ok, why = cupy_usable()
             if not ok:
                 raise Unavailable(why)
-        backend = xpnet.get_backend(backend_name, strict=True)
+        try:
+            backend = xpnet.get_backend(backend_name, strict=True)
+        except (BackendUnavailableError, ImportError) as exc:
+            raise Unavailable(str(exc)) from None
 
         def network():
             return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype,
-                              seed=task.seed, fused=fused, graphs=graphs)
+                              seed=task.seed, fused=fused, graphs=graphs, jit=jit)
 
         if fused and not network().ops.fused:  # never report the reference path as "fused"
             raise Unavailable(f"fused kernels are not active: {network().ops.reason}")
         X_train, y_train, X_test, y_test = load_data(task)
         # Move the data once; fit then only checks it.
         X_train, y_train, X_test, y_test = (backend.asarray(a) for a in (X_train, y_train, X_test, y_test))
+        model = network()
+        initial = [backend.xp.asarray(p, copy=True) for p in model.parameters()]
+        rng_state = model.rng.bit_generator.state
+        # Warm-up on the measured model (kernels compiled, CUDA context made, JAX steps compiled for
+        # the full and the last, smaller batch), then back to the initial weights and RNG.
+        warm_rows = 2048 + task.train_samples % task.batch_size
         t0 = time.perf_counter()
-        warm = network()  # compile kernels / create the CUDA context on a throw-away model
-        warm.fit(X_train[:2048, ...], y_train[:2048, ...], epochs=1, batch_size=task.batch_size, optimizer=Adam(task.lr))
+        model.fit(X_train[:warm_rows, ...], y_train[:warm_rows, ...], epochs=1, batch_size=task.batch_size,
+                  optimizer=Adam(task.lr))
         backend.synchronize()
         warmup_seconds = time.perf_counter() - t0
+        model.set_parameters(initial)
+        model.rng.bit_generator.state = rng_state
+        model.epochs_trained = 0
 
-        model = network()
         # One fit over all epochs: the inputs are checked once, as for a user. Per-epoch
         # seconds come from inside fit: shuffle, batches and updates, synchronised.
         history = model.fit(X_train, y_train, epochs=task.epochs, batch_size=task.batch_size, optimizer=Adam(task.lr))
         seconds = list(history.seconds)
         accuracy = model.evaluate(X_test, y_test)["accuracy"]
-        extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "backend": backend.describe(),
-                 "train_loss": list(history.loss)}
+        extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "jit": model.jit,
+                 "backend": backend.describe(), "train_loss": list(history.loss)}
         if backend.is_cupy:
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
         if backend.is_cupy:
@@ -187,14 +198,112 @@ def _torch(device: str) -> Callable[[Task], dict]:
     return run
 
 
+# -- JAX -----------------------------------------------------------------------------------
+def _jax(platform: str) -> Callable[[Task], dict]:
+    """The user's alternative: the same network in JAX, its whole step (forward, loss,
+    ``jax.value_and_grad``, Adam as PyTorch computes it) one ``jax.jit`` function."""
+
+    def run(task: Task) -> dict:
+        try:
+            import jax
+            import jax.numpy as jnp
+        except ImportError as exc:
+            raise Unavailable(f"JAX is not installed ({exc})") from None
+        try:
+            device = jax.devices(platform)[0]
+        except RuntimeError as exc:
+            raise Unavailable(f"JAX has no {platform} device ({str(exc).splitlines()[0]})") from None
+        if task.optimizer != "adam" or task.loss != "softmax_cross_entropy":
+            raise Unavailable("this peer is set up for the Adam softmax-CE task only")
+        act = {"sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu, "tanh": jnp.tanh}[task.activation]
+        dtype = jnp.dtype(task.dtype)
+        if dtype == jnp.float64 and not jax.config.jax_enable_x64:
+            raise Unavailable("float64 needs JAX_ENABLE_X64=1")
+        rng = np.random.default_rng(task.seed)
+
+        def init():
+            params = []
+            for a, b in zip(task.widths, task.widths[1:]):
+                limit = np.sqrt(6.0 / (a + b))
+                params.append((jax.device_put(rng.uniform(-limit, limit, (a, b)).astype(dtype), device),
+                               jax.device_put(np.zeros(b, dtype), device)))
+            return params
+
+        def loss_fn(params, x, y):
+            h = x
+            for i, (w, b) in enumerate(params):
+                h = h @ w + b
+                if i < len(params) - 1:
+                    h = act(h)
+            logp = jax.nn.log_softmax(h, axis=1)
+            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1))
+
+        b1, b2, eps, lr = 0.9, 0.999, 1e-8, task.lr
+
+        @jax.jit
+        def step(params, m, v, t, X, Y, idx):
+            x, y = jnp.take(X, idx, axis=0), jnp.take(Y, idx, axis=0)
+            loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
+            m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
+            v = jax.tree_util.tree_map(lambda v, g: b2 * v + (1 - b2) * g * g, v, grads)
+            c1, c2 = 1 - b1**t, jnp.sqrt(1 - b2**t)
+            params = jax.tree_util.tree_map(lambda p, m, v: p - (lr / c1) * m / (jnp.sqrt(v) / c2 + eps), params, m, v)
+            return params, m, v, loss
+
+        X_train, y_train, X_test, y_test = load_data(task)
+        X = jax.device_put(X_train.astype(dtype), device)
+        Y = jax.device_put(y_train.astype(np.int32), device)
+
+        def epoch(state, n):
+            params, m, v, t = state
+            perm = jax.device_put(rng.permutation(n).astype(np.int32), device)
+            for lo in range(0, n, task.batch_size):
+                t += 1
+                params, m, v, loss = step(params, m, v, jnp.asarray(t, dtype), X, Y, perm[lo: lo + task.batch_size])
+            jax.block_until_ready(params)
+            return params, m, v, t
+
+        def fresh():
+            params = init()
+            zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
+            return params, zeros, zeros, 0
+
+        t0 = time.perf_counter()
+        epoch(fresh(), 2048 + task.train_samples % task.batch_size)  # compiles both batch shapes
+        warmup = time.perf_counter() - t0
+        rng = np.random.default_rng(task.seed)
+        state = fresh()
+        seconds = []
+        for _ in range(task.epochs):
+            t0 = time.perf_counter()
+            state = epoch(state, X.shape[0])
+            seconds.append(time.perf_counter() - t0)
+        h = jax.device_put(X_test.astype(dtype), device)
+        for i, (w, b) in enumerate(state[0]):
+            h = h @ w + b
+            h = act(h) if i < len(state[0]) - 1 else h
+        accuracy = float((np.asarray(jnp.argmax(h, axis=1)) == y_test).mean())
+        return _result(task, seconds, accuracy, warmup_seconds=warmup, jax_version=jax.__version__,
+                       jax_device=str(device))
+
+    return run
+
+
 CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-numpy-fused": _xpnet("numpy", True),
     "xpnet-numpy-unfused": _xpnet("numpy", False),
     "xpnet-cupy-fused": _xpnet("cupy", True),  # CUDA-graph replay where it pays (graphs=None)
     "xpnet-cupy-fused-eager": _xpnet("cupy", True, graphs=False),
     "xpnet-cupy-unfused": _xpnet("cupy", False),
+    "xpnet-torch": _xpnet("torch:cpu", False),  # xpnet's backprop on PyTorch CPU tensors
+    "xpnet-torch-cuda": _xpnet("torch:cuda", False),
+    "xpnet-jax": _xpnet("jax", False),
+    "xpnet-jax-jit": _xpnet("jax", False, jit=True),
+    "jax-cpu": _jax("cpu"),
+    "jax-gpu": _jax("gpu"),
     "sklearn-mlp": sklearn_mlp,
     "torch-cpu": _torch("cpu"),
     "torch-cuda": _torch("cuda"),
 }
-CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-unfused", "sklearn-mlp", "torch-cpu")
+CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-unfused", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit",
+                   "sklearn-mlp", "torch-cpu", "jax-cpu")

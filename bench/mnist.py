@@ -62,7 +62,7 @@ def run_in_child(name: str, task: Task, timeout: float) -> dict:
 
 # -- report ------------------------------------------------------------------------------------
 def baseline_for(name: str) -> str:
-    return "torch-cuda" if "cupy" in name or "cuda" in name else "torch-cpu"
+    return "torch-cuda" if any(word in name for word in ("cupy", "cuda", "gpu")) else "torch-cpu"
 
 
 def markdown_table(results: dict, task: Task, environment: dict) -> str:

@@ -207,3 +207,55 @@ def test_capability_probe_reports_a_wrong_take():
     missing = missing_capabilities(BadTake(), strict.Device("CPU_DEVICE") if hasattr(strict, "Device") else None)
     assert len(missing) == 1 and missing[0].startswith("row gathering") and "wrong result" in missing[0]
     assert missing_capabilities(strict, None) == []
+
+
+@needs_jax
+@pytest.mark.parametrize("opt", sorted(OPTIMIZERS))
+def test_jax_jit_step_equals_eager_step(opt, rng):
+    """jit=True compiles the same step; after 3 epochs the parameters, the optimizer state and the
+    loss curve equal the eager JAX fit's (float32, up to XLA's reassociation)."""
+    X, y = _data(rng)
+    runs = []
+    for jit in (False, True):
+        model = Sequential([Dense(5, 8), Sigmoid(), Dense(8, 6), Tanh(), Dense(6, 3)], backend="jax", seed=0,
+                           l2=0.05, jit=jit)
+        optimizer = OPTIMIZERS[opt]()
+        history = model.fit(X, y, epochs=3, batch_size=32, optimizer=optimizer)
+        runs.append((_host(model), history, optimizer))
+    (eager, h1, o1), (jitted, h2, o2) = runs
+    for a, b in zip(eager, jitted):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(h1.loss, h2.loss, rtol=1e-5)
+    assert h1.accuracy == h2.accuracy
+    assert o2.iterations == o1.iterations == 15 and isinstance(o2.iterations, int)
+    for slot in o1.state:
+        for a, b in zip(o1.state[slot], o2.state[slot]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-6)
+
+
+@needs_jax
+def test_jit_option_checks_and_pickles(rng):
+    import pickle
+
+    with pytest.raises(ValueError, match="jit=True .* needs the JAX backend, not 'numpy'"):
+        Sequential([Dense(5, 3)], backend="numpy", jit=True)
+    with pytest.raises(ValueError, match="jit must be True or False"):
+        Sequential([Dense(5, 3)], backend="jax", jit="yes")
+    X, y = _data(rng)
+    model = Sequential([Dense(5, 4), ReLU(), Dense(4, 3)], backend="jax", seed=0, jit=True)
+    model.fit(X, y, epochs=1)
+    copy = pickle.loads(pickle.dumps(model))
+    assert copy.jit is True
+    np.testing.assert_array_equal(np.asarray(copy.predict(X)), np.asarray(model.predict(X)))
+    _, grads = model.value_and_grad(X, y)  # the model is usable eagerly after a jitted fit
+    assert all(np.all(np.isfinite(np.asarray(g))) for g in grads)
+
+
+@needs_torch
+def test_torch_cuda_without_cuda_is_a_clear_refusal():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: torch:cuda is available")
+    with pytest.raises(BackendUnavailableError, match=r"torch' on cuda(:0)? needs CUDA"):
+        get_backend("torch:cuda")

@@ -123,6 +123,10 @@ class Backend:
     def is_cupy(self) -> bool:
         return self.name == "cupy"
 
+    @property
+    def is_jax(self) -> bool:
+        return self.name == "jax"
+
     def __repr__(self) -> str:
         return f"Backend(name={self.name!r}, device={self.device!r})"
 
@@ -224,10 +228,21 @@ class Backend:
             return np.asarray(x)
         return array_to_numpy(x)
 
-    def synchronize(self) -> None:
-        """Block until queued device work has finished (no-op on the CPU)."""
+    @property
+    def asynchronous(self) -> bool:
+        """Whether operations return before their results exist (CuPy, JAX, torch on CUDA): the
+        training loop then reads the loss back once per epoch instead of after every batch."""
+        return self.is_cupy or self.is_jax or (self.name == "torch" and self.device.type == "cuda")
+
+    def synchronize(self, *arrays: Any) -> None:
+        """Block until queued device work has finished (no-op on synchronous CPU libraries).
+        JAX has no device-wide barrier: it waits for ``arrays`` (pass what the work produced)."""
         if self.is_cupy:
             self._native.cuda.get_current_stream().synchronize()
+        elif self.is_jax and arrays:
+            self._native.block_until_ready(arrays)
+        elif self.name == "torch" and self.device.type == "cuda":
+            self._native.cuda.synchronize(self.device)
 
     def permutation(self, n: int, rng: np.random.Generator) -> Any:
         """A random permutation of ``range(n)`` as an int64 array on the device.
@@ -411,6 +426,9 @@ def _torch_backend(device: Any = None) -> Backend:
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BackendUnavailableError(f"backend 'torch' on {device} needs CUDA, but torch.cuda.is_available() is False "
+                                      f"(PyTorch {torch.__version__})")
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", torch.cuda.current_device())
     return Backend("torch", xp_torch, device, native=torch)

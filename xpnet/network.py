@@ -64,6 +64,10 @@ class Sequential:
         most ``GRAPH_AUTO_MAX_ELEMENTS``. ``True`` requires it; ``False`` never does it.
         The arithmetic is the same either way, except that the captured step's matrix
         products are xpnet's own kernel instead of cuBLAS (same result up to rounding).
+    jit : bool
+        JAX only: compile each training step (forward, loss, backward and the optimizer
+        update, this same code) with ``jax.jit`` (see :class:`xpnet.training.JitStep`).
+        Off by default; ``True`` on another backend is a ``ValueError``.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class Sequential:
         fused: bool | None = None,
         l2: float = 0.0,
         graphs: bool | None = None,
+        jit: bool = False,
     ) -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
@@ -95,7 +100,9 @@ class Sequential:
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         if graphs not in (None, True, False):
             raise ValueError(f"graphs must be True, False or None, got {graphs!r}")
-        self._requested = {"fused": fused, "graphs": graphs}  # the options as given, for pickling
+        if jit not in (True, False):
+            raise ValueError(f"jit must be True or False, got {jit!r}")
+        self._requested = {"fused": fused, "graphs": graphs, "jit": jit}  # the options as given, for pickling
         self.layers = layers
         self.loss = get_loss(loss)
         self.backend = get_backend(backend)
@@ -103,6 +110,9 @@ class Sequential:
         self.dtype = self.backend.dtype(dtype)
         self.seed = seed
         self.l2 = float(l2)
+        if jit and not self.backend.is_jax:
+            raise ValueError(f"jit=True compiles the step with jax.jit and needs the JAX backend, not {self.backend.name!r}")
+        self.jit = bool(jit)
         self.ops = Ops(self.backend, fused)
         self.rng = np.random.default_rng(seed)
         self.n_features = dense[0].n_in
@@ -402,6 +412,8 @@ class Sequential:
         options = dict(state["options"])
         if options.get("graphs") and not backend.is_cupy:  # unpickled away from a GPU: no replay to require
             options["graphs"] = None
+        if options.get("jit") and not backend.is_jax:  # unpickled where JAX is missing (the fallback warned)
+            options["jit"] = False
         layers, arguments = constructor_arguments(config)
         self.__init__(layers, backend=backend, seed=state["seed"], **arguments, **options)
         self.set_parameters(state["params"])

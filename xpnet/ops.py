@@ -143,7 +143,7 @@ def adam_update_reference(
     m_new = beta1 * m + (1.0 - beta1) * grad
     v_new = beta2 * v + (1.0 - beta2) * (grad * grad)
     bias1 = 1.0 - beta1**step
-    bias2_sqrt = math.sqrt(1.0 - beta2**step)
+    bias2_sqrt = (1.0 - beta2**step) ** 0.5  # not math.sqrt: ``step`` is a traced scalar under jax.jit
     param_new = param - (lr / bias1) * m_new / (xp.sqrt(v_new) / bias2_sqrt + eps)
     if not in_place:
         return param_new, m_new, v_new

@@ -141,6 +141,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     elif verbose:
         callbacks.append(EpochPrinter())
 
+    jit_step = JitStep.for_fit(model, optimizer) if model.jit else None
     # Streamed rows are checked as they are read: a bad chunk puts the model and the
     # optimizer back as they were before this fit, then raises.
     snapshot = _Snapshot(model, optimizer) if source is not None else None
@@ -152,7 +153,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
             else:
                 batches = (streamed_batches(model, source, y_checked, batch_size, shuffle) if source is not None
                            else memory_batches(model, *data, batch_size, shuffle))
-                logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks)
+                logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks, step=jit_step)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
             history.append(logs)
@@ -256,14 +257,15 @@ def streamed_batches(model: Any, source: DataSource, y: Any, batch_size: int, sh
 
 # -- epochs ---------------------------------------------------------------------------------
 def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any]], n: int, batch_size: int, optimizer: Any,
-                callbacks: Sequence[Any]) -> dict:
-    """One epoch of forward, backward and optimizer steps over ``batches`` (``n`` samples in all)."""
+                callbacks: Sequence[Any], step: "JitStep | None" = None) -> dict:
+    """One epoch of forward, backward and optimizer steps over ``batches`` (``n`` samples in all);
+    with ``step`` (a :class:`JitStep`), each batch's step is that compiled function instead."""
     xp, backend = model.backend.xp, model.backend
     n_batches = -(-n // batch_size)
     epoch_no = model.epochs_trained
     for cb in callbacks:
         cb.on_epoch_begin(epoch_no, n_batches)
-    check_each_batch = not backend.is_cupy  # on a GPU, read the loss back once per epoch
+    check_each_batch = not backend.asynchronous  # on a GPU or JAX, read the loss back once per epoch
     batch_losses = []
     loss_sum = xp.zeros((), dtype=model.dtype, device=backend.device)
     correct = xp.zeros((), dtype=backend.int_dtype, device=backend.device) if model.loss.is_classifier else None
@@ -273,25 +275,30 @@ def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any]], n: int, batch_si
     seen = 0
     with model.ops.training_loop():
         for b, (xb, yb) in enumerate(batches):
-            loss, out = model._loss_and_backward(xb, yb)
+            if step is not None:
+                loss, n_right = step(xb, yb)  # the update is made; a bad loss stops after it
+            else:
+                loss, out = model._loss_and_backward(xb, yb)
             if check_each_batch:
                 value = float(loss)
                 if not math.isfinite(value):
-                    raise NonFiniteLossError(epoch_no + 1, b + 1, value)
+                    raise NonFiniteLossError(epoch_no + 1, b + 1, value, before_update=step is None)
             else:
                 batch_losses.append(loss)
-            new_params = optimizer.step(params, model._grads(), model.ops, flat=model._flat)
-            if new_params is not params:
-                params = new_params
-                model._assign_parameters(params)
+            if step is None:
+                new_params = optimizer.step(params, model._grads(), model.ops, flat=model._flat)
+                if new_params is not params:
+                    params = new_params
+                    model._assign_parameters(params)
+                n_right = model.loss.n_correct(out, yb, xp) if correct is not None else None
             rows = xb.shape[0]
             seen += rows
             loss_sum = loss_sum + loss * float(rows)
             if correct is not None:
-                correct = correct + model.loss.n_correct(out, yb, xp)
+                correct = correct + n_right
             for cb in callbacks:
                 cb.on_batch_end(b, {"loss_sum": loss_sum, "seen": seen, "batch_size": batch_size})
-    backend.synchronize()
+    backend.synchronize(model.parameters(), loss_sum)
     seconds = time.perf_counter() - start
     if batch_losses:  # device backends: one read-back per epoch
         values = backend.to_numpy(xp.stack(batch_losses))
@@ -303,6 +310,62 @@ def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any]], n: int, batch_si
         logs["accuracy"] = int(correct) / n
     logs["seconds"] = seconds
     return logs
+
+
+class JitStep:
+    """One training step (forward, loss, backward, optimizer update) compiled with ``jax.jit``.
+
+    The compiled function is the eager step itself, traced: the model's ``_loss_and_backward``
+    and the optimizer's ``step`` run on JAX tracers, as a pure function of the parameters, the
+    optimizer state and step count, and the batch. Each call stores the new parameters, state
+    and gradients back on the model and optimizer, so a jitted fit leaves them exactly where an
+    eager fit would (up to floating-point reassociation by XLA). A batch of a new shape (the
+    last, smaller one) compiles once more.
+    """
+
+    def __init__(self, model: Any, optimizer: Any) -> None:
+        import jax
+
+        self.model, self.optimizer = model, optimizer
+        self._compiled = jax.jit(self._pure)
+
+    @classmethod
+    def for_fit(cls, model: Any, optimizer: Any) -> "JitStep":
+        """The model's compiled step for this kind of optimizer: reused by later fits with an
+        optimizer of the same type and hyperparameters (which the compiled code holds as
+        constants; the state and step count are arguments), so they do not compile again."""
+        key = (type(optimizer).__name__, tuple(sorted(optimizer.hyperparameters().items())))
+        cache = model.__dict__.setdefault("_jit_steps", {})
+        if key not in cache:
+            cache[key] = cls(model, optimizer)
+        step = cache[key]
+        step.optimizer = optimizer
+        return step
+
+    def _pure(self, params: list, slots: dict, iteration: Any, xb: Any, yb: Any) -> tuple:
+        model, optimizer = self.model, self.optimizer
+        model._assign_parameters(params)
+        optimizer.state = {slot: list(arrays) for slot, arrays in slots.items()}
+        optimizer.iterations = iteration  # a traced scalar: one compiled step serves every count
+        loss, out = model._loss_and_backward(xb, yb)
+        grads = model._grads()
+        new_params = optimizer.step(params, grads, model.ops)
+        correct = model.loss.n_correct(out, yb, model.backend.xp) if model.loss.is_classifier else None
+        return new_params, optimizer.state, loss, correct, grads
+
+    def __call__(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+        """Step on one batch; returns ``(0-d loss before the update, 0-d count correct or None)``."""
+        model, optimizer = self.model, self.optimizer
+        iterations = int(optimizer.iterations)
+        counter = model.backend.xp.asarray(float(iterations), dtype=model.dtype)
+        params, state, loss, correct, grads = self._compiled(model.parameters(), optimizer.state, counter, xb, yb)
+        model._assign_parameters(params)
+        optimizer.state, optimizer.iterations = state, iterations + 1
+        it = iter(grads)
+        for layer in model.layers:  # real arrays, not the tracers the trace left behind
+            if layer.params:
+                layer.grads = [next(it) for _ in layer.params]
+        return loss, correct
 
 
 def captured_epoch(model: Any, captured: Any, n: int, batch_size: int, shuffle: bool, callbacks: Sequence[Any]) -> dict:
