@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("xpnet", "numpy", "array-api-compat", "numba", "llvmlite", "scikit-learn", "torch",
-            "cupy-cuda13x", "cupy-cuda12x", "matplotlib")
+            "jax", "jaxlib", "cupy-cuda13x", "cupy-cuda12x", "matplotlib")
 
 
 def _cpu_model() -> str:
