@@ -34,6 +34,10 @@ def run_cli(*args, timeout=300):
         (["train", "--momentum", "1.5"], r"--momentum: expected a number in \[0, 1\)"),
         (["train", "--activation", "swish"], "invalid choice: 'swish'"),
         (["train", "--resume"], "--resume needs --checkpoint-dir"),
+        (["train", "--validation-fraction", "1"], r"--validation-fraction: expected a number in \(0, 1\)"),
+        (["train", "--tol", "-1"], "--tol: expected a number >= 0"),
+        (["train", "--lr-schedule", "cosine"], "invalid choice: 'cosine'"),
+        (["train", "--power-t", "nan"], "--power-t: expected a finite number"),
         (["fly"], "invalid choice: 'fly'"),
         ([], "the following arguments are required: command"),
     ],
@@ -92,6 +96,27 @@ def test_epoch_lines_when_not_quiet(capsys):
     out = capsys.readouterr().out
     assert re.search(r"epoch 1: loss [\d.]+ acc [\d.]+ \| test loss [\d.]+ test acc [\d.]+ \| [\d.]+ s", out)
     assert "epoch 2:" in out
+
+
+def test_early_stopping_holds_out_validation_rows_and_keeps_the_best_epoch(capsys):
+    assert cli.main(["train", "--dataset", "digits", "--hidden", "16", "--epochs", "300", "--backend", "numpy",
+                     "--early-stopping", "--n-iter-no-change", "2", "--validation-fraction", "0.2"]) == 0
+    out = capsys.readouterr().out
+    held = int(re.search(r"early stopping: (\d+) training samples held out", out).group(1))
+    assert held == int(np.ceil(0.2 * 1437))  # digits' training split has 1437 rows
+    assert re.search(r"epoch 1: loss [\d.]+ acc [\d.]+ \| val loss [\d.]+ val acc [\d.]+", out)
+    assert "Validation score did not improve more than tol=0.000100 for 2 consecutive epochs. Stopping." in out
+    best = float(re.search(r"kept the weights of the best validation accuracy, ([\d.]+)", out).group(1))
+    epochs = re.findall(r"val acc ([\d.]+)", out)
+    assert best == max(float(a) for a in epochs) and len(epochs) < 300
+
+
+def test_adaptive_schedule_from_the_command_line(capsys):
+    assert cli.main(["train", "--dataset", "iris", "--epochs", "100", "--backend", "numpy", "--optimizer", "sgd",
+                     "--lr", "0.01", "--lr-schedule", "adaptive", "--tol", "10", "--n-iter-no-change", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "Setting learning rate to 0.002000" in out
+    assert "Learning rate too small. Stopping." in out
 
 
 def params_of(path):

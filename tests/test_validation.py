@@ -115,7 +115,7 @@ def test_predict_checks_input():
     "est, X, y, exc, message",
     [
         (xpnet.MLPClassifier(activation="swish"), X_OK, Y_OK, ValueError, "activation must be one of"),
-        (xpnet.MLPClassifier(solver="lbfgs"), X_OK, Y_OK, ValueError, "solver must be 'adam' or 'sgd'"),
+        (xpnet.MLPClassifier(solver="newton"), X_OK, Y_OK, ValueError, "solver must be one of"),
         (xpnet.MLPClassifier(batch_size=0), X_OK, Y_OK, ValueError, "batch_size must be >= 1"),
         (xpnet.MLPClassifier(max_iter=0), X_OK, Y_OK, ValueError, "max_iter must be >= 1"),
         (xpnet.MLPClassifier(backend="tensorflow"), X_OK, Y_OK, ValueError, "backend must be one of"),

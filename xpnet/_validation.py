@@ -43,8 +43,15 @@ def check_features(X: Any, backend: Any, dtype: Any, n_features: int | None = No
         raise ValueError(f"{name} is empty: it has 0 samples")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features}")
-    arr = xp.astype(arr, dtype, copy=False) if arr.dtype != dtype else arr
+    source = arr
+    with np.errstate(over="ignore"):  # an overflow is reported below, by name
+        arr = xp.astype(arr, dtype, copy=False) if arr.dtype != dtype else arr
     if not bool(xp.all(xp.isfinite(arr))):
+        if source is not arr and xp.isdtype(source.dtype, "real floating") and bool(xp.all(xp.isfinite(source))):
+            largest = float(xp.max(xp.abs(source)))
+            dtype_name = getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
+            raise ValueError(f"{name} holds values too large for {dtype_name} (largest magnitude {largest:.3g}): they "
+                             "overflow to infinity when converted; scale the data or use dtype='float64'")
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
 

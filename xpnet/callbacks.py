@@ -21,15 +21,16 @@ class Callback:
         """``logs``: floats ``loss``, ``seconds`` and, where they apply, ``accuracy``, ``val_loss``, ``val_accuracy``."""
 
 
-def format_epoch(epoch: int, logs: dict) -> str:
-    """One readable line per epoch: ``epoch 3: loss 0.1234 acc 0.9650 | val_loss ... | 1.23 s``."""
+def format_epoch(epoch: int, logs: dict, held_out: str = "test") -> str:
+    """One readable line per epoch: ``epoch 3: loss 0.1234 acc 0.9650 | test loss ... | 1.23 s``;
+    ``held_out`` names the validation data (``"test"``, or ``"val"`` for a held-out split)."""
     parts = [f"epoch {epoch + 1}: loss {logs['loss']:.4f}"]
     if "accuracy" in logs:
         parts.append(f"acc {logs['accuracy']:.4f}")
     if "val_loss" in logs:
-        parts.append(f"| test loss {logs['val_loss']:.4f}")
+        parts.append(f"| {held_out} loss {logs['val_loss']:.4f}")
     if "val_accuracy" in logs:
-        parts.append(f"test acc {logs['val_accuracy']:.4f}")
+        parts.append(f"{held_out} acc {logs['val_accuracy']:.4f}")
     parts.append(f"| {logs['seconds']:.2f} s")
     return " ".join(parts)
 
@@ -37,11 +38,12 @@ def format_epoch(epoch: int, logs: dict) -> str:
 class EpochPrinter(Callback):
     """Prints one line per epoch (see :func:`format_epoch`)."""
 
-    def __init__(self, stream: Any = None) -> None:
+    def __init__(self, stream: Any = None, held_out: str = "test") -> None:
         self.stream = stream
+        self.held_out = held_out
 
     def on_epoch_end(self, epoch, logs):
-        print(format_epoch(epoch, logs), file=self.stream or sys.stdout, flush=True)
+        print(format_epoch(epoch, logs, self.held_out), file=self.stream or sys.stdout, flush=True)
 
 
 class ProgressBar(Callback):
@@ -51,7 +53,8 @@ class ProgressBar(Callback):
     the bar costs one synchronisation per ``refresh`` batches on a GPU.
     """
 
-    def __init__(self, refresh: int = 20, stream: Any = None) -> None:
+    def __init__(self, refresh: int = 20, stream: Any = None, held_out: str = "test") -> None:
+        self.held_out = held_out
         self.refresh = max(1, int(refresh))
         self.stream = stream
         self._bar = None
@@ -78,4 +81,4 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-        print(format_epoch(epoch, logs), file=sys.stdout, flush=True)
+        print(format_epoch(epoch, logs, self.held_out), file=sys.stdout, flush=True)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import platform
 import resource
@@ -80,6 +81,8 @@ _positive_int = _argument(int, lambda v: v >= 1, "a positive integer")
 _non_negative_int = _argument(int, lambda v: v >= 0, "an integer >= 0")
 _positive_float = _argument(float, lambda v: 0 < v < float("inf"), "a positive number")
 _unit_float = _argument(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+_open_unit_float = _argument(float, lambda v: 0 < v < 1, "a number in (0, 1)")
+_non_negative_float = _argument(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
 
 
 def _hidden(text: str) -> list[int]:
@@ -119,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_non_negative_int, default=0, help="seeds the weights and the shuffling")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision")
     train.add_argument("--no-fused", action="store_true", help="use the reference path instead of fused kernels")
+    train.add_argument("--tol", type=_non_negative_float, default=None,
+                       help="stop once the training loss (with --early-stopping, the validation accuracy) has not "
+                            "improved by more than TOL for more than --n-iter-no-change epochs (default: train every epoch)")
+    train.add_argument("--n-iter-no-change", type=_positive_int, default=10, help="patience of --tol")
+    train.add_argument("--early-stopping", action="store_true",
+                       help="hold out --validation-fraction of the training set, stop on its accuracy, keep the best "
+                            "epoch's weights (tol defaults to 1e-4)")
+    train.add_argument("--validation-fraction", type=_open_unit_float, default=0.1, help="held out by --early-stopping")
+    train.add_argument("--lr-schedule", choices=["constant", "invscaling", "adaptive"], default="constant",
+                       help="invscaling: lr / (samples seen + 1) ** power_t after each epoch; adaptive: lr / 5 "
+                            "whenever --tol's rule fires, stopping below 1e-6")
+    train.add_argument("--power-t", type=_argument(float, math.isfinite, "a finite number"), default=0.5, help="exponent of --lr-schedule invscaling")
     train.add_argument("--limit-train", type=_positive_int, help="train on the first N training samples only (default: all)")
     train.add_argument("--save", metavar="MODEL.npz", help="write the trained model here (default: not saved)")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch (default: none)")
@@ -263,6 +278,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
     from .network import History, NonFiniteLossError
     from .optim import SGD, Adam
+    from .training import FitState, validation_split
+
+    import numpy as np
 
     _apply_dataset_defaults(args)
     checkpoint = Path(args.checkpoint_dir) / CHECKPOINT_NAME if args.checkpoint_dir else None
@@ -289,11 +307,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     elif args.resume:
         say(f"no checkpoint in {args.checkpoint_dir} yet; starting from epoch 0")
 
+    # --early-stopping holds out part of the training set once, with the run's seed (a resumed run
+    # draws the same rows); its scores drive the stopping rule, the test set is reported at the end.
+    validation = None
+    if args.early_stopping:
+        train_rows, val_rows = validation_split(y_train, args.validation_fraction, np.random.default_rng(args.seed),
+                                                stratify=True)
+        validation = (X_train[val_rows], y_train[val_rows])
+        X_train, y_train = X_train[train_rows], y_train[train_rows]
+        say(f"early stopping: {val_rows.size} training samples held out for validation")
+    tol = args.tol if args.tol is not None else (1e-4 if args.early_stopping or args.lr_schedule == "adaptive" else None)
+    rules = dict(tol=tol, n_iter_no_change=args.n_iter_no_change, early_stopping=args.early_stopping,
+                 lr_schedule=args.lr_schedule, power_t=args.power_t, state=FitState(), restore_best=False)
+
     # Data moves to the backend once; each epoch's fit then only checks it.
     to_device = model.backend.asarray
     X_train, y_train, X_test, y_test = (to_device(a) for a in (X_train, y_train, X_test, y_test))
+    if validation is not None:
+        validation = tuple(to_device(a) for a in validation)
     interactive = sys.stderr.isatty()
-    callbacks = [] if args.quiet else [ProgressBar() if interactive else EpochPrinter()]
+    held_out = "val" if args.early_stopping else "test"
+    callbacks = [] if args.quiet else [ProgressBar(held_out=held_out) if interactive else EpochPrinter(held_out=held_out)]
     snapshot = None  # the state at the start of the running epoch, for Ctrl-C
     saved_epoch = resume_epoch if resume_epoch is not None else -1
     try:
@@ -301,11 +335,16 @@ def cmd_train(args: argparse.Namespace) -> int:
             if checkpoint is not None:
                 snapshot = TrainingState(model, optimizer, history)
             epoch_history = model.fit(X_train, y_train, epochs=1, batch_size=args.batch_size, optimizer=optimizer,
-                                      validation_data=(X_test, y_test), callbacks=callbacks)
+                                      validation_data=validation or (X_test, y_test), callbacks=callbacks, **rules)
             history.append({key: values[0] for key, values in epoch_history.items()})
             if checkpoint is not None:
                 save_checkpoint(checkpoint, model, optimizer, history)
                 saved_epoch = model.epochs_trained
+            for line in epoch_history.get("lr_changes", []):
+                say(line)
+            if epoch_history.stop_message:
+                say(epoch_history.stop_message)
+                break
     except KeyboardInterrupt:
         if interactive and not args.quiet:
             print(file=sys.stderr)  # end the progress bar's line
@@ -324,6 +363,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"xpnet: error: {exc}{kept}", file=sys.stderr)
         return EXIT_FAILURE
 
+    if rules["state"].best_params is not None:  # early stopping ends with the best validation epoch's weights
+        model.set_parameters(rules["state"].best_params)
+        say(f"kept the weights of the best validation accuracy, {rules['state'].watch.best:.4f}")
     final = model.evaluate(X_test, y_test)
     total = time.perf_counter() - started
     if args.save:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import inspect
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,7 @@ from ._validation import check_features, check_positive_int, check_same_length
 from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from . import training
+from .callbacks import Callback
 from .network import Sequential
 from .ops import _device
 from .optim import SGD, Adam
@@ -62,6 +64,14 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
 
     class _SkRegressor:  # type: ignore[no-redef]
         _estimator_type = "regressor"
+
+
+try:
+    from sklearn.exceptions import ConvergenceWarning
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+
+    class ConvergenceWarning(UserWarning):  # type: ignore[no-redef]
+        """Training stopped at ``max_iter`` before the stopping rule was met."""
 
 
 # ----------------------------------------------------------------------------
@@ -110,7 +120,7 @@ class _Estimator(_SkBase):
         else:
             host = self.model_.backend.to_numpy
             twin.model_ = _LinearScorer(backend, backend.asarray(host(self.model_.W)), backend.asarray(host(self.model_.b)))
-            dtype_name = getattr(self, "dtype", "float32")
+            dtype_name = self._dtype_name_
         for name in ("mean_", "scale_"):
             if getattr(self, name, None) is not None:
                 setattr(twin, name, backend.asarray(self.model_.backend.to_numpy(getattr(self, name))))
@@ -121,10 +131,15 @@ class _Estimator(_SkBase):
 
     def _features(self, X: Any, reset: bool) -> Any:
         backend = self.model_.backend if not reset else self._backend()
-        dtype = backend.dtype(getattr(self, "dtype", "float32"))
-        Xd = check_features(X, backend, dtype, None if reset else self.n_features_in_)
+        if reset:  # dtype=None follows X (float32 stays float32; anything else is float64), as scikit-learn does
+            chosen = getattr(self, "dtype", "float32")
+            name = chosen if chosen is not None else ("float32" if "float32" in str(getattr(X, "dtype", "")) else "float64")
+        else:
+            name = self._dtype_name_
+        Xd = check_features(X, backend, backend.dtype(name), None if reset else self.n_features_in_)
         if reset:
             self.n_features_in_ = int(Xd.shape[1])
+            self._dtype_name_ = name
         return Xd
 
     def _stopping_rule(self) -> tuple[int, float, int]:
@@ -143,24 +158,22 @@ class _Estimator(_SkBase):
         absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
         lbfgs ``tol``)."""
         max_iter, tol, patience = rule
-        best, stale = np.inf, 0
+        watch = training.NoImprovement(tol, patience)
         self.loss_curve_ = []
         for _ in range(max_iter):
             batches = training.memory_batches(model, Xd, yd, batch_size, shuffle)
             logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
             model.epochs_trained += 1
-            loss = logs["loss"]
-            self.loss_curve_.append(loss)
-            stale = stale + 1 if loss > best - tol else 0
-            best = min(best, loss)
-            if stale > patience:
+            self.loss_curve_.append(logs["loss"])
+            watch.update(logs["loss"])
+            if watch.stop:
                 break
             if grad_tol is not None and batch_size >= Xd.shape[0]:
                 xp = model.backend.xp
                 if max(float(xp.max(xp.abs(g))) for g in model._grads()) <= grad_tol:
                     break
         self.n_iter_ = len(self.loss_curve_)
-        self.best_loss_ = float(best)
+        self.best_loss_ = float(watch.best)
 
     def _batch_size(self, n: int) -> int:
         bs = self.batch_size
@@ -534,36 +547,59 @@ class _LinearScorer:
         raise AttributeError("Perceptron has no predict_proba; use decision_function")
 
 
+class _SklearnLines(Callback):
+    """scikit-learn's MLP ``verbose`` output: ``Iteration N, loss = ...`` (and the validation score)."""
+
+    def __init__(self, first_iteration: int) -> None:
+        self.iteration = first_iteration
+
+    def on_epoch_end(self, epoch, logs):
+        self.iteration += 1
+        print(f"Iteration {self.iteration}, loss = {logs['loss']:.8f}")
+        if "val_score" in logs:
+            print(f"Validation score: {logs['val_score']:f}")
+
+
 class _MLPBase(_Estimator):
-    """Shared constructor and network construction for the MLP estimators."""
+    """Shared constructor and training for the MLP estimators: scikit-learn's options, mapped onto
+    ``Sequential.fit``'s stopping rule, early stopping and learning-rate schedules."""
 
     _ACTIVATIONS = ("identity", "logistic", "sigmoid", "tanh", "relu")
+    _SOLVERS = ("adam", "sgd", "lbfgs")
 
     def __init__(
         self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
-        alpha: float = 0.0001, batch_size: Any = "auto", learning_rate_init: float = 0.001,
-        max_iter: int = 200, shuffle: bool = True, random_state: int | None = None, tol: float = 1e-4,
-        verbose: bool = False, momentum: float = 0.9, nesterovs_momentum: bool = True,
-        beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8, n_iter_no_change: int = 10,
-        backend: Any = None, dtype: str = "float32", fused: bool | None = None,
+        alpha: float = 0.0001, batch_size: Any = "auto", learning_rate: str = "constant",
+        learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
+        random_state: int | None = None, tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
+        momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
+        validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
+        n_iter_no_change: Any = 10, max_fun: int = 15000,
+        backend: Any = None, dtype: str | None = None, fused: bool | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.solver = solver
         self.alpha = alpha
         self.batch_size = batch_size
+        self.learning_rate = learning_rate
         self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
         self.max_iter = max_iter
         self.shuffle = shuffle
         self.random_state = random_state
         self.tol = tol
         self.verbose = verbose
+        self.warm_start = warm_start
         self.momentum = momentum
         self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
         self.beta_1 = beta_1
         self.beta_2 = beta_2
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
         self.backend = backend
         self.dtype = dtype
         self.fused = fused
@@ -582,50 +618,224 @@ class _MLPBase(_Estimator):
             return Adam(lr=lr, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
         if self.solver == "sgd":
             return SGD(lr=lr, momentum=self.momentum, nesterov=self.nesterovs_momentum and self.momentum > 0)
-        raise ValueError(f"solver must be 'adam' or 'sgd', got {self.solver!r}")
+        raise ValueError(f"solver must be one of {self._SOLVERS}, got {self.solver!r}")
 
-    def _fit_network(self, Xd: Any, targets: Any, n_out: int, loss: str) -> None:
+    def _check_options(self) -> None:
+        """Every option, checked before any state changes."""
         if self.activation not in self._ACTIVATIONS:
             raise ValueError(f"activation must be one of {self._ACTIVATIONS}, got {self.activation!r}")
-        alpha = _check_float("alpha", self.alpha)
-        rule = self._stopping_rule()
+        if self.solver not in self._SOLVERS:
+            raise ValueError(f"solver must be one of {self._SOLVERS}, got {self.solver!r}")
+        if self.learning_rate not in training.LR_SCHEDULES:
+            raise ValueError(f"learning_rate must be one of {training.LR_SCHEDULES}, got {self.learning_rate!r}")
+        _check_float("alpha", self.alpha)
+        self._batch_size(1)
+        check_positive_int("max_iter", self.max_iter)
+        _check_float("tol", self.tol)
+        if self.solver == "lbfgs":
+            check_positive_int("max_fun", self.max_fun)
+        else:
+            self._optimizer()
+        n = self.n_iter_no_change
+        if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1) and n != np.inf:
+            raise ValueError(f"n_iter_no_change must be an integer >= 1 or np.inf, got {n!r}")
+        self._hidden()
+
+    def _out_activation(self, loss: str) -> str:
+        return {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "logistic", "mse": "identity"}[loss]
+
+    def _fit_network(self, Xd: Any, targets: Any, n_out: int, loss: str, incremental: bool = False) -> None:
+        """Train (or, ``incremental``, one more epoch of) the network; sets the fitted attributes."""
+        self._check_options()
+        alpha = float(self.alpha)
         widths = [self.n_features_in_, *self._hidden(), n_out]
-        optimizer = self._optimizer()
-        batch_size = self._batch_size(Xd.shape[0])
-        model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self.backend, dtype=self.dtype,
-                           seed=self.random_state, fused=self.fused, l2=alpha)
+        first = not hasattr(self, "model_") or not (self.warm_start or incremental)
+        if not first and (self.model_.n_features != widths[0] or self.model_.n_outputs != n_out):
+            raise ValueError(f"warm start: the fitted network is {self.model_.n_features}-...-{self.model_.n_outputs}, "
+                             f"this data needs {widths[0]}-...-{n_out}; fit a new estimator")
+        if first:
+            model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self.backend,
+                               dtype=self._dtype_name_, seed=self.random_state, fused=self.fused, l2=alpha)
+            self._fit_state_ = training.FitState()
+            self.loss_curve_, self.n_iter_ = [], 0
+            self.validation_scores_ = [] if self.early_stopping and not incremental else None
+        else:
+            model = self.model_
+            model.l2 = alpha
         yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
-        self._run_epochs(model, Xd, yd, optimizer, batch_size, bool(self.shuffle), rule)
         self.model_ = model
+        if self.solver == "lbfgs":
+            self._fit_lbfgs(model, Xd, yd)
+        else:
+            self._fit_stochastic(model, Xd, yd, incremental)
         params = model.parameters()
         self.coefs_, self.intercepts_ = params[0::2], params[1::2]
         self.n_layers_ = len(widths)
+        self.n_outputs_ = n_out
+        self.out_activation_ = self._out_activation(loss)
+
+    def _fit_stochastic(self, model: Sequential, Xd: Any, yd: Any, incremental: bool) -> None:
+        if incremental and hasattr(self, "_optimizer_"):
+            optimizer = self._optimizer_
+        else:
+            optimizer = self._optimizer_ = self._optimizer()
+        early = bool(self.early_stopping) and not incremental
+        schedule = self.learning_rate if self.solver == "sgd" else "constant"  # Adam ignores it, as in scikit-learn
+        callbacks = [_SklearnLines(self.n_iter_)] if self.verbose else []
+        history = model.fit(
+            Xd, yd, epochs=1 if incremental else int(self.max_iter), batch_size=self._batch_size(Xd.shape[0]),
+            optimizer=optimizer, shuffle=bool(self.shuffle), callbacks=callbacks, tol=float(self.tol),
+            n_iter_no_change=self.n_iter_no_change, early_stopping=early,
+            validation_fraction=self.validation_fraction, lr_schedule=schedule, power_t=float(self.power_t),
+            state=self._fit_state_,
+        )
+        state = self._fit_state_
+        self.loss_curve_ += list(history.loss)
+        self.n_iter_ += len(history.loss)
+        self.t_ = state.samples_seen
+        self.loss_ = self.loss_curve_[-1]
+        if early:
+            self.validation_scores_ += list(history.val_score)
+            self.best_validation_score_, self.best_loss_ = float(state.watch.best), None
+        else:
+            self.best_loss_ = float(state.watch.best)
+            self.best_validation_score_ = None
         if self.verbose:
-            print(f"{type(self).__name__}: {self.n_iter_} epochs, final loss {self.loss_curve_[-1]:.6f}")
+            for line in history.get("lr_changes", []):
+                print(line)
+            if history.stop_message:
+                print(history.stop_message)
+        if history.stop_message is None and not incremental:
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
+                          "optimization hasn't converged yet.", ConvergenceWarning)
+
+    def _fit_lbfgs(self, model: Sequential, Xd: Any, yd: Any) -> None:
+        """scikit-learn's lbfgs: scipy's L-BFGS-B on the host, loss and gradient from xpnet's backprop
+        on the model's device (one full-batch forward and backward per evaluation)."""
+        from scipy.optimize import minimize
+
+        backend = model.backend
+        shapes = [tuple(p.shape) for p in model.parameters()]
+        sizes = [int(np.prod(s)) for s in shapes]
+
+        def unpack(theta):
+            out, at = [], 0
+            for shape, size in zip(shapes, sizes):
+                out.append(theta[at:at + size].reshape(shape))
+                at += size
+            return out
+
+        def loss_and_grad(theta):
+            model.set_parameters(unpack(theta))
+            loss, out = model._loss_and_backward(Xd, yd)
+            grads = np.concatenate([backend.to_numpy(g).ravel() for g in model._grads()])
+            return float(loss), grads.astype(np.float64)
+
+        theta0 = np.concatenate([backend.to_numpy(p).ravel() for p in model.parameters()]).astype(np.float64)
+        result = minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,
+                          options={"maxfun": int(self.max_fun), "maxiter": int(self.max_iter), "gtol": float(self.tol)})
+        model.set_parameters(unpack(result.x))
+        self.n_iter_ = int(result.nit)
+        self.loss_ = float(result.fun)
+        self.loss_curve_ = None if not self.loss_curve_ else self.loss_curve_
+        self.best_loss_ = self.loss_
+        self.t_ = Xd.shape[0]
+        if result.status != 0:
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iterations (status={result.status}): "
+                          f"{result.message}. Increase max_iter or max_fun, or scale the data.", ConvergenceWarning)
 
 
 class MLPClassifier(_ClassifierMixin, _MLPBase):
-    """Multi-layer perceptron classifier (softmax cross-entropy), scikit-learn's parameter names.
+    """Multi-layer perceptron classifier with scikit-learn's parameters and attributes.
 
-    Attributes: ``classes_``, ``coefs_``, ``intercepts_`` (backend arrays),
-    ``loss_curve_``, ``n_iter_``, ``n_features_in_``, ``model_`` (the Sequential).
+    Two classes train one logistic output unit with binary cross-entropy, more classes a
+    softmax layer, and a 2-D 0/1 indicator ``y`` (multilabel) one logistic unit per label,
+    as scikit-learn's MLPClassifier does, so ``coefs_`` have scikit-learn's shapes.
+
+    Attributes: ``classes_``, ``coefs_``, ``intercepts_`` (backend arrays), ``loss_``,
+    ``best_loss_``, ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``, ``t_``,
+    ``n_iter_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``, ``n_features_in_``,
+    ``model_`` (the Sequential). ``dtype=None`` (default) follows X: float32 input trains in
+    float32, anything else in float64.
     """
+
+    def _targets(self, y: Any, n: int, classes: Any = None) -> tuple[Any, int, str]:
+        """``(encoded targets, n_outputs, loss)``; sets ``classes_`` (from ``classes`` if given)."""
+        y_host = self._backend().to_numpy(y) if self._backend().owns(y) else np.asarray(y)
+        if y_host.ndim == 2 and y_host.shape[1] > 1:  # multilabel indicator
+            if not np.isin(y_host, (0, 1)).all():
+                raise ValueError("a 2-D y must be a multilabel indicator matrix of 0s and 1s")
+            self.classes_ = np.arange(y_host.shape[1])
+            self._multilabel_ = True
+            return y_host.astype(np.float64), int(y_host.shape[1]), "binary_cross_entropy"
+        self._multilabel_ = False
+        if classes is not None:
+            labels = np.ravel(y_host)
+            known = np.asarray(classes)
+            if not np.isin(labels, known).all():
+                raise ValueError(f"y holds labels {sorted(set(labels) - set(known))} not in classes={list(known)}")
+            self.classes_ = np.unique(known)
+            encoded = np.searchsorted(self.classes_, labels)
+        else:
+            encoded = self._encode_labels(y, n)
+        if self.classes_.size == 2:
+            return encoded.astype(np.float64).reshape(-1, 1), 1, "binary_cross_entropy"
+        return encoded, int(self.classes_.size), "softmax_cross_entropy"
 
     def fit(self, X: Any, y: Any) -> "MLPClassifier":
         Xd = self._features(X, reset=True)
         check_same_length(Xd, y)
-        labels = self._encode_labels(y, Xd.shape[0])
-        self._fit_network(Xd, labels, int(self.classes_.size), "softmax_cross_entropy")
+        targets, n_out, loss = self._targets(y, Xd.shape[0])
+        self._fit_network(Xd, targets, n_out, loss)
         return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "MLPClassifier":
+        """One epoch over ``(X, y)``, continuing from the last call. The first call needs
+        ``classes`` (every label that will ever appear), as in scikit-learn."""
+        first = not hasattr(self, "model_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
+        Xd = self._features(X, reset=first)
+        check_same_length(Xd, y)
+        targets, n_out, loss = self._targets(y, Xd.shape[0], classes if first else self.classes_)
+        self._fit_network(Xd, targets, n_out, loss, incremental=True)
+        return self
+
+    def _decode(self, indices: Any) -> Any:
+        if getattr(self, "_multilabel_", False):
+            return indices
+        return super()._decode(indices)
+
+    def predict_log_proba(self, X: Any) -> Any:
+        """``log(predict_proba(X))``, shape ``(N, n_classes)``."""
+        proba = self.predict_proba(X)
+        return self.model_.backend.xp.log(proba)
 
 
 class MLPRegressor(_RegressorMixin, _MLPBase):
-    """Multi-layer perceptron regressor (MSE, identity output), scikit-learn's parameter names."""
+    """Multi-layer perceptron regressor (MSE, identity output) with scikit-learn's parameters
+    and attributes (see :class:`MLPClassifier`); a 2-D ``y`` trains one output per column."""
+
+    def _targets(self, y: Any) -> tuple[Any, int]:
+        y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
+        return y_arr, 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
 
     def fit(self, X: Any, y: Any) -> "MLPRegressor":
         Xd = self._features(X, reset=True)
         check_same_length(Xd, y)
-        y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
-        self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
-        self._fit_network(Xd, y_arr, self.n_outputs_, "mse")
+        y_arr, n_out = self._targets(y)
+        self._fit_network(Xd, y_arr, n_out, "mse")
+        return self
+
+    def partial_fit(self, X: Any, y: Any) -> "MLPRegressor":
+        """One epoch over ``(X, y)``, continuing from the last call."""
+        if self.solver == "lbfgs":
+            raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
+        first = not hasattr(self, "model_")
+        Xd = self._features(X, reset=first)
+        check_same_length(Xd, y)
+        y_arr, n_out = self._targets(y)
+        self._fit_network(Xd, y_arr, n_out, "mse", incremental=True)
         return self

@@ -258,6 +258,14 @@ class Sequential:
         shuffle: bool = True,
         verbose: int = 0,
         callbacks: Sequence[Callback] = (),
+        tol: float | None = None,
+        n_iter_no_change: float = 10,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        lr_schedule: str = "constant",
+        power_t: float = 0.5,
+        state: "training.FitState | None" = None,
+        restore_best: bool = True,
     ) -> History:
         """Train with mini-batches; returns a :class:`History` of per-epoch figures.
 
@@ -274,6 +282,24 @@ class Sequential:
             data is shuffled by chunk, then within each chunk (see :mod:`xpnet.sources`).
         verbose : 0 silent, 1 a line per epoch, 2 a progress bar and a line per epoch.
         callbacks : :class:`~xpnet.callbacks.Callback` objects.
+        tol, n_iter_no_change : stop early, by scikit-learn's MLP rule: once the training loss
+            (with ``early_stopping``, the validation score) has not improved on its best by more
+            than ``tol`` for more than ``n_iter_no_change`` epochs in a row (``float("inf")``
+            never). ``tol=None`` (default) trains every epoch.
+        early_stopping, validation_fraction : score ``validation_data`` after each epoch or, without
+            it, a held-out ``validation_fraction`` of ``(X, y)`` (stratified by class for
+            classifiers, drawn with the model's seed): accuracy, or R^2 for regression
+            (``history.val_score``); stop on that score (needs ``tol``), and end with the weights
+            of the best-scoring epoch (``restore_best=False`` leaves the last epoch's).
+        lr_schedule, power_t : ``"constant"``; ``"invscaling"``, the optimizer's ``lr`` set after
+            each epoch to ``lr0 / (samples_seen + 1) ** power_t``; or ``"adaptive"``, ``lr``
+            divided by 5 each time the stopping rule fires, stopping once it is at most 1e-6.
+            A schedule other than ``"constant"`` runs the eager loop (a CUDA graph holds ``lr``).
+        state : ``history.state`` of an earlier fit, to continue its schedule, stopping count and
+            best weights instead of starting them afresh (scikit-learn's ``warm_start``).
+
+        The returned history also has ``stop_message`` (None, or why the stopping rule ended
+        training), ``best`` (the best loss or score the rule saw) and ``state``.
 
         Training loss and accuracy are running means over the epoch's batches
         (computed before each batch's update), not an extra pass. Streamed rows are
@@ -281,7 +307,10 @@ class Sequential:
         as they were before this call and the error names the rows.
         """
         return training.fit(self, X, y, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
-                            validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks)
+                            validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
+                            tol=tol, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+                            validation_fraction=validation_fraction, lr_schedule=lr_schedule, power_t=power_t,
+                            state=state, restore_best=restore_best)
 
     def uses_graphs(self, optimizer: Any, batch_size: int, n_samples: int, streamed: bool = False) -> tuple[bool, str]:
         """Whether ``fit`` would replay its steps as a CUDA graph, and why not when it would not."""

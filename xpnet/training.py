@@ -27,7 +27,7 @@ from .layers import Dense
 from .optim import Adam, get_optimizer
 from .sources import ChunkReader, DataSource, as_source
 
-__all__ = ["fit", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes",
+__all__ = ["fit", "FitState", "NoImprovement", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes",
            "graphs_default", "GRAPH_AUTO_MAX_ELEMENTS"]
 
 # graphs=None replays steps as a CUDA graph when batch_size * (widest layer) is at most this:
@@ -90,17 +90,121 @@ def estimate_training_bytes(model: Any, n_samples: int, batch_size: int) -> int:
     return data + params + activations
 
 
+# -- stopping and learning-rate schedules (scikit-learn's MLP rules) --------------------------
+LR_SCHEDULES = ("constant", "invscaling", "adaptive")
+
+
+class NoImprovement:
+    """scikit-learn's MLP stopping rule. An epoch counts as no improvement when its value is
+    not better than the best so far by more than ``tol`` (a loss must fall below
+    ``best - tol``; a score must reach ``best + tol``); a better epoch resets the count.
+    ``stop`` is True once the count *exceeds* ``n_iter_no_change`` (which may be ``inf``)."""
+
+    def __init__(self, tol: float, n_iter_no_change: float, higher_is_better: bool = False) -> None:
+        self.tol, self.patience, self.higher = tol, n_iter_no_change, higher_is_better
+        self.best = -math.inf if higher_is_better else math.inf
+        self.count = 0
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's value; returns whether it is a new best."""
+        if self.higher:
+            self.count = self.count + 1 if value < self.best + self.tol else 0
+            better = value > self.best
+        else:
+            self.count = self.count + 1 if value > self.best - self.tol else 0
+            better = value < self.best
+        if better:
+            self.best = value
+        return better
+
+    @property
+    def stop(self) -> bool:
+        return self.count > self.patience
+
+
+class FitState:
+    """What a stopping rule and a learning-rate schedule carry from one ``fit`` to the next:
+    samples seen, the schedule's initial rate, the no-improvement count and best value, and
+    the best epoch's weights under early stopping. ``fit`` returns it as ``history.state``;
+    pass it back (``fit(..., state=history.state)``) to continue rather than restart them,
+    as scikit-learn's ``warm_start`` and ``partial_fit`` do."""
+
+    def __init__(self) -> None:
+        self.samples_seen = 0
+        self.lr_init: float | None = None
+        self.watch: NoImprovement | None = None
+        self.best_params: list | None = None
+
+
+def scheduled_lr(schedule: str, lr_init: float, power_t: float, samples_seen: int) -> float:
+    """The learning rate after ``samples_seen`` samples: ``lr_init`` ("constant", "adaptive"), or
+    ``lr_init / (samples_seen + 1) ** power_t`` ("invscaling"), as scikit-learn sets it per epoch."""
+    return lr_init / (samples_seen + 1) ** power_t if schedule == "invscaling" else lr_init
+
+
+def _check_stopping(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data):
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0):
+        raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
+    if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, (int, float)) or not n_iter_no_change >= 1:
+        raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
+    if isinstance(n_iter_no_change, float) and math.isfinite(n_iter_no_change) and not n_iter_no_change.is_integer():
+        raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
+    if early_stopping not in (True, False):
+        raise ValueError(f"early_stopping must be True or False, got {early_stopping!r}")
+    if early_stopping and tol is None:
+        raise ValueError("early_stopping=True stops on the validation score and needs tol (scikit-learn's default is 1e-4)")
+    if early_stopping and validation_data is None:
+        if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
+                or not 0 < validation_fraction < 1:
+            raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction!r}")
+    if lr_schedule not in LR_SCHEDULES:
+        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
+    if isinstance(power_t, bool) or not isinstance(power_t, (int, float)) or not math.isfinite(power_t):
+        raise ValueError(f"power_t must be a finite number, got {power_t!r}")
+
+
+def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_rows, validation_rows)``: ``ceil(fraction * n)`` rows held out (scikit-learn's
+    count), drawn per class in proportion to its size when ``stratify`` (classifiers)."""
+    n = y.shape[0]
+    n_val = math.ceil(fraction * n)
+    if n_val < 1 or n - n_val < 1:
+        raise ValueError(f"validation_fraction={fraction} of {n} samples leaves no training or no validation rows")
+    if not stratify:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    classes, labels = np.unique(y, return_inverse=True)
+    counts = np.bincount(labels)
+    share = counts * n_val / n
+    take = np.floor(share).astype(int)
+    for i in np.argsort(-(share - take), kind="stable")[: n_val - take.sum()]:  # largest remainders
+        take[i] += 1
+    val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(classes.size)])
+    mask = np.zeros(n, dtype=bool)
+    mask[val] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
 # -- fit ------------------------------------------------------------------------------------
 def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: Any,
-        validation_data: Any, shuffle: bool, verbose: int, callbacks: Sequence[Any]) -> History:
+        validation_data: Any, shuffle: bool, verbose: int, callbacks: Sequence[Any],
+        tol: float | None = None, n_iter_no_change: float = 10, early_stopping: bool = False,
+        validation_fraction: float = 0.1, lr_schedule: str = "constant", power_t: float = 0.5,
+        state: FitState | None = None, restore_best: bool = True) -> History:
     """:meth:`xpnet.Sequential.fit` (see there)."""
     epochs = check_positive_int("epochs", epochs, minimum=0)
     batch_size = check_positive_int("batch_size", batch_size)
     if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
+    _check_stopping(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data)
     optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
+    if state is not None and not isinstance(state, FitState):
+        raise TypeError(f"state must be the FitState of an earlier fit (history.state), got {type(state).__name__}")
+    rules = dict(tol=tol, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
+                 validation_fraction=validation_fraction, lr_schedule=lr_schedule, power_t=power_t,
+                 state=state if state is not None else FitState(), restore_best=bool(restore_best))
     try:
-        return _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks)
+        return _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks, rules)
     except Exception as exc:
         if not model.backend.is_out_of_memory(exc):
             raise
@@ -114,14 +218,24 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
         ) from exc
 
 
-def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks) -> History:
+def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks, rules) -> History:
     source = as_source(X, "X")
     if source is not None:
+        if rules["early_stopping"] and validation_data is None:
+            raise ValueError("early_stopping=True splits X in memory; with streamed X pass validation_data instead")
         y_checked = check_streamed(model, source, y)
         data = None
     else:
         data = model._check_data(X, y)
     val = None
+    if rules["early_stopping"] and validation_data is None:
+        rows = validation_split(model.backend.to_numpy(data[1]) if model.loss.is_classifier else np.zeros(data[0].shape[0]),
+                                rules["validation_fraction"], model.rng,
+                                stratify=model.loss.is_classifier and data[1].ndim == 1)
+        xp = model.backend.xp
+        train_rows, val_rows = (model.backend.asarray(r) for r in rows)
+        val = (xp.take(data[0], val_rows, axis=0), xp.take(data[1], val_rows, axis=0))
+        data = (xp.take(data[0], train_rows, axis=0), xp.take(data[1], train_rows, axis=0))
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (X_val, y_val)")
@@ -132,7 +246,10 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
             val = model._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
     n = source.n_rows if source is not None else data[0].shape[0]
     captured = None
-    if model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]:
+    if rules["lr_schedule"] != "constant" and model.graphs:
+        raise ValueError(f"graphs=True, but lr_schedule={rules['lr_schedule']!r} changes the learning rate between "
+                         "epochs, which a captured CUDA graph holds fixed")
+    if rules["lr_schedule"] == "constant" and model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]:
         model._captured = captured = model.ops.captured_training(model, optimizer, *data, batch_size)
     optimizer._ensure_state(model.parameters(), model.backend.xp, flat=model._flat is not None)
     callbacks = list(callbacks)
@@ -146,6 +263,17 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     # optimizer back as they were before this fit, then raises.
     snapshot = _Snapshot(model, optimizer) if source is not None else None
     history = History()
+    state = rules["state"]
+    watch = None
+    if rules["tol"] is not None:  # stop on the training loss, or on the validation score with early stopping
+        if state.watch is None or (state.watch.tol, state.watch.patience, state.watch.higher) != (
+                rules["tol"], rules["n_iter_no_change"], rules["early_stopping"]):
+            state.watch = NoImprovement(rules["tol"], rules["n_iter_no_change"], higher_is_better=rules["early_stopping"])
+        watch = state.watch
+    if state.lr_init is None:
+        state.lr_init = getattr(optimizer, "lr", None)
+    best_params = state.best_params if rules["early_stopping"] else None
+    history.stop_message, history.state = None, state
     try:
         for _ in range(epochs):
             if captured is not None:
@@ -156,15 +284,52 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
                 logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks, step=jit_step)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
+                if rules["early_stopping"]:
+                    logs["val_score"] = logs["val_accuracy"] if model.loss.is_classifier else validation_r2(model, *val)
+            state.samples_seen += n
+            logs["lr"] = getattr(optimizer, "lr", None)
             history.append(logs)
             for cb in callbacks:
                 cb.on_epoch_end(model.epochs_trained, logs)
             model.epochs_trained += 1
+            if rules["lr_schedule"] == "invscaling":
+                optimizer.lr = scheduled_lr("invscaling", state.lr_init, rules["power_t"], state.samples_seen)
+            if watch is None:
+                continue
+            if watch.update(logs["val_score"] if rules["early_stopping"] else logs["loss"]) and rules["early_stopping"]:
+                best_params = state.best_params = [model.backend.xp.asarray(p, copy=True) for p in model.parameters()]
+            if watch.stop:
+                what = "Validation score" if rules["early_stopping"] else "Training loss"
+                message = (f"{what} did not improve more than tol={rules['tol']:f} for "
+                           f"{rules['n_iter_no_change']} consecutive epochs.")
+                if rules["lr_schedule"] == "adaptive" and optimizer.lr > 1e-6:
+                    optimizer.lr /= 5.0
+                    watch.count = 0
+                    history.setdefault("lr_changes", []).append(f"{message} Setting learning rate to {optimizer.lr:f}")
+                    continue
+                history.stop_message = message + (" Learning rate too small. Stopping." if rules["lr_schedule"] == "adaptive"
+                                                  else " Stopping.")
+                break
     except (ValueError, TypeError):
         if snapshot is not None:
             snapshot.restore()
         raise
+    if best_params is not None and rules["restore_best"]:  # early stopping keeps the best validation epoch's weights
+        model.set_parameters(best_params)
+    history.best = None if watch is None else watch.best
     return history
+
+
+def validation_r2(model: Any, Xv: Any, yv: Any) -> float:
+    """Coefficient of determination of the model's outputs on checked validation arrays (uniform
+    average over outputs), the score scikit-learn's regressors stop on."""
+    xp = model.backend.xp
+    pred = outputs(model, Xv)
+    truth = xp.reshape(yv, pred.shape)
+    ss_res = xp.sum((truth - pred) ** 2, axis=0)
+    ss_tot = xp.sum((truth - xp.mean(truth, axis=0)) ** 2, axis=0)
+    r2 = model.backend.to_numpy(1.0 - ss_res / xp.where(ss_tot > 0, ss_tot, xp.ones_like(ss_tot)))
+    return float(np.mean(np.where(model.backend.to_numpy(ss_tot) > 0, r2, 0.0)))
 
 
 def check_streamed_features(model: Any, source: DataSource) -> None:

@@ -1,0 +1,247 @@
+"""scikit-learn's MLP options on xpnet's MLPClassifier/MLPRegressor, built once in the core
+(``Sequential.fit``: stopping rule, early stopping, learning-rate schedules), and compared with
+scikit-learn's own code where the algorithm is the same."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+import xpnet
+from xpnet import SGD, Dense, Sequential, Sigmoid
+from xpnet.training import NoImprovement, scheduled_lr, validation_split
+
+sklearn = pytest.importorskip("sklearn")
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
+from sklearn.neural_network._stochastic_optimizers import SGDOptimizer  # noqa: E402
+
+
+def _blobs(n=300, d=4, k=3, seed=0):
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, k, size=n)
+    X = rng.normal(size=(n, d)) + 1.5 * np.eye(k, d)[y]
+    return X, y
+
+
+# -- the stopping rule ----------------------------------------------------------------------
+@pytest.mark.parametrize("patience", [1, 3, 10])
+def test_stopping_epoch_equals_scikit_learns_for_the_same_loss_curve(patience):
+    """scikit-learn's own counter (``_update_no_improvement_count``) and xpnet's NoImprovement
+    stop at the same epoch on the same curves, plateaus within tol included."""
+    rng = np.random.default_rng(patience)
+    for _ in range(20):
+        curve = list(np.cumsum(-np.abs(rng.normal(0, 1e-3, size=60)) * (rng.random(60) < 0.6)) + 1.0)
+        sk = SkMLP(tol=1e-4, n_iter_no_change=patience)
+        sk.best_loss_, sk._no_improvement_count, sk.loss_curve_ = np.inf, 0, []
+        watch, sk_stop, xp_stop = NoImprovement(1e-4, patience), None, None
+        for epoch, loss in enumerate(curve, 1):
+            sk.loss_curve_.append(loss)
+            sk._update_no_improvement_count(False, None, None, None)
+            watch.update(loss)
+            if sk_stop is None and sk._no_improvement_count > sk.n_iter_no_change:
+                sk_stop = epoch
+            if xp_stop is None and watch.stop:
+                xp_stop = epoch
+        assert xp_stop == sk_stop
+
+
+def test_n_iter_no_change_inf_trains_every_epoch():
+    X, y = _blobs()
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=12, tol=10.0, n_iter_no_change=np.inf,
+                              random_state=0)
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(12\) reached"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 12
+    stopped = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=12, tol=10.0, n_iter_no_change=2,
+                                  random_state=0).fit(X, y)
+    assert stopped.n_iter_ == 4  # nothing improves by tol=10 after epoch 1: the count reaches 3 > 2 at epoch 4
+
+
+# -- learning-rate schedules ----------------------------------------------------------------
+def test_invscaling_learning_rate_per_epoch_equals_scikit_learns():
+    X, y = _blobs(n=250)
+    model = Sequential([Dense(4, 5), Sigmoid(), Dense(5, 3)], seed=0)
+    history = model.fit(X, y, epochs=6, batch_size=32, optimizer=SGD(0.3), lr_schedule="invscaling", power_t=0.4)
+    sk = SGDOptimizer([np.zeros(2)], learning_rate_init=0.3, lr_schedule="invscaling", power_t=0.4)
+    expected = []
+    for epoch in range(6):
+        expected.append(sk.learning_rate)
+        sk.iteration_ends((epoch + 1) * 250)  # scikit-learn passes t_, the samples seen so far
+    np.testing.assert_allclose(history.lr, expected, rtol=1e-15)
+    assert scheduled_lr("constant", 0.3, 0.4, 1000) == 0.3
+
+
+def test_adaptive_learning_rate_follows_scikit_learns_trigger():
+    """Each time the rule fires the rate is divided by 5 and the count restarts; at 1e-6 or less it stops."""
+    X, y = _blobs()
+    model = Sequential([Dense(4, 5), Sigmoid(), Dense(5, 3)], seed=0)
+    history = model.fit(X, y, epochs=500, optimizer=SGD(0.01), tol=100.0, n_iter_no_change=1, lr_schedule="adaptive")
+    sk = SGDOptimizer([np.zeros(2)], learning_rate_init=0.01, lr_schedule="adaptive")
+    rates = [0.01]
+    while not sk.trigger_stopping("", verbose=False):
+        rates.append(sk.learning_rate)
+    observed = sorted(set(history.lr), reverse=True)
+    np.testing.assert_allclose(observed, rates, rtol=1e-15)
+    assert history.stop_message.endswith("Learning rate too small. Stopping.")
+    # the first rate lasts 3 epochs (epoch 1 sets the best), each later one 2 (the count restarts at 0)
+    assert len(history.loss) == 3 + 2 * (len(rates) - 1)
+
+
+def test_schedule_is_applied_only_to_sgd_as_in_scikit_learn():
+    X, y = _blobs()
+    adam = xpnet.MLPClassifier(hidden_layer_sizes=(5,), learning_rate="invscaling", max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        adam.fit(X, y)
+    assert adam._optimizer_.lr == adam.learning_rate_init
+    sgd = xpnet.MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", learning_rate="invscaling", max_iter=3,
+                              learning_rate_init=0.1, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sgd.fit(X, y)
+    assert sgd._optimizer_.lr == pytest.approx(0.1 / (3 * 300 + 1) ** 0.5)
+    assert sgd.t_ == 900
+
+
+# -- early stopping -------------------------------------------------------------------------
+def test_validation_split_is_stratified_and_sized_like_scikit_learns():
+    y = np.repeat([0, 1, 2], [50, 30, 20])
+    train, val = validation_split(y, 0.1, np.random.default_rng(0), stratify=True)
+    assert val.size == 10 and train.size == 90 and not set(train) & set(val)
+    assert np.bincount(y[val]).tolist() == [5, 3, 2]
+    with pytest.raises(ValueError, match="leaves no training or no validation rows"):
+        validation_split(np.arange(3), 0.9, np.random.default_rng(0), stratify=False)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    X, y = _blobs(n=600)
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, validation_fraction=0.2,
+                              n_iter_no_change=3, max_iter=300, learning_rate_init=0.05, random_state=0)
+    clf.fit(X, y)
+    assert clf.n_iter_ < 300 and len(clf.validation_scores_) == clf.n_iter_
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+    assert clf.best_loss_ is None and clf.loss_ == clf.loss_curve_[-1]
+    # the kept weights are the best epoch's: rescoring the same held-out rows gives the best score
+    # (the split is drawn from the model's generator right after the weights, so a twin finds it)
+    twin = Sequential(xpnet.layers.dense_stack([4, 16, 3], "relu"), seed=0, dtype="float64")
+    rows = validation_split(y, 0.2, twin.rng, stratify=True)[1]
+    assert clf.model_.evaluate(X[rows], y[rows])["accuracy"] == pytest.approx(clf.best_validation_score_)
+
+
+def test_early_stopping_regressor_scores_r2():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(400, 3))
+    y = X @ [1.0, -2.0, 0.5] + 0.1 * rng.normal(size=400)
+    reg = xpnet.MLPRegressor(hidden_layer_sizes=(8,), early_stopping=True, max_iter=200, random_state=0,
+                             learning_rate_init=0.01)
+    reg.fit(X, y)
+    assert 0.9 < reg.best_validation_score_ <= 1.0
+
+
+# -- lbfgs -----------------------------------------------------------------------------------
+def test_lbfgs_reaches_scikit_learns_loss_from_the_same_weights():
+    """Both run scipy's L-BFGS-B from the same float64 weights; the loss and gradient come
+    from each library's own backprop, so the final losses agree to 1e-6 relative."""
+    X, y = _blobs(n=120)
+    kw = dict(hidden_layer_sizes=(6,), activation="tanh", solver="lbfgs", alpha=1e-3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkMLP(max_iter=1, **kw).fit(X, y)
+        ours = xpnet.MLPClassifier(max_iter=1, dtype="float64", **kw).fit(X, y)
+    start = [w for pair in zip(sk.coefs_, sk.intercepts_) for w in pair]
+    ours.model_.set_parameters(start)
+    sk.set_params(warm_start=True, max_iter=60)
+    ours.set_params(warm_start=True, max_iter=60)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X, y)
+        ours.fit(X, y)
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-6)
+    for a, b in zip(ours.coefs_, sk.coefs_):
+        assert a.shape == b.shape
+
+
+# -- shapes, warnings, verbose, warm start, partial_fit ---------------------------------------
+@pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
+def test_coefficient_shapes_and_output_activation_match_scikit_learn(kind):
+    X, y = _blobs(k=3 if kind != "binary" else 2)
+    if kind == "multilabel":
+        y = np.stack([y == 0, y == 1, X[:, 3] > 0], axis=1).astype(int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkMLP(hidden_layer_sizes=(7,), max_iter=5, random_state=0).fit(X, y)
+        ours = xpnet.MLPClassifier(hidden_layer_sizes=(7,), max_iter=5, random_state=0).fit(X, y)
+    assert [c.shape for c in ours.coefs_] == [c.shape for c in sk.coefs_]
+    assert ours.out_activation_ == sk.out_activation_ and ours.n_outputs_ == sk.n_outputs_
+    assert np.asarray(ours.predict(X)).shape == sk.predict(X).shape
+    proba = np.asarray(ours.predict_proba(X))
+    assert proba.shape == sk.predict_proba(X).shape
+    np.testing.assert_allclose(np.asarray(ours.predict_log_proba(X)), np.log(proba), rtol=1e-6)
+
+
+def test_dtype_follows_the_input_unless_given():
+    X, y = _blobs()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert xpnet.MLPClassifier(max_iter=2).fit(X, y).coefs_[0].dtype == np.float64
+        assert xpnet.MLPClassifier(max_iter=2).fit(X.astype(np.float32), y).coefs_[0].dtype == np.float32
+        assert xpnet.MLPClassifier(max_iter=2, dtype="float32").fit(X, y).coefs_[0].dtype == np.float32
+
+
+def test_float32_overflow_is_named():
+    X, y = _blobs()
+    X[3, 1] = 1e300
+    with pytest.raises(ValueError, match=r"X holds values too large for float32 \(largest magnitude 1e\+300\)"):
+        xpnet.MLPClassifier(dtype="float32").fit(X, y)
+
+
+def test_verbose_prints_scikit_learns_lines(capsys):
+    X, y = _blobs()
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=50, tol=1.0, n_iter_no_change=2, verbose=True,
+                              random_state=0).fit(X, y)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("Iteration 1, loss = ") and len(out[0].split("= ")[1]) == 10
+    assert sum(line.startswith("Iteration") for line in out) == clf.n_iter_ == 4
+    assert out[-1] == "Training loss did not improve more than tol=1.000000 for 2 consecutive epochs. Stopping."
+
+
+def test_warm_start_continues_and_partial_fit_needs_classes():
+    X, y = _blobs()
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, n_iter_no_change=np.inf, warm_start=True,
+                              random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        first = [np.array(c) for c in clf.coefs_]
+        clf.fit(X, y)
+    assert clf.n_iter_ == 8 and len(clf.loss_curve_) == 8 and clf.t_ == 8 * 300
+    assert clf.loss_curve_[4] < clf.loss_curve_[0]
+    assert not np.array_equal(first[0], np.asarray(clf.coefs_[0]))
+    inc = xpnet.MLPClassifier(hidden_layer_sizes=(5,), random_state=0)
+    with pytest.raises(ValueError, match="classes must be passed on the first call"):
+        inc.partial_fit(X, y)
+    inc.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
+    inc.partial_fit(X[100:], y[100:])
+    assert inc.n_iter_ == 2 and inc.t_ == 300 and list(inc.classes_) == [0, 1, 2]
+    with pytest.raises(ValueError, match=r"not in classes"):
+        xpnet.MLPClassifier().partial_fit(X, y, classes=[0, 1])
+
+
+def test_core_fit_options_are_checked_before_training():
+    model = Sequential([Dense(4, 3)], seed=0)
+    X, y = _blobs()
+    for kwargs, message in [
+        (dict(tol=-1), "tol must be None or a number >= 0"),
+        (dict(n_iter_no_change=0), "n_iter_no_change must be an integer >= 1 or inf"),
+        (dict(early_stopping=True, tol=1e-4, validation_fraction=1.0), r"validation_fraction must lie in \(0, 1\)"),
+        (dict(early_stopping=True), "early_stopping=True stops on the validation score and needs tol"),
+        (dict(lr_schedule="cosine"), "lr_schedule must be one of"),
+        (dict(validation_data=(X, y), lr_schedule="adaptive", power_t=float("nan")), "power_t must be a finite number"),
+    ]:
+        before = [np.array(p) for p in model.parameters()]
+        with pytest.raises(ValueError, match=message):
+            model.fit(X, y, epochs=1, **kwargs)
+        assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.parameters()))
