@@ -17,7 +17,8 @@ def test_fit_learns_and_history_has_figures(backend, rng):
     X, y = blobs(rng)
     model = Sequential([Dense(6, 16), Sigmoid(), Dense(16, 3)], backend=backend, seed=0)
     hist = model.fit(X, y, epochs=8, batch_size=32, optimizer=Adam(0.01), validation_data=(X, y))
-    assert set(hist) == {"loss", "accuracy", "seconds", "val_loss", "val_accuracy"}
+    assert set(hist) == {"loss", "accuracy", "seconds", "val_loss", "val_accuracy", "lr"}
+    assert hist.lr == [0.01] * len(hist.loss) and hist.stop_message is None
     assert len(hist.loss) == 8 and hist.loss[-1] < hist.loss[0]
     assert hist.accuracy[-1] > 0.9 and hist.val_accuracy[-1] > 0.9
     pred = model.predict(X)
