@@ -135,7 +135,7 @@ def test_unfitted_estimator_raises():
 
 
 def test_single_class_is_refused():
-    with pytest.raises(ValueError, match="single class"):
+    with pytest.raises(ValueError, match="only one class"):
         xpnet.LogisticRegression().fit(np.zeros((4, 2)), [1, 1, 1, 1])
 
 

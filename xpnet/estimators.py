@@ -97,6 +97,16 @@ class _Estimator(_SkBase):
     def _backend(self):
         return get_backend(self.backend)
 
+    _multi_output = False  # regressors fit a 2-D y as several outputs
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags: array API support (the math is Array-API code; see the README's
+        "From scikit-learn"), and which targets each estimator takes."""
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        tags.target_tags.multi_output = self._multi_output
+        return tags
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise _not_fitted_error(self)
@@ -129,7 +139,35 @@ class _Estimator(_SkBase):
             export.save_onnx(proto, path)
         return proto
 
-    def _features(self, X: Any, reset: bool) -> Any:
+    def _sklearn_validated(self, X: Any, y: Any, reset: bool, fitting: bool) -> tuple[Any, Any]:
+        """Host data (NumPy, lists, pandas, sparse, ...) through scikit-learn's own ``validate_data``:
+        its messages for empty data, 1-D X, a wrong number of features, complex or sparse input,
+        a missing y, and its conversions (float32 kept, other numbers to float64, y's length).
+        Arrays already on the model's device (CuPy, torch, JAX) skip it and stay there."""
+        try:
+            from sklearn.utils.validation import validate_data
+        except ImportError:  # without scikit-learn: xpnet's own checks only
+            return X, y
+        backend = self._backend() if reset else self.model_.backend
+        if backend.owns(X) and not backend.is_numpy:
+            return X, y
+        kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)  # NaN/inf: xpnet's message
+        if not fitting:
+            return validate_data(self, X, **kw), y
+        if y is not None and backend.owns(y) and not backend.is_numpy:
+            return validate_data(self, X, **kw), y
+        return validate_data(self, X, y, multi_output=True, y_numeric=isinstance(self, _RegressorMixin), **kw)
+
+    def _fit_inputs(self, X: Any, y: Any, reset: bool = True) -> tuple[Any, Any]:
+        """``(X on the device, y)`` for ``fit`` (``reset``) or a later ``partial_fit``, checked."""
+        X, y = self._sklearn_validated(X, y, reset=reset, fitting=True)
+        Xd = self._features(X, reset=reset, validated=True)
+        check_same_length(Xd, y)
+        return Xd, y
+
+    def _features(self, X: Any, reset: bool, validated: bool = False) -> Any:
+        if not validated:
+            X, _ = self._sklearn_validated(X, None, reset=reset, fitting=False)
         backend = self.model_.backend if not reset else self._backend()
         if reset:  # dtype=None follows X (float32 stays float32; anything else is float64), as scikit-learn does
             chosen = getattr(self, "dtype", "float32")
@@ -192,12 +230,30 @@ def _not_fitted_error(est: Any) -> Exception:
     return NotFittedError(f"this {type(est).__name__} is not fitted yet; call fit first")
 
 
+def _sklearn_label_checks(y: np.ndarray) -> np.ndarray:
+    """scikit-learn's checks on classification targets, where it is installed: a continuous or
+    otherwise unsupported target is refused ("Unknown label type"), and a column vector ``(n, 1)``
+    becomes ``(n,)`` with its DataConversionWarning."""
+    try:
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import column_or_1d
+    except ImportError:
+        return y
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity")
+    check_classification_targets(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return y
+
+
 class _ClassifierMixin(_SkClassifier):
     """Label encoding, ``predict``, ``predict_proba`` and accuracy ``score`` for classifiers."""
 
     def _encode_labels(self, y: Any, n_samples: int) -> np.ndarray:
         backend = self._backend()
         y_host = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
+        y_host = _sklearn_label_checks(y_host)
         if y_host.ndim != 1:
             if y_host.ndim == 2 and y_host.shape[1] == 1:
                 y_host = y_host[:, 0]
@@ -209,7 +265,7 @@ class _ClassifierMixin(_SkClassifier):
             raise TypeError(f"y must hold class labels (numbers or strings), got dtype {y_host.dtype}")
         self.classes_, encoded = np.unique(y_host, return_inverse=True)
         if self.classes_.size < 2:
-            raise ValueError(f"y has a single class ({self.classes_[0]!r}); a classifier needs at least 2 classes")
+            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least 2 classes")
         return encoded.astype(np.int64)
 
     def _decode(self, indices: Any) -> Any:
@@ -284,7 +340,7 @@ class _Standardized:
     """
 
     def _fit_transform(self, Xd: Any) -> Any:
-        xp = self.model_backend.xp
+        xp = self.model_.backend.xp
         if not self.standardize:
             self.mean_ = self.scale_ = None
             return Xd
@@ -299,7 +355,7 @@ class _Standardized:
         return (Xd - self.mean_) / self.scale_
 
     def _set_linear_attributes(self) -> None:
-        xp = self.model_backend.xp
+        xp = self.model_.backend.xp
         W, b = self.model_.parameters()  # (d, k), (k,)
         if self.mean_ is not None:
             W = W / xp.reshape(self.scale_, (-1, 1))
@@ -342,6 +398,8 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
     """
 
+    _multi_output = True
+
     def __init__(
         self, *, learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-12,
         n_iter_no_change: int = 10, batch_size: Any = None, momentum: float = 0.0, standardize: bool = True,
@@ -363,14 +421,12 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         rule = self._stopping_rule()
         if self.learning_rate_init != "auto":
             _check_float("learning_rate_init", self.learning_rate_init, strict=True)
-        Xd = self._features(X, reset=True)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
         model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self.backend,
                            dtype=self.dtype, seed=self.random_state, fused=self.fused)
         yd = model.loss.prepare_targets(y_arr, Xd.shape[0], self.n_outputs_, model.backend, model.dtype)
-        self.model_backend = model.backend
         self.model_ = model
         Xt = self._fit_transform(Xd)
         lr = _lipschitz_step(Xt, model.backend.xp) if self.learning_rate_init == "auto" else float(self.learning_rate_init)
@@ -422,8 +478,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         max_iter, grad_tol, patience = self._stopping_rule()
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         alpha = _check_float("alpha", self.alpha)
-        Xd = self._features(X, reset=True)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
         binary = self.classes_.size == 2
         n_out = 1 if binary else int(self.classes_.size)
@@ -431,7 +486,6 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
                            loss="binary_cross_entropy" if binary else "softmax_cross_entropy",
                            backend=self.backend, dtype=self.dtype, seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(labels, Xd.shape[0], n_out, model.backend, model.dtype)
-        self.model_backend = model.backend
         self.model_ = model
         Xt = self._fit_transform(Xd)
         optimizer = SGD(lr=lr, momentum=self.momentum)
@@ -486,8 +540,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         max_iter = check_positive_int("max_iter", self.max_iter)
         tol = None if self.tol is None else _check_float("tol", self.tol)
         patience = check_positive_int("n_iter_no_change", self.n_iter_no_change)
-        Xd = self._features(X, reset=True)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
         backend = self._backend()
         xp, dtype = backend.xp, backend.dtype(self.dtype)
@@ -520,6 +573,11 @@ class Perceptron(_ClassifierMixin, _Estimator):
 
     def _transform(self, Xd: Any) -> Any:
         return Xd
+
+    @property
+    def predict_proba(self) -> Any:
+        """Not available: the perceptron has no probabilities (``hasattr`` is False, as in scikit-learn)."""
+        raise AttributeError("Perceptron has no predict_proba; use decision_function")
 
     def decision_function(self, X: Any) -> Any:
         self._check_fitted()
@@ -759,9 +817,15 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
     float32, anything else in float64.
     """
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True  # a 2-D 0/1 indicator y trains one logistic unit per label
+        return tags
+
     def _targets(self, y: Any, n: int, classes: Any = None) -> tuple[Any, int, str]:
         """``(encoded targets, n_outputs, loss)``; sets ``classes_`` (from ``classes`` if given)."""
         y_host = self._backend().to_numpy(y) if self._backend().owns(y) else np.asarray(y)
+        y_host = _sklearn_label_checks(y_host)
         if y_host.ndim == 2 and y_host.shape[1] > 1:  # multilabel indicator
             if not np.isin(y_host, (0, 1)).all():
                 raise ValueError("a 2-D y must be a multilabel indicator matrix of 0s and 1s")
@@ -777,14 +841,13 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             self.classes_ = np.unique(known)
             encoded = np.searchsorted(self.classes_, labels)
         else:
-            encoded = self._encode_labels(y, n)
+            encoded = self._encode_labels(y_host, n)
         if self.classes_.size == 2:
             return encoded.astype(np.float64).reshape(-1, 1), 1, "binary_cross_entropy"
         return encoded, int(self.classes_.size), "softmax_cross_entropy"
 
     def fit(self, X: Any, y: Any) -> "MLPClassifier":
-        Xd = self._features(X, reset=True)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y)
         targets, n_out, loss = self._targets(y, Xd.shape[0])
         self._fit_network(Xd, targets, n_out, loss)
         return self
@@ -797,8 +860,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             raise ValueError("classes must be passed on the first call to partial_fit")
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
-        Xd = self._features(X, reset=first)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y, reset=first)
         targets, n_out, loss = self._targets(y, Xd.shape[0], classes if first else self.classes_)
         self._fit_network(Xd, targets, n_out, loss, incremental=True)
         return self
@@ -818,13 +880,14 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
     """Multi-layer perceptron regressor (MSE, identity output) with scikit-learn's parameters
     and attributes (see :class:`MLPClassifier`); a 2-D ``y`` trains one output per column."""
 
+    _multi_output = True
+
     def _targets(self, y: Any) -> tuple[Any, int]:
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         return y_arr, 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
 
     def fit(self, X: Any, y: Any) -> "MLPRegressor":
-        Xd = self._features(X, reset=True)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y)
         y_arr, n_out = self._targets(y)
         self._fit_network(Xd, y_arr, n_out, "mse")
         return self
@@ -834,8 +897,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
         first = not hasattr(self, "model_")
-        Xd = self._features(X, reset=first)
-        check_same_length(Xd, y)
+        Xd, y = self._fit_inputs(X, y, reset=first)
         y_arr, n_out = self._targets(y)
         self._fit_network(Xd, y_arr, n_out, "mse", incremental=True)
         return self
