@@ -38,3 +38,54 @@ def test_tags_declare_targets_and_array_api_support():
     assert get_tags(xpnet.MLPRegressor()).target_tags.multi_output
     assert not get_tags(xpnet.LogisticRegression()).target_tags.multi_output
     assert all(get_tags(e).array_api_support for e in ESTIMATORS)
+
+
+DISPATCH_SCRIPT = """
+import sys, warnings
+import numpy as np, sklearn, xpnet
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+library = sys.argv[1]
+rng = np.random.default_rng(0)
+X = (rng.normal(size=(300, 4)) * 10 + 3).astype(np.float32)
+y = (X[:, 0] + X[:, 1] > 6).astype(np.int64)
+if library == "torch":
+    import torch
+    Xa = torch.asarray(X)
+    owns = lambda a: isinstance(a, torch.Tensor)
+else:
+    import array_api_strict as xs
+    Xa = xs.asarray(X)
+    owns = lambda a: type(a).__module__.startswith("array_api_strict")
+def pipeline():
+    return make_pipeline(StandardScaler(), xpnet.MLPClassifier(hidden_layer_sizes=(16,), max_iter=60, backend="auto",
+                                                               random_state=0, learning_rate_init=0.01))
+warnings.simplefilter("ignore")
+reference = pipeline().fit(X, y).predict(X)
+with sklearn.config_context(array_api_dispatch=True):
+    pipe = pipeline().fit(Xa, y)
+    scaled = pipe[0].transform(Xa)
+    pred, proba = pipe.predict(Xa), pipe.predict_proba(Xa)
+    assert owns(scaled) and owns(pred) and owns(proba), (type(scaled), type(pred), type(proba))
+    assert pipe[-1].model_.backend.name == library, pipe[-1].model_.backend
+pred = np.asarray(pipe[-1].model_.backend.to_numpy(pred))
+print("agreement", float((pred == reference).mean()), "accuracy", float((pred == y).mean()))
+"""
+
+
+@pytest.mark.parametrize("library", ["array_api_strict", pytest.param("torch", marks=pytest.mark.torch)])
+def test_array_api_dispatch_keeps_the_data_in_its_library(library):
+    """With ``array_api_dispatch=True``, a Pipeline(StandardScaler, MLPClassifier(backend="auto"))
+    given torch (or array_api_strict) arrays computes in that library end to end, and predicts
+    what the NumPy pipeline predicts."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip(library)
+    env = dict(os.environ, SCIPY_ARRAY_API="1")  # scikit-learn's dispatch needs it set before scipy loads
+    done = subprocess.run([sys.executable, "-c", DISPATCH_SCRIPT, library], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    words = done.stdout.split()
+    assert float(words[1]) >= 0.99 and float(words[3]) > 0.9, done.stdout

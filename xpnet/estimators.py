@@ -95,6 +95,20 @@ class _Estimator(_SkBase):
         return host_state(state)
 
     def _backend(self):
+        """The backend of the current fit (see ``_fit_inputs``), else the one ``backend`` names."""
+        return getattr(self, "_fit_backend_", None) or get_backend(self.backend)
+
+    def _backend_for(self, X: Any) -> Any:
+        """``backend="auto"`` follows the input: an array of another Array-API library (torch,
+        CuPy, JAX, as scikit-learn passes them with ``array_api_dispatch=True``) trains on that
+        library and device, so the data stays where it is; NumPy input gets the usual "auto"."""
+        if isinstance(self.backend, str) and self.backend == "auto" and not isinstance(X, np.ndarray):
+            import array_api_compat as compat
+
+            if compat.is_array_api_obj(X):
+                if compat.is_torch_array(X):
+                    return get_backend(X.device)
+                return get_backend(compat.array_namespace(X))
         return get_backend(self.backend)
 
     _multi_output = False  # regressors fit a 2-D y as several outputs
@@ -160,6 +174,8 @@ class _Estimator(_SkBase):
 
     def _fit_inputs(self, X: Any, y: Any, reset: bool = True) -> tuple[Any, Any]:
         """``(X on the device, y)`` for ``fit`` (``reset``) or a later ``partial_fit``, checked."""
+        if reset:
+            self._fit_backend_ = self._backend_for(X)
         X, y = self._sklearn_validated(X, y, reset=reset, fitting=True)
         Xd = self._features(X, reset=reset, validated=True)
         check_same_length(Xd, y)
@@ -424,7 +440,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         Xd, y = self._fit_inputs(X, y)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
-        model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self.backend,
+        model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self._backend(),
                            dtype=self.dtype, seed=self.random_state, fused=self.fused)
         yd = model.loss.prepare_targets(y_arr, Xd.shape[0], self.n_outputs_, model.backend, model.dtype)
         self.model_ = model
@@ -484,7 +500,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         n_out = 1 if binary else int(self.classes_.size)
         model = Sequential([Dense(self.n_features_in_, n_out, init="zeros")],
                            loss="binary_cross_entropy" if binary else "softmax_cross_entropy",
-                           backend=self.backend, dtype=self.dtype, seed=self.random_state, fused=self.fused, l2=alpha)
+                           backend=self._backend(), dtype=self.dtype, seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(labels, Xd.shape[0], n_out, model.backend, model.dtype)
         self.model_ = model
         Xt = self._fit_transform(Xd)
@@ -712,7 +728,7 @@ class _MLPBase(_Estimator):
             raise ValueError(f"warm start: the fitted network is {self.model_.n_features}-...-{self.model_.n_outputs}, "
                              f"this data needs {widths[0]}-...-{n_out}; fit a new estimator")
         if first:
-            model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self.backend,
+            model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self._backend(),
                                dtype=self._dtype_name_, seed=self.random_state, fused=self.fused, l2=alpha)
             self._fit_state_ = training.FitState()
             self.loss_curve_, self.n_iter_ = [], 0
