@@ -245,3 +245,35 @@ def test_core_fit_options_are_checked_before_training():
         with pytest.raises(ValueError, match=message):
             model.fit(X, y, epochs=1, **kwargs)
         assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.parameters()))
+
+
+# -- sparse X ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("fmt", ["csr", "csc"])
+def test_sparse_x_streams_and_equals_the_dense_fit(fmt, monkeypatch):
+    """scipy.sparse X is densified a chunk at a time (never whole); without shuffling the fit
+    equals the dense one, and predict takes sparse X too."""
+    import scipy.sparse as sp
+
+    from xpnet import sources
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(400, 30)) * (rng.random((400, 30)) < 0.2)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int)
+    Xs = sp.csr_matrix(X) if fmt == "csr" else sp.csc_matrix(X)
+    monkeypatch.setattr(sources, "DEFAULT_CHUNK_BYTES", 100 * 30 * 8)  # 100-row chunks: 4 per pass
+    widest = []
+    real_read = sources.DataSource.read
+    monkeypatch.setattr(sources.DataSource, "read", lambda self, lo, hi: widest.append(hi - lo) or real_read(self, lo, hi))
+    kw = dict(hidden_layer_sizes=(8,), max_iter=15, random_state=0, shuffle=False, n_iter_no_change=np.inf)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sparse_fit = xpnet.MLPClassifier(**kw).fit(Xs, y)
+        dense_fit = xpnet.MLPClassifier(**kw).fit(X, y)
+    assert max(widest) == 100
+    for a, b in zip(sparse_fit.coefs_, dense_fit.coefs_):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(sparse_fit.predict(Xs), dense_fit.predict(X))
+    with pytest.raises(TypeError, match="solver='lbfgs' .* needs dense X"):
+        xpnet.MLPRegressor(solver="lbfgs").fit(Xs, X[:, 0])
+    with pytest.raises(TypeError, match="Sparse data was passed"):
+        xpnet.LogisticRegression().fit(Xs, y)

@@ -28,6 +28,7 @@ from . import training
 from .callbacks import Callback
 from .network import Sequential
 from .ops import _device
+from .sources import DataSource, _is_sparse
 from .optim import SGD, Adam
 
 __all__ = ["LinearRegression", "LogisticRegression", "Perceptron", "MLPClassifier", "MLPRegressor"]
@@ -112,6 +113,7 @@ class _Estimator(_SkBase):
         return get_backend(self.backend)
 
     _multi_output = False  # regressors fit a 2-D y as several outputs
+    _accepts_sparse = False  # the MLPs stream scipy.sparse X, densifying a chunk at a time
 
     def __sklearn_tags__(self) -> Any:
         """scikit-learn's tags: array API support (the math is Array-API code; see the README's
@@ -119,6 +121,7 @@ class _Estimator(_SkBase):
         tags = super().__sklearn_tags__()
         tags.array_api_support = True
         tags.target_tags.multi_output = self._multi_output
+        tags.input_tags.sparse = self._accepts_sparse
         return tags
 
     def _check_fitted(self) -> None:
@@ -165,7 +168,8 @@ class _Estimator(_SkBase):
         backend = self._backend() if reset else self.model_.backend
         if backend.owns(X) and not backend.is_numpy:
             return X, y
-        kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False)  # NaN/inf: xpnet's message
+        kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,  # NaN/inf: xpnet's message
+                  accept_sparse=["csr", "csc"] if self._accepts_sparse else False)
         if not fitting:
             return validate_data(self, X, **kw), y
         if y is not None and backend.owns(y) and not backend.is_numpy:
@@ -190,7 +194,13 @@ class _Estimator(_SkBase):
             name = chosen if chosen is not None else ("float32" if "float32" in str(getattr(X, "dtype", "")) else "float64")
         else:
             name = self._dtype_name_
-        Xd = check_features(X, backend, backend.dtype(name), None if reset else self.n_features_in_)
+        if self._accepts_sparse and _is_sparse(X):  # streamed: densified a chunk at a time (xpnet.sources)
+            Xd = DataSource(X, name="X")
+            if not reset and Xd.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+        else:
+            Xd = check_features(X, backend, backend.dtype(name), None if reset else self.n_features_in_)
         if reset:
             self.n_features_in_ = int(Xd.shape[1])
             self._dtype_name_ = name
@@ -634,12 +644,30 @@ class _SklearnLines(Callback):
             print(f"Validation score: {logs['val_score']:f}")
 
 
+# Loading the Numba kernels costs a fresh process about 1 s (importing Numba, then its CPU
+# target's first use), measured on the project's 2-core VM: bench.coldstart. They save about 8 ns
+# per sample, unit and epoch on that machine (digits, 64-32-10: 0.18 s against 0.26 s for 50
+# epochs), so they repay the load after about 1.25e8 of those. Below that, in a process that has
+# not loaded them yet, ``fused=None`` estimators run the reference path (same arithmetic, tested).
+FUSED_AUTO_MIN_WORK = 1.25e8
+
+
+def _fused_for_fit(fused: bool | None, backend: Any, n_samples: int, widths: list[int], epochs: int) -> bool | None:
+    """``fused`` as given, or for ``None`` on NumPy, False where loading Numba would cost more than it saves."""
+    import sys
+
+    if fused is not None or not backend.is_numpy or "xpnet.kernels.numba_cpu" in sys.modules:
+        return fused
+    return None if n_samples * sum(widths) * epochs >= FUSED_AUTO_MIN_WORK else False
+
+
 class _MLPBase(_Estimator):
     """Shared constructor and training for the MLP estimators: scikit-learn's options, mapped onto
     ``Sequential.fit``'s stopping rule, early stopping and learning-rate schedules."""
 
     _ACTIVATIONS = ("identity", "logistic", "sigmoid", "tanh", "relu")
     _SOLVERS = ("adam", "sgd", "lbfgs")
+    _accepts_sparse = True
 
     def __init__(
         self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
@@ -728,8 +756,10 @@ class _MLPBase(_Estimator):
             raise ValueError(f"warm start: the fitted network is {self.model_.n_features}-...-{self.model_.n_outputs}, "
                              f"this data needs {widths[0]}-...-{n_out}; fit a new estimator")
         if first:
+            epochs = 1 if incremental else int(self.max_iter)
+            fused = _fused_for_fit(self.fused, self._backend(), Xd.shape[0], widths, epochs)
             model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self._backend(),
-                               dtype=self._dtype_name_, seed=self.random_state, fused=self.fused, l2=alpha)
+                               dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha)
             self._fit_state_ = training.FitState()
             self.loss_curve_, self.n_iter_ = [], 0
             self.validation_scores_ = [] if self.early_stopping and not incremental else None
@@ -756,10 +786,18 @@ class _MLPBase(_Estimator):
         early = bool(self.early_stopping) and not incremental
         schedule = self.learning_rate if self.solver == "sgd" else "constant"  # Adam ignores it, as in scikit-learn
         callbacks = [_SklearnLines(self.n_iter_)] if self.verbose else []
+        validation = None
+        if early and isinstance(Xd, DataSource):  # sparse X: hold out rows here, both parts stay sparse
+            labels = model.backend.to_numpy(yd) if model.loss.is_classifier else np.zeros(Xd.shape[0])
+            train_rows, val_rows = training.validation_split(labels, float(self.validation_fraction), model.rng,
+                                                             stratify=model.loss.is_classifier and yd.ndim == 1)
+            take = lambda rows: model.backend.xp.take(yd, model.backend.asarray(rows), axis=0)  # noqa: E731
+            validation = (DataSource(Xd.data[val_rows]), take(val_rows))
+            Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
         history = model.fit(
             Xd, yd, epochs=1 if incremental else int(self.max_iter), batch_size=self._batch_size(Xd.shape[0]),
             optimizer=optimizer, shuffle=bool(self.shuffle), callbacks=callbacks, tol=float(self.tol),
-            n_iter_no_change=self.n_iter_no_change, early_stopping=early,
+            n_iter_no_change=self.n_iter_no_change, early_stopping=early, validation_data=validation,
             validation_fraction=self.validation_fraction, lr_schedule=schedule, power_t=float(self.power_t),
             state=self._fit_state_,
         )
@@ -788,6 +826,9 @@ class _MLPBase(_Estimator):
         on the model's device (one full-batch forward and backward per evaluation)."""
         from scipy.optimize import minimize
 
+        if isinstance(Xd, DataSource):
+            raise TypeError("solver='lbfgs' evaluates the loss on all of X at once; it needs dense X "
+                            "(X.toarray()), or use solver='adam' or 'sgd', which stream sparse X")
         backend = model.backend
         shapes = [tuple(p.shape) for p in model.parameters()]
         sizes = [int(np.prod(s)) for s in shapes]
@@ -876,6 +917,8 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             raise ValueError("classes must be passed on the first call to partial_fit")
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
         Xd, y = self._fit_inputs(X, y, reset=first)
         targets, n_out, loss = self._targets(y, Xd.shape[0], classes if first else self.classes_)
         self._fit_network(Xd, targets, n_out, loss, incremental=True)
@@ -912,6 +955,8 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         """One epoch over ``(X, y)``, continuing from the last call."""
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
+        if self.early_stopping:
+            raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_")
         Xd, y = self._fit_inputs(X, y, reset=first)
         y_arr, n_out = self._targets(y)

@@ -5,6 +5,8 @@
 - NumPy memmaps (``np.memmap``, ``np.load(..., mmap_mode="r")``),
 - Dask arrays (``dask.array``; on a ``dask.distributed`` cluster when a client is active),
 - zarr arrays,
+- SciPy sparse matrices and arrays (CSR; other formats are converted to CSR once, staying
+  sparse), densified one chunk at a time on the way to the device,
 - anything wrapped in :class:`DataSource` (an object with ``shape`` whose row slices
   ``data[lo:hi]`` convert with ``numpy.asarray``: h5py datasets, for example).
 
@@ -57,6 +59,8 @@ class DataSource:
     def __init__(self, data: Any, chunk_rows: int | None = None, name: str = "X") -> None:
         if isinstance(data, DataSource):
             data = data.data
+        if _is_sparse(data) and getattr(data, "format", "csr") != "csr":
+            data = data.tocsr()  # row slices of CSR are cheap; the matrix stays sparse
         shape = getattr(data, "shape", None)
         if shape is None or len(shape) not in (1, 2):
             raise ValueError(f"{name} must be a 1-D or 2-D array to stream from, got shape {shape}")
@@ -110,15 +114,21 @@ class DataSource:
         block = self.data[lo:hi]
         if hasattr(block, "compute") and "dask" in _module(block):
             block = block.compute()
+        if _is_sparse(block):  # scipy.sparse: densified a chunk at a time
+            block = block.toarray()
         return np.asarray(block)
 
     def __repr__(self) -> str:
         return f"DataSource({type(self.data).__name__}, shape={self.shape}, chunks={len(self.bounds)})"
 
 
+def _is_sparse(data: Any) -> bool:
+    return _module(data).startswith("scipy.sparse") and hasattr(data, "toarray")
+
+
 def is_streamed(data: Any) -> bool:
     """Whether ``data`` is read in chunks rather than moved to the device whole."""
-    if isinstance(data, (DataSource, np.memmap)):
+    if isinstance(data, (DataSource, np.memmap)) or _is_sparse(data):
         return True
     module = _module(data)
     return (module.startswith("dask.array") or module.startswith("zarr")) and hasattr(data, "shape")
