@@ -198,6 +198,56 @@ def _torch(device: str) -> Callable[[Task], dict]:
     return run
 
 
+# -- the floor -------------------------------------------------------------------------------
+def sgemm_floor(task: Task) -> dict:
+    """Not a trainer: one epoch's matrix products alone (forward ``A @ W``, weight gradients
+    ``A.T @ D``, input gradients ``D @ W.T`` except the first layer's), NumPy/BLAS into
+    preallocated outputs, on random data of the task's shapes. No training step can be faster
+    on this machine with this BLAS; its accuracy is reported as 0."""
+    rng = np.random.default_rng(task.seed)
+    dtype = np.dtype(task.dtype)
+    widths, n, bs = task.widths, task.train_samples, task.batch_size
+    sizes = [bs] * (n // bs) + ([n % bs] if n % bs else [])
+    Ws = [rng.standard_normal((a, b)).astype(dtype) for a, b in zip(widths, widths[1:])]
+
+    def buffers(m):
+        acts = [rng.standard_normal((m, w)).astype(dtype) for w in widths]
+        return acts, [np.empty((m, w), dtype) for w in widths], [np.empty_like(W) for W in Ws]
+
+    bufs = {m: buffers(m) for m in set(sizes)}
+
+    def epoch():
+        for m in sizes:
+            acts, outs, grads = bufs[m]
+            for i, W in enumerate(Ws):
+                np.matmul(acts[i], W, out=outs[i + 1])          # forward
+            for i in range(len(Ws) - 1, -1, -1):
+                np.matmul(acts[i].T, acts[i + 1], out=grads[i])  # dW = A.T @ D
+                if i > 0:
+                    np.matmul(acts[i + 1], Ws[i].T, out=outs[i])  # dA = D @ W.T
+
+    flops = sum(2 * m * a * b * (3 if i > 0 else 2) for m in sizes for i, (a, b) in enumerate(zip(widths, widths[1:])))
+    epoch()  # warm-up: BLAS threads, page faults
+    seconds = []
+    for _ in range(task.epochs):
+        t0 = time.perf_counter()
+        epoch()
+        seconds.append(time.perf_counter() - t0)
+    median = float(np.median(seconds))
+    return _result(task, seconds, 0.0, flop_per_epoch=flops, gflop_per_second=flops / median / 1e9,
+                   blas=_blas_name())
+
+
+def _blas_name() -> str:
+    try:
+        from threadpoolctl import threadpool_info
+
+        return ", ".join(f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+                         for i in threadpool_info() if i.get("user_api") == "blas")
+    except ImportError:
+        return "unknown (threadpoolctl not installed)"
+
+
 # -- JAX -----------------------------------------------------------------------------------
 def _jax(platform: str) -> Callable[[Task], dict]:
     """The user's alternative: the same network in JAX, its whole step (forward, loss,
@@ -301,9 +351,10 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-jax-jit": _xpnet("jax", False, jit=True),
     "jax-cpu": _jax("cpu"),
     "jax-gpu": _jax("gpu"),
+    "sgemm-floor": sgemm_floor,
     "sklearn-mlp": sklearn_mlp,
     "torch-cpu": _torch("cpu"),
     "torch-cuda": _torch("cuda"),
 }
 CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-unfused", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit",
-                   "sklearn-mlp", "torch-cpu", "jax-cpu")
+                   "sklearn-mlp", "torch-cpu", "jax-cpu", "sgemm-floor")

@@ -93,6 +93,15 @@ def markdown_table(results: dict, task: Task, environment: dict) -> str:
     lines.append("")
     lines.append("Ratios are epoch-time ratios against PyTorch eager on the same device, measured in the same run "
                  "(below 1 means faster than PyTorch).")
+    floor = results.get("sgemm-floor", {})
+    if floor.get("status") == "ok":
+        line = (f"`sgemm-floor` is not a trainer: one epoch's matrix products alone ({floor['gflop_per_second']:.0f} "
+                f"GFLOP/s, {floor['blas']}), the least time any step can take here")
+        fused = results.get("xpnet-numpy-fused", {})
+        if fused.get("status") == "ok":
+            line += f"; xpnet-numpy-fused takes {fused['median_epoch_seconds'] / floor['median_epoch_seconds']:.2f}x it"
+        lines.append("")
+        lines.append(line + ".")
     return "\n".join(lines) + "\n"
 
 

@@ -203,3 +203,22 @@ def test_mlp_stopping_rule_waits_until_the_count_exceeds_n_iter_no_change():
             warnings.simplefilter("ignore")
             theirs = SkMLP(hidden_layer_sizes=(4,), tol=1e9, n_iter_no_change=patience, max_iter=50).fit(X, y)
         assert ours.n_iter_ == theirs.n_iter_ == patience + 2
+
+
+def test_small_fits_skip_loading_the_numba_kernels(monkeypatch):
+    """fused=None: a small estimator fit in a process without the Numba kernels runs the reference
+    path (loading Numba would cost more than it saves); a large one, or a process that has them
+    loaded, uses them; an explicit fused= is kept."""
+    import sys
+
+    from xpnet.backend import get_backend
+    from xpnet.estimators import FUSED_AUTO_MIN_WORK, _fused_for_fit
+
+    numpy_backend = get_backend("numpy")
+    monkeypatch.delitem(sys.modules, "xpnet.kernels.numba_cpu", raising=False)
+    assert _fused_for_fit(None, numpy_backend, 1797, [64, 32, 10], 200) is False
+    assert _fused_for_fit(None, numpy_backend, 60000, [784, 100, 10], 200) is None  # None: fused, the default
+    assert 1797 * 106 * 200 < FUSED_AUTO_MIN_WORK < 60000 * 894 * 200
+    assert _fused_for_fit(True, numpy_backend, 10, [2, 2], 1) is True
+    monkeypatch.setitem(sys.modules, "xpnet.kernels.numba_cpu", object())
+    assert _fused_for_fit(None, numpy_backend, 1797, [64, 32, 10], 200) is None
