@@ -29,7 +29,8 @@ from .task import REFERENCE, Task
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_BATCH_SIZES = (32, 128, 512, 2048)
 SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024))
-SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "torch-cpu", "torch-cuda")
+SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "torch-cpu", "torch-cuda",
+                     "jax-cpu", "jax-gpu")
 
 
 # -- one contestant, in a child process ------------------------------------------------------
