@@ -134,7 +134,11 @@ def sklearn_mlp(task: Task) -> dict:
 
 
 # -- PyTorch --------------------------------------------------------------------------------
-def _torch(device: str) -> Callable[[Task], dict]:
+def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dict]:
+    """PyTorch on ``device``: eager, or with ``compile_mode`` the whole step (forward, loss,
+    backward, Adam's update, zeroing the gradients) one ``torch.compile`` function ("reduce-overhead"
+    replays CUDA graphs; "max-autotune" also tunes the GEMMs). Compilation happens in the warm-up."""
+
     def run(task: Task) -> dict:
         try:
             import torch
@@ -163,23 +167,49 @@ def _torch(device: str) -> Callable[[Task], dict]:
         loss_fn = torch.nn.CrossEntropyLoss()
         generator = torch.Generator(device=device).manual_seed(task.seed)
 
+        steps: dict = {}
+
+        def step_for(net, opt):
+            if id(opt) not in steps:
+                def step(x, y):
+                    loss = loss_fn(net(x), y)
+                    loss.backward()
+                    opt.step()
+                    opt.zero_grad(set_to_none=not compile_mode)  # compiled: in place, a captured graph keeps its buffers
+                    return loss
+
+                steps[id(opt)] = torch.compile(step, mode=compile_mode) if compile_mode else step
+            return steps[id(opt)]
+
         def epoch(net, opt, n):
             perm = torch.randperm(n, device=device, generator=generator)
+            step = step_for(net, opt)
             for lo in range(0, n, task.batch_size):
                 idx = perm[lo: lo + task.batch_size]
-                opt.zero_grad(set_to_none=True)
-                loss_fn(net(Xd[idx]), yd[idx]).backward()
-                opt.step()
+                step(Xd[idx], yd[idx])
 
         t0 = time.perf_counter()
-        warm = network()
-        epoch(warm, torch.optim.Adam(warm.parameters(), lr=task.lr), 2048)
+        net = network()
+        opt = torch.optim.Adam(net.parameters(), lr=task.lr)
+        if compile_mode:  # compile on the measured model (both batch shapes), then restore its start
+            start = {k: v.clone() for k, v in net.state_dict().items()}
+            epoch(net, opt, 2048 + task.train_samples % task.batch_size)
+            with torch.no_grad():
+                for k, v in net.state_dict().items():
+                    v.copy_(start[k])
+            for group_state in opt.state.values():  # Adam's moments and step count back to zero, in place
+                for value in group_state.values():
+                    value.zero_()
+        else:
+            warm = network()
+            epoch(warm, torch.optim.Adam(warm.parameters(), lr=task.lr), 2048)
         sync()
         warmup = time.perf_counter() - t0
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        net = network()
-        opt = torch.optim.Adam(net.parameters(), lr=task.lr)
+        if not compile_mode:
+            net = network()
+            opt = torch.optim.Adam(net.parameters(), lr=task.lr)
         seconds = []
         for _ in range(task.epochs):
             sync()
@@ -189,7 +219,8 @@ def _torch(device: str) -> Callable[[Task], dict]:
             seconds.append(time.perf_counter() - t0)
         with torch.no_grad():
             pred = net(torch.from_numpy(X_test).to(device=device, dtype=dtype)).argmax(dim=1).cpu().numpy()
-        extra = {"warmup_seconds": warmup, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads()}
+        extra = {"warmup_seconds": warmup, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
+                 "compile_mode": compile_mode}
         if device == "cuda":
             extra["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated())
             extra["gpu_name"] = torch.cuda.get_device_name()
@@ -355,6 +386,8 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "sklearn-mlp": sklearn_mlp,
     "torch-cpu": _torch("cpu"),
     "torch-cuda": _torch("cuda"),
+    "torch-cuda-compiled": _torch("cuda", "reduce-overhead"),
+    "torch-cuda-autotune": _torch("cuda", "max-autotune"),
 }
 CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-unfused", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit",
                    "sklearn-mlp", "torch-cpu", "jax-cpu", "sgemm-floor")
