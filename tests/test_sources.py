@@ -189,3 +189,22 @@ def test_memmap_bigger_than_the_memory_limit_trains(tmp_path):
     assert "in-memory copy refused" in done.stdout
     words = done.stdout.split("streamed", 1)[1].split()
     assert float(words[1]) > 0.9 and int(words[2]) == n
+
+
+def test_dask_array_on_a_distributed_cluster(tmp_path):
+    """A Dask array whose chunks are computed by a dask.distributed cluster (an in-process one
+    here) streams the same as an in-memory array."""
+    distributed = pytest.importorskip("distributed")
+    da = pytest.importorskip("dask.array")
+    X, y = _data(n=500)
+    reference = _model()
+    reference.fit(X, y, epochs=2, batch_size=32, shuffle=False)
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1, dashboard_address=None) as client:
+        data = da.from_array(X, chunks=(120, 12)).persist()  # the chunks now live on the cluster's worker
+        assert client.has_what()  # the cluster holds them
+        model = _model()
+        model.fit(data, y, epochs=2, batch_size=32, shuffle=False)
+        accuracy = model.evaluate(data, y)["accuracy"]
+    for p, q in zip(_params(model), _params(reference)):
+        np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
+    assert accuracy == reference.evaluate(X, y)["accuracy"]
