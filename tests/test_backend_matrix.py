@@ -259,3 +259,18 @@ def test_torch_cuda_without_cuda_is_a_clear_refusal():
         pytest.skip("this machine has CUDA: torch:cuda is available")
     with pytest.raises(BackendUnavailableError, match=r"torch' on cuda(:0)? needs CUDA"):
         get_backend("torch:cuda")
+
+
+@needs_jax
+def test_jax_jit_follows_a_learning_rate_schedule(rng):
+    """The learning rate is an argument of the compiled step, not a constant baked into it: an
+    invscaling schedule under jit=True equals the eager one."""
+    X, y = _data(rng)
+    runs = []
+    for jit in (False, True):
+        model = Sequential([Dense(5, 8), Sigmoid(), Dense(8, 3)], backend="jax", seed=0, jit=jit)
+        history = model.fit(X, y, epochs=4, batch_size=32, optimizer=SGD(0.5), lr_schedule="invscaling", power_t=0.5)
+        runs.append((_host(model), history.lr))
+    assert runs[0][1] == runs[1][1] and runs[0][1][1] < runs[0][1][0]
+    for a, b in zip(runs[0][0], runs[1][0]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)

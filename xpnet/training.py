@@ -498,8 +498,9 @@ class JitStep:
     def for_fit(cls, model: Any, optimizer: Any) -> "JitStep":
         """The model's compiled step for this kind of optimizer: reused by later fits with an
         optimizer of the same type and hyperparameters (which the compiled code holds as
-        constants; the state and step count are arguments), so they do not compile again."""
-        key = (type(optimizer).__name__, tuple(sorted(optimizer.hyperparameters().items())))
+        constants; the learning rate, the state and the step count are arguments, so a
+        learning-rate schedule does not compile again either)."""
+        key = (type(optimizer).__name__, tuple(sorted((k, v) for k, v in optimizer.hyperparameters().items() if k != "lr")))
         cache = model.__dict__.setdefault("_jit_steps", {})
         if key not in cache:
             cache[key] = cls(model, optimizer)
@@ -507,11 +508,12 @@ class JitStep:
         step.optimizer = optimizer
         return step
 
-    def _pure(self, params: list, slots: dict, iteration: Any, xb: Any, yb: Any) -> tuple:
+    def _pure(self, params: list, slots: dict, iteration: Any, lr: Any, xb: Any, yb: Any) -> tuple:
         model, optimizer = self.model, self.optimizer
         model._assign_parameters(params)
         optimizer.state = {slot: list(arrays) for slot, arrays in slots.items()}
-        optimizer.iterations = iteration  # a traced scalar: one compiled step serves every count
+        optimizer.iterations = iteration  # traced scalars: one compiled step serves every count and rate
+        optimizer.lr = lr
         loss, out = model._loss_and_backward(xb, yb)
         grads = model._grads()
         new_params = optimizer.step(params, grads, model.ops)
@@ -521,9 +523,13 @@ class JitStep:
     def __call__(self, xb: Any, yb: Any) -> tuple[Any, Any]:
         """Step on one batch; returns ``(0-d loss before the update, 0-d count correct or None)``."""
         model, optimizer = self.model, self.optimizer
-        iterations = int(optimizer.iterations)
-        counter = model.backend.xp.asarray(float(iterations), dtype=model.dtype)
-        params, state, loss, correct, grads = self._compiled(model.parameters(), optimizer.state, counter, xb, yb)
+        iterations, lr = int(optimizer.iterations), float(optimizer.lr)
+        xp = model.backend.xp
+        counter, rate = xp.asarray(float(iterations), dtype=model.dtype), xp.asarray(lr, dtype=model.dtype)
+        try:
+            params, state, loss, correct, grads = self._compiled(model.parameters(), optimizer.state, counter, rate, xb, yb)
+        finally:
+            optimizer.lr = lr  # the trace leaves a tracer there
         model._assign_parameters(params)
         optimizer.state, optimizer.iterations = state, iterations + 1
         it = iter(grads)
