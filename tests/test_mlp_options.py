@@ -277,3 +277,52 @@ def test_sparse_x_streams_and_equals_the_dense_fit(fmt, monkeypatch):
         xpnet.MLPRegressor(solver="lbfgs").fit(Xs, X[:, 0])
     with pytest.raises(TypeError, match="Sparse data was passed"):
         xpnet.LogisticRegression().fit(Xs, y)
+
+
+# -- sample_weight -----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "regression"])
+def test_lbfgs_with_sample_weight_matches_scikit_learn(kind):
+    """Weighted loss and gradient: from the same weights, scipy's L-BFGS-B reaches scikit-learn's
+    weighted loss to 1e-6 (binary, softmax and squared losses, with the L2 term over the weight sum)."""
+    from sklearn.neural_network import MLPRegressor as SkReg
+
+    X, y = _blobs(n=120, k=2 if kind == "binary" else 3)
+    sw = np.random.default_rng(5).uniform(0.1, 3.0, size=X.shape[0])
+    if kind == "regression":
+        y = X @ [1.0, -0.5, 2.0, 0.3]
+    kw = dict(hidden_layer_sizes=(6,), activation="tanh", solver="lbfgs", alpha=1e-2, random_state=0)
+    Sk, Ours = (SkReg, xpnet.MLPRegressor) if kind == "regression" else (SkMLP, xpnet.MLPClassifier)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = Sk(max_iter=1, **kw).fit(X, y, sample_weight=sw)
+        ours = Ours(max_iter=1, dtype="float64", **kw).fit(X, y, sample_weight=sw)
+        ours.model_.set_parameters([w for pair in zip(sk.coefs_, sk.intercepts_) for w in pair])
+        sk.set_params(warm_start=True, max_iter=40)
+        ours.set_params(warm_start=True, max_iter=40)
+        sk.fit(X, y, sample_weight=sw)
+        ours.fit(X, y, sample_weight=sw)
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-6)
+
+
+def test_integer_sample_weights_equal_repeated_rows():
+    """Full-batch training with weight 2 on some rows equals training on those rows twice."""
+    X, y = _blobs(n=60)
+    sw = np.where(np.arange(60) % 3 == 0, 2.0, 1.0)
+    repeat = np.repeat(np.arange(60), sw.astype(int))
+    kw = dict(hidden_layer_sizes=(5,), batch_size=10**6, max_iter=15, n_iter_no_change=np.inf, random_state=0,
+              shuffle=False, learning_rate_init=0.05)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        weighted = xpnet.MLPClassifier(**kw).fit(X, y, sample_weight=sw)
+        repeated = xpnet.MLPClassifier(**kw).fit(X[repeat], y[repeat])
+    for a, b in zip(weighted.coefs_, repeated.coefs_):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(weighted.loss_curve_, repeated.loss_curve_, rtol=1e-10)
+
+
+def test_sample_weight_is_checked():
+    X, y = _blobs()
+    for bad, message in [(np.ones(5), r"sample_weight must have shape \(300,\)"),
+                         (-np.ones(300), "finite and >= 0"), (np.zeros(300), "not all zero")]:
+        with pytest.raises(ValueError, match=message):
+            xpnet.MLPClassifier(max_iter=2).fit(X, y, sample_weight=bad)

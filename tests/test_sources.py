@@ -74,9 +74,9 @@ def test_chunk_then_within_chunk_order(tmp_path, monkeypatch):
     seen = []
     real = model._loss_and_backward
 
-    def record(xb, yb):
+    def record(xb, yb, wb=None):
         seen.extend(np.asarray(xb)[:, 0].astype(int) // 2)
-        return real(xb, yb)
+        return real(xb, yb, wb)
 
     monkeypatch.setattr(model, "_loss_and_backward", record)
     model.fit(DataSource(_memmap(tmp_path, X), chunk_rows=5), y, epochs=1, batch_size=5, optimizer=SGD(0.0001))
@@ -208,3 +208,21 @@ def test_dask_array_on_a_distributed_cluster(tmp_path):
     for p, q in zip(_params(model), _params(reference)):
         np.testing.assert_allclose(p, q, rtol=1e-10, atol=1e-12)
     assert accuracy == reference.evaluate(X, y)["accuracy"]
+
+
+def test_sample_weights_stream_with_their_rows(tmp_path):
+    """In-memory sample weights are sliced chunk by chunk and shuffled with their rows: a streamed
+    weighted fit equals the in-memory weighted fit without shuffling, and differs from unweighted."""
+    X, y = _data()
+    w = np.random.default_rng(2).uniform(0, 2, size=X.shape[0])
+    source = DataSource(_memmap(tmp_path, X), chunk_rows=97)
+    streamed, in_memory, unweighted = _model(), _model(), _model()
+    streamed.fit(source, y, epochs=2, batch_size=64, shuffle=False, sample_weight=w)
+    in_memory.fit(X, y, epochs=2, batch_size=64, shuffle=False, sample_weight=w)
+    unweighted.fit(X, y, epochs=2, batch_size=64, shuffle=False)
+    for a, b, c in zip(_params(streamed), _params(in_memory), _params(unweighted)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+        assert not np.allclose(a, c)
+    shuffled = _model()
+    shuffled.fit(source, y, epochs=2, batch_size=64, sample_weight=w)  # runs with the weights permuted alongside
+    assert all(np.all(np.isfinite(p)) for p in _params(shuffled))

@@ -746,7 +746,8 @@ class _MLPBase(_Estimator):
     def _out_activation(self, loss: str) -> str:
         return {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "logistic", "mse": "identity"}[loss]
 
-    def _fit_network(self, Xd: Any, targets: Any, n_out: int, loss: str, incremental: bool = False) -> None:
+    def _fit_network(self, Xd: Any, targets: Any, n_out: int, loss: str, incremental: bool = False,
+                     sample_weight: Any = None) -> None:
         """Train (or, ``incremental``, one more epoch of) the network; sets the fitted attributes."""
         self._check_options()
         alpha = float(self.alpha)
@@ -769,16 +770,19 @@ class _MLPBase(_Estimator):
         yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
         self.model_ = model
         if self.solver == "lbfgs":
-            self._fit_lbfgs(model, Xd, yd)
+            weights = None
+            if sample_weight is not None:
+                weights = training.check_sample_weight(sample_weight, Xd.shape[0], model.backend, model.dtype)
+            self._fit_lbfgs(model, Xd, yd, weights)
         else:
-            self._fit_stochastic(model, Xd, yd, incremental)
+            self._fit_stochastic(model, Xd, yd, incremental, sample_weight)
         params = model.parameters()
         self.coefs_, self.intercepts_ = params[0::2], params[1::2]
         self.n_layers_ = len(widths)
         self.n_outputs_ = n_out
         self.out_activation_ = self._out_activation(loss)
 
-    def _fit_stochastic(self, model: Sequential, Xd: Any, yd: Any, incremental: bool) -> None:
+    def _fit_stochastic(self, model: Sequential, Xd: Any, yd: Any, incremental: bool, sample_weight: Any = None) -> None:
         if incremental and hasattr(self, "_optimizer_"):
             optimizer = self._optimizer_
         else:
@@ -793,13 +797,16 @@ class _MLPBase(_Estimator):
                                                              stratify=model.loss.is_classifier and yd.ndim == 1)
             take = lambda rows: model.backend.xp.take(yd, model.backend.asarray(rows), axis=0)  # noqa: E731
             validation = (DataSource(Xd.data[val_rows]), take(val_rows))
+            if sample_weight is not None:
+                sw = np.asarray(sample_weight, dtype=np.float64)
+                validation, sample_weight = (*validation, sw[val_rows]), sw[train_rows]
             Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
         history = model.fit(
             Xd, yd, epochs=1 if incremental else int(self.max_iter), batch_size=self._batch_size(Xd.shape[0]),
             optimizer=optimizer, shuffle=bool(self.shuffle), callbacks=callbacks, tol=float(self.tol),
             n_iter_no_change=self.n_iter_no_change, early_stopping=early, validation_data=validation,
             validation_fraction=self.validation_fraction, lr_schedule=schedule, power_t=float(self.power_t),
-            state=self._fit_state_,
+            state=self._fit_state_, sample_weight=sample_weight,
         )
         state = self._fit_state_
         self.loss_curve_ += list(history.loss)
@@ -821,7 +828,7 @@ class _MLPBase(_Estimator):
             warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) reached and the "
                           "optimization hasn't converged yet.", ConvergenceWarning)
 
-    def _fit_lbfgs(self, model: Sequential, Xd: Any, yd: Any) -> None:
+    def _fit_lbfgs(self, model: Sequential, Xd: Any, yd: Any, weights: Any = None) -> None:
         """scikit-learn's lbfgs: scipy's L-BFGS-B on the host, loss and gradient from xpnet's backprop
         on the model's device (one full-batch forward and backward per evaluation)."""
         from scipy.optimize import minimize
@@ -842,7 +849,7 @@ class _MLPBase(_Estimator):
 
         def loss_and_grad(theta):
             model.set_parameters(unpack(theta))
-            loss, out = model._loss_and_backward(Xd, yd)
+            loss, out = model._loss_and_backward(Xd, yd, weights)
             grads = np.concatenate([backend.to_numpy(g).ravel() for g in model._grads()])
             return float(loss), grads.astype(np.float64)
 
@@ -903,13 +910,14 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             return encoded.astype(np.float64).reshape(-1, 1), 1, "binary_cross_entropy"
         return encoded, int(self.classes_.size), "softmax_cross_entropy"
 
-    def fit(self, X: Any, y: Any) -> "MLPClassifier":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPClassifier":
+        """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
         Xd, y = self._fit_inputs(X, y)
         targets, n_out, loss = self._targets(y, Xd.shape[0])
-        self._fit_network(Xd, targets, n_out, loss)
+        self._fit_network(Xd, targets, n_out, loss, sample_weight=sample_weight)
         return self
 
-    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> "MLPClassifier":
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over ``(X, y)``, continuing from the last call. The first call needs
         ``classes`` (every label that will ever appear), as in scikit-learn."""
         first = not hasattr(self, "model_")
@@ -921,7 +929,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             raise ValueError("partial_fit does not support early_stopping=True")
         Xd, y = self._fit_inputs(X, y, reset=first)
         targets, n_out, loss = self._targets(y, Xd.shape[0], classes if first else self.classes_)
-        self._fit_network(Xd, targets, n_out, loss, incremental=True)
+        self._fit_network(Xd, targets, n_out, loss, incremental=True, sample_weight=sample_weight)
         return self
 
     def _decode(self, indices: Any) -> Any:
@@ -945,13 +953,14 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         return y_arr, 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
 
-    def fit(self, X: Any, y: Any) -> "MLPRegressor":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
+        """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
         Xd, y = self._fit_inputs(X, y)
         y_arr, n_out = self._targets(y)
-        self._fit_network(Xd, y_arr, n_out, "mse")
+        self._fit_network(Xd, y_arr, n_out, "mse", sample_weight=sample_weight)
         return self
 
-    def partial_fit(self, X: Any, y: Any) -> "MLPRegressor":
+    def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over ``(X, y)``, continuing from the last call."""
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
@@ -960,5 +969,5 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         first = not hasattr(self, "model_")
         Xd, y = self._fit_inputs(X, y, reset=first)
         y_arr, n_out = self._targets(y)
-        self._fit_network(Xd, y_arr, n_out, "mse", incremental=True)
+        self._fit_network(Xd, y_arr, n_out, "mse", incremental=True, sample_weight=sample_weight)
         return self

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .backend import default_int_dtype
+from .ops import _device, log_softmax_reference
 
 __all__ = ["Loss", "MSE", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "get_loss", "LOSSES"]
 
@@ -34,16 +35,23 @@ class Loss:
     def prepare_targets(self, y: Any, n_samples: int, n_outputs: int, backend: Any, dtype: Any) -> Any:
         raise NotImplementedError
 
-    def value_and_grad(self, output: Any, target: Any, ops: Any) -> tuple[Any, Any]:
-        """``(0-d loss array, dL/d output)`` for one batch."""
+    def value_and_grad(self, output: Any, target: Any, ops: Any, weights: Any = None) -> tuple[Any, Any]:
+        """``(0-d loss array, dL/d output)`` for one batch. With ``weights`` ``(N,)`` (sample
+        weights, >= 0), the loss is the weighted mean ``sum_i w_i l_i / sum_i w_i`` and each row of
+        the gradient is scaled to match, as scikit-learn's MLP weights samples."""
         raise NotImplementedError
 
     def value(self, output: Any, target: Any, ops: Any) -> Any:
         return self.value_and_grad(output, target, ops)[0]
 
+    def correct_rows(self, output: Any, target: Any, xp: Any) -> Any:
+        """``(N,)`` booleans: which rows are predicted right (classification losses only)."""
+        return None
+
     def n_correct(self, output: Any, target: Any, xp: Any) -> Any:
         """0-d count of correct predictions (classification losses only)."""
-        return None
+        right = self.correct_rows(output, target, xp)
+        return None if right is None else xp.sum(xp.astype(right, default_int_dtype(xp)))
 
     def predict(self, output: Any, ops: Any) -> Any:
         return output
@@ -56,6 +64,14 @@ class Loss:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+def _row_weights(weights: Any, n: int, xp: Any) -> Any:
+    """Sample weights ``(N,)`` rescaled to mean 1 (so a weighted mean is ``mean(w * l)``), as a column
+    ``(N, 1)``; a batch whose weights are all zero gets zeros (no loss, no gradient)."""
+    total = xp.sum(weights)
+    scale = xp.where(total > 0, n / xp.where(total > 0, total, xp.ones_like(total)), xp.zeros_like(total))
+    return xp.reshape(weights * scale, (n, 1))
 
 
 def _host(y: Any, backend: Any, name: str) -> tuple[Any, Any]:
@@ -96,10 +112,13 @@ class MSE(Loss):
     def prepare_targets(self, y, n_samples, n_outputs, backend, dtype, name="y"):
         return _column_targets(y, n_samples, n_outputs, backend, dtype, name)[0]
 
-    def value_and_grad(self, output, target, ops):
+    def value_and_grad(self, output, target, ops, weights=None):
         diff = output - target
         inv_n = 1.0 / output.shape[0]
-        return 0.5 * inv_n * ops.xp.sum(diff * diff), diff * inv_n
+        if weights is None:
+            return 0.5 * inv_n * ops.xp.sum(diff * diff), diff * inv_n
+        w = _row_weights(weights, output.shape[0], ops.xp)
+        return 0.5 * inv_n * ops.xp.sum(w * diff * diff), diff * (w * inv_n)
 
 
 class BinaryCrossEntropy(Loss):
@@ -114,15 +133,19 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(f"{name} must hold binary targets in [0, 1] (0/1 labels) for binary cross-entropy")
         return arr
 
-    def value_and_grad(self, output, target, ops):
+    def value_and_grad(self, output, target, ops, weights=None):
         xp = ops.xp
         inv_n = 1.0 / output.shape[0]
         softplus = xp.maximum(output, xp.zeros_like(output)) + xp.log1p(xp.exp(-xp.abs(output)))
-        loss = xp.sum(softplus - output * target) * inv_n
-        return loss, (ops.sigmoid(output) - target) * inv_n
+        if weights is None:
+            loss = xp.sum(softplus - output * target) * inv_n
+            return loss, (ops.sigmoid(output) - target) * inv_n
+        w = _row_weights(weights, output.shape[0], xp)
+        return xp.sum(w * (softplus - output * target)) * inv_n, (ops.sigmoid(output) - target) * (w * inv_n)
 
-    def n_correct(self, output, target, xp):
-        return xp.sum(xp.astype((output > 0) == (target > 0.5), default_int_dtype(xp)))
+    def correct_rows(self, output, target, xp):
+        """Rows whose every output is on the right side of 0.5 (subset accuracy for several labels)."""
+        return xp.all((output > 0) == (target > 0.5), axis=1)
 
     def predict(self, output, ops):
         xp = ops.xp
@@ -168,11 +191,19 @@ class SoftmaxCrossEntropy(Loss):
             )
         return arr
 
-    def value_and_grad(self, output, target, ops):
-        return ops.softmax_cross_entropy(output, target)
+    def value_and_grad(self, output, target, ops, weights=None):
+        loss, grad = ops.softmax_cross_entropy(output, target)
+        if weights is None:
+            return loss, grad
+        xp = ops.xp
+        n, c = output.shape
+        w = _row_weights(weights, n, xp)
+        picked = xp.reshape(xp.arange(c, device=_device(output)), (1, c)) == xp.reshape(target, (n, 1))
+        per_sample = -xp.sum(xp.where(picked, log_softmax_reference(output, xp), xp.zeros_like(output)), axis=1)
+        return xp.sum(w[:, 0] * per_sample) / n, grad * w
 
-    def n_correct(self, output, target, xp):
-        return xp.sum(xp.astype(xp.argmax(output, axis=1) == target, default_int_dtype(xp)))
+    def correct_rows(self, output, target, xp):
+        return xp.argmax(output, axis=1) == target
 
     def predict(self, output, ops):
         return ops.xp.argmax(output, axis=1)

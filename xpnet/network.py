@@ -208,13 +208,21 @@ class Sequential:
         for i in range(len(self.layers) - 1, self._first_param_layer - 1, -1):
             grad = self.layers[i].backward(grad, need_input_grad=i > self._first_param_layer)
 
-    def _loss_and_backward(self, xb: Any, yb: Any) -> tuple[Any, Any]:
-        """Forward, loss, backward on one batch; fills each layer's grads. Returns (0-d loss, output)."""
+    def _loss_and_backward(self, xb: Any, yb: Any, wb: Any = None) -> tuple[Any, Any]:
+        """Forward, loss, backward on one batch; fills each layer's grads. Returns (0-d loss, output).
+        With sample weights ``wb`` ``(N,)`` the loss is their weighted mean and the L2 term is divided
+        by their sum instead of ``N`` (scikit-learn's MLP)."""
         out = self.forward(xb)
-        loss, grad = self.loss.value_and_grad(out, yb, self.ops)
+        if wb is None:
+            loss, grad = self.loss.value_and_grad(out, yb, self.ops)
+        else:
+            loss, grad = self.loss.value_and_grad(out, yb, self.ops, weights=wb)
         self._backward(grad)
         if self.l2:
             xp, inv_n = self.backend.xp, 1.0 / xb.shape[0]
+            if wb is not None:
+                total = xp.sum(wb)
+                inv_n = 1.0 / xp.where(total > 0, total, xp.ones_like(total))
             penalty = 0.0
             for layer in self.layers:
                 if isinstance(layer, Dense):
@@ -266,6 +274,7 @@ class Sequential:
         power_t: float = 0.5,
         state: "training.FitState | None" = None,
         restore_best: bool = True,
+        sample_weight: Any = None,
     ) -> History:
         """Train with mini-batches; returns a :class:`History` of per-epoch figures.
 
@@ -297,6 +306,9 @@ class Sequential:
             A schedule other than ``"constant"`` runs the eager loop (a CUDA graph holds ``lr``).
         state : ``history.state`` of an earlier fit, to continue its schedule, stopping count and
             best weights instead of starting them afresh (scikit-learn's ``warm_start``).
+        sample_weight : ``(N,)`` weights >= 0 (in-memory X): each batch's loss is the weighted mean
+            and the L2 term is divided by the batch's weight sum, as in scikit-learn's MLP; with
+            early stopping the held-out weights weight the validation score.
 
         The returned history also has ``stop_message`` (None, or why the stopping rule ended
         training), ``best`` (the best loss or score the rule saw) and ``state``.
@@ -310,7 +322,7 @@ class Sequential:
                             validation_data=validation_data, shuffle=shuffle, verbose=verbose, callbacks=callbacks,
                             tol=tol, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
                             validation_fraction=validation_fraction, lr_schedule=lr_schedule, power_t=power_t,
-                            state=state, restore_best=restore_best)
+                            state=state, restore_best=restore_best, sample_weight=sample_weight)
 
     def uses_graphs(self, optimizer: Any, batch_size: int, n_samples: int, streamed: bool = False) -> tuple[bool, str]:
         """Whether ``fit`` would replay its steps as a CUDA graph, and why not when it would not."""

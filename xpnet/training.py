@@ -190,7 +190,7 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
         validation_data: Any, shuffle: bool, verbose: int, callbacks: Sequence[Any],
         tol: float | None = None, n_iter_no_change: float = 10, early_stopping: bool = False,
         validation_fraction: float = 0.1, lr_schedule: str = "constant", power_t: float = 0.5,
-        state: FitState | None = None, restore_best: bool = True) -> History:
+        state: FitState | None = None, restore_best: bool = True, sample_weight: Any = None) -> History:
     """:meth:`xpnet.Sequential.fit` (see there)."""
     epochs = check_positive_int("epochs", epochs, minimum=0)
     batch_size = check_positive_int("batch_size", batch_size)
@@ -202,7 +202,8 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
         raise TypeError(f"state must be the FitState of an earlier fit (history.state), got {type(state).__name__}")
     rules = dict(tol=tol, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, lr_schedule=lr_schedule, power_t=power_t,
-                 state=state if state is not None else FitState(), restore_best=bool(restore_best))
+                 state=state if state is not None else FitState(), restore_best=bool(restore_best),
+                 sample_weight=sample_weight)
     try:
         return _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks, rules)
     except Exception as exc:
@@ -227,6 +228,10 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
         data = None
     else:
         data = model._check_data(X, y)
+    weights = val_weights = None
+    if rules["sample_weight"] is not None:
+        n_rows = source.n_rows if source is not None else data[0].shape[0]
+        weights = check_sample_weight(rules["sample_weight"], n_rows, model.backend, model.dtype)
     val = None
     if rules["early_stopping"] and validation_data is None:
         rows = validation_split(model.backend.to_numpy(data[1]) if model.loss.is_classifier else np.zeros(data[0].shape[0]),
@@ -236,20 +241,28 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
         train_rows, val_rows = (model.backend.asarray(r) for r in rows)
         val = (xp.take(data[0], val_rows, axis=0), xp.take(data[1], val_rows, axis=0))
         data = (xp.take(data[0], train_rows, axis=0), xp.take(data[1], train_rows, axis=0))
+        if weights is not None:  # the weights split with their rows; the validation score is weighted too
+            weights, val_weights = xp.take(weights, train_rows, axis=0), xp.take(weights, val_rows, axis=0)
     if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
-            raise ValueError("validation_data must be a pair (X_val, y_val)")
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
+            raise ValueError("validation_data must be a pair (X_val, y_val) or a triple (X_val, y_val, sample_weight_val)")
         val_source = as_source(validation_data[0], "validation_data[0]")
         if val_source is not None:
             val = (val_source, check_streamed(model, val_source, validation_data[1], "validation_data[1]"))
         else:
-            val = model._check_data(*validation_data, names=("validation_data[0]", "validation_data[1]"))
+            val = model._check_data(*validation_data[:2], names=("validation_data[0]", "validation_data[1]"))
+        if len(validation_data) == 3:  # weights the early-stopping score
+            n_val = val_source.n_rows if val_source is not None else val[0].shape[0]
+            val_weights = check_sample_weight(validation_data[2], n_val, model.backend, model.dtype)
     n = source.n_rows if source is not None else data[0].shape[0]
     captured = None
     if rules["lr_schedule"] != "constant" and model.graphs:
         raise ValueError(f"graphs=True, but lr_schedule={rules['lr_schedule']!r} changes the learning rate between "
                          "epochs, which a captured CUDA graph holds fixed")
-    if rules["lr_schedule"] == "constant" and model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]:
+    if weights is not None and model.graphs:
+        raise ValueError("graphs=True, but the captured CUDA-graph step has no sample weights; use graphs=None")
+    if (rules["lr_schedule"] == "constant" and weights is None
+            and model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]):
         model._captured = captured = model.ops.captured_training(model, optimizer, *data, batch_size)
     optimizer._ensure_state(model.parameters(), model.backend.xp, flat=model._flat is not None)
     callbacks = list(callbacks)
@@ -279,13 +292,14 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
             if captured is not None:
                 logs = captured_epoch(model, captured, n, batch_size, shuffle, callbacks)
             else:
-                batches = (streamed_batches(model, source, y_checked, batch_size, shuffle) if source is not None
-                           else memory_batches(model, *data, batch_size, shuffle))
+                batches = (streamed_batches(model, source, y_checked, batch_size, shuffle, wd=weights) if source is not None
+                           else memory_batches(model, *data, batch_size, shuffle, wd=weights))
                 logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks, step=jit_step)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
                 if rules["early_stopping"]:
-                    logs["val_score"] = logs["val_accuracy"] if model.loss.is_classifier else validation_r2(model, *val)
+                    logs["val_score"] = (logs["val_accuracy"] if model.loss.is_classifier and val_weights is None
+                                         else validation_score(model, *val, val_weights))
             state.samples_seen += n
             logs["lr"] = getattr(optimizer, "lr", None)
             history.append(logs)
@@ -320,16 +334,36 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     return history
 
 
-def validation_r2(model: Any, Xv: Any, yv: Any) -> float:
-    """Coefficient of determination of the model's outputs on checked validation arrays (uniform
-    average over outputs), the score scikit-learn's regressors stop on."""
+def validation_score(model: Any, Xv: Any, yv: Any, wv: Any = None) -> float:
+    """The score early stopping watches, on checked validation arrays: accuracy for classifiers
+    (whole rows for several labels), R^2 for regression (uniform average over outputs), each
+    weighted by ``wv`` when given, as scikit-learn's ``score(X, y, sample_weight)``."""
     xp = model.backend.xp
     pred = outputs(model, Xv)
+    w = xp.ones((pred.shape[0],), dtype=pred.dtype, device=model.backend.device) if wv is None else wv
+    if model.loss.is_classifier:
+        right = xp.astype(model.loss.correct_rows(pred, yv, xp), pred.dtype)
+        return float(xp.sum(w * right) / xp.sum(w))
     truth = xp.reshape(yv, pred.shape)
-    ss_res = xp.sum((truth - pred) ** 2, axis=0)
-    ss_tot = xp.sum((truth - xp.mean(truth, axis=0)) ** 2, axis=0)
+    wc = xp.reshape(w, (-1, 1))
+    mean = xp.sum(wc * truth, axis=0) / xp.sum(w)
+    ss_res = xp.sum(wc * (truth - pred) ** 2, axis=0)
+    ss_tot = xp.sum(wc * (truth - mean) ** 2, axis=0)
     r2 = model.backend.to_numpy(1.0 - ss_res / xp.where(ss_tot > 0, ss_tot, xp.ones_like(ss_tot)))
     return float(np.mean(np.where(model.backend.to_numpy(ss_tot) > 0, r2, 0.0)))
+
+
+def check_sample_weight(sample_weight: Any, n: int, backend: Any, dtype: Any) -> Any:
+    """Sample weights as a ``(n,)`` array on the device: finite, >= 0, not all zero."""
+    host = backend.to_numpy(sample_weight) if backend.owns(sample_weight) else np.asarray(sample_weight)
+    if host.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {host.dtype}")
+    host = host.astype(np.float64)
+    if host.shape != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), one weight per sample, got {host.shape}")
+    if not np.all(np.isfinite(host)) or np.any(host < 0) or not host.sum() > 0:
+        raise ValueError("sample_weight must be finite and >= 0, and not all zero")
+    return backend.asarray(host, dtype=dtype)
 
 
 def check_streamed_features(model: Any, source: DataSource) -> None:
@@ -378,50 +412,59 @@ def checked_chunks(model: Any, source: DataSource, y: Any, order: list[int]) -> 
 
 
 # -- batches --------------------------------------------------------------------------------
-def memory_batches(model: Any, Xd: Any, yd: Any, batch_size: int, shuffle: bool) -> Iterator[tuple[Any, Any]]:
-    """``(x_batch, y_batch)`` from arrays on the device, in a fresh random order when ``shuffle``."""
+def memory_batches(model: Any, Xd: Any, yd: Any, batch_size: int, shuffle: bool,
+                   wd: Any = None) -> Iterator[tuple[Any, Any, Any]]:
+    """``(x_batch, y_batch, weight_batch or None)`` from arrays on the device, in a fresh random
+    order when ``shuffle``; ``wd`` are sample weights ``(N,)``."""
     xp = model.backend.xp
     n = Xd.shape[0]
     order = model.backend.permutation(n, model.rng) if shuffle else None
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         if order is None:
-            yield Xd[lo:hi, ...], yd[lo:hi, ...]
+            yield Xd[lo:hi, ...], yd[lo:hi, ...], (None if wd is None else wd[lo:hi])
         else:
             idx = order[lo:hi]
-            yield xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0)
+            yield xp.take(Xd, idx, axis=0), xp.take(yd, idx, axis=0), (None if wd is None else xp.take(wd, idx, axis=0))
 
 
-def streamed_batches(model: Any, source: DataSource, y: Any, batch_size: int, shuffle: bool) -> Iterator[tuple[Any, Any]]:
-    """``(x_batch, y_batch)`` read chunk by chunk: chunks in a random order, rows in a random
-    order within each chunk (when ``shuffle``); a chunk's last rows open the next batch."""
+def streamed_batches(model: Any, source: DataSource, y: Any, batch_size: int, shuffle: bool,
+                     wd: Any = None) -> Iterator[tuple[Any, Any, Any]]:
+    """``(x_batch, y_batch, weight_batch or None)`` read chunk by chunk: chunks in a random order,
+    rows in a random order within each chunk (when ``shuffle``); a chunk's last rows open the next
+    batch. ``wd`` are in-memory sample weights ``(N,)`` on the device, sliced chunk by chunk."""
     xp, backend = model.backend.xp, model.backend
     order = [int(i) for i in model.rng.permutation(len(source.bounds))] if shuffle else list(range(len(source.bounds)))
-    carry = None  # fewer than batch_size rows left over from the previous chunk
-    for _, xd, yd in checked_chunks(model, source, y, order):
+    carry = None  # fewer than batch_size rows left over from the previous chunk: [x, y(, w)]
+    for (lo, hi), xd, yd in checked_chunks(model, source, y, order):
+        parts = [xd, yd] if wd is None else [xd, yd, wd[lo:hi]]
         if shuffle:
             idx = backend.permutation(xd.shape[0], model.rng)
-            xd, yd = xp.take(xd, idx, axis=0), xp.take(yd, idx, axis=0)
+            parts = [xp.take(a, idx, axis=0) for a in parts]
         m, start = xd.shape[0], 0
         if carry is not None:  # complete the open batch with this chunk's first rows
             start = min(m, batch_size - carry[0].shape[0])
-            xb, yb = xp.concat([carry[0], xd[:start, ...]], axis=0), xp.concat([carry[1], yd[:start, ...]], axis=0)
+            batch = [xp.concat([c, a[:start, ...]], axis=0) for c, a in zip(carry, parts)]
             carry = None
-            if xb.shape[0] < batch_size:
-                carry = (xb, yb)
+            if batch[0].shape[0] < batch_size:
+                carry = batch
                 continue
-            yield xb, yb
+            yield _batch(batch)
         full = start + (m - start) // batch_size * batch_size
-        for lo in range(start, full, batch_size):
-            yield xd[lo:lo + batch_size, ...], yd[lo:lo + batch_size, ...]
+        for at in range(start, full, batch_size):
+            yield _batch([a[at:at + batch_size, ...] for a in parts])
         if full < m:
-            carry = (xd[full:m, ...], yd[full:m, ...])
+            carry = [a[full:m, ...] for a in parts]
     if carry is not None:
-        yield carry
+        yield _batch(carry)
+
+
+def _batch(parts: list) -> tuple[Any, Any, Any]:
+    return parts[0], parts[1], (parts[2] if len(parts) > 2 else None)
 
 
 # -- epochs ---------------------------------------------------------------------------------
-def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any]], n: int, batch_size: int, optimizer: Any,
+def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any, Any]], n: int, batch_size: int, optimizer: Any,
                 callbacks: Sequence[Any], step: "JitStep | None" = None) -> dict:
     """One epoch of forward, backward and optimizer steps over ``batches`` (``n`` samples in all);
     with ``step`` (a :class:`JitStep`), each batch's step is that compiled function instead."""
@@ -439,11 +482,11 @@ def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any]], n: int, batch_si
     params = model.parameters()
     seen = 0
     with model.ops.training_loop():
-        for b, (xb, yb) in enumerate(batches):
+        for b, (xb, yb, wb) in enumerate(batches):
             if step is not None:
-                loss, n_right = step(xb, yb)  # the update is made; a bad loss stops after it
+                loss, n_right = step(xb, yb, wb)  # the update is made; a bad loss stops after it
             else:
-                loss, out = model._loss_and_backward(xb, yb)
+                loss, out = model._loss_and_backward(xb, yb, wb)
             if check_each_batch:
                 value = float(loss)
                 if not math.isfinite(value):
@@ -508,26 +551,26 @@ class JitStep:
         step.optimizer = optimizer
         return step
 
-    def _pure(self, params: list, slots: dict, iteration: Any, lr: Any, xb: Any, yb: Any) -> tuple:
+    def _pure(self, params: list, slots: dict, iteration: Any, lr: Any, xb: Any, yb: Any, wb: Any) -> tuple:
         model, optimizer = self.model, self.optimizer
         model._assign_parameters(params)
         optimizer.state = {slot: list(arrays) for slot, arrays in slots.items()}
         optimizer.iterations = iteration  # traced scalars: one compiled step serves every count and rate
         optimizer.lr = lr
-        loss, out = model._loss_and_backward(xb, yb)
+        loss, out = model._loss_and_backward(xb, yb, wb)
         grads = model._grads()
         new_params = optimizer.step(params, grads, model.ops)
         correct = model.loss.n_correct(out, yb, model.backend.xp) if model.loss.is_classifier else None
         return new_params, optimizer.state, loss, correct, grads
 
-    def __call__(self, xb: Any, yb: Any) -> tuple[Any, Any]:
+    def __call__(self, xb: Any, yb: Any, wb: Any = None) -> tuple[Any, Any]:
         """Step on one batch; returns ``(0-d loss before the update, 0-d count correct or None)``."""
         model, optimizer = self.model, self.optimizer
         iterations, lr = int(optimizer.iterations), float(optimizer.lr)
         xp = model.backend.xp
         counter, rate = xp.asarray(float(iterations), dtype=model.dtype), xp.asarray(lr, dtype=model.dtype)
         try:
-            params, state, loss, correct, grads = self._compiled(model.parameters(), optimizer.state, counter, rate, xb, yb)
+            params, state, loss, correct, grads = self._compiled(model.parameters(), optimizer.state, counter, rate, xb, yb, wb)
         finally:
             optimizer.lr = lr  # the trace leaves a tracer there
         model._assign_parameters(params)
