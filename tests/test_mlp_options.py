@@ -11,7 +11,7 @@ import pytest
 
 import xpnet
 from xpnet import SGD, Dense, Sequential, Sigmoid
-from xpnet.training import NoImprovement, scheduled_lr, validation_split
+from xpnet.stopping import NoImprovement, scheduled_lr, validation_split
 
 sklearn = pytest.importorskip("sklearn")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402

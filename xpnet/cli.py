@@ -278,7 +278,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
     from .network import History, NonFiniteLossError
     from .optim import SGD, Adam
-    from .training import FitState, validation_split
+    from .stopping import FitState, validation_split
 
     import numpy as np
 

@@ -24,7 +24,7 @@ import numpy as np
 from ._validation import check_features, check_positive_int, check_same_length
 from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
-from . import training
+from . import stopping, training
 from .callbacks import Callback
 from .network import Sequential
 from .ops import _device
@@ -222,7 +222,7 @@ class _Estimator(_SkBase):
         absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
         lbfgs ``tol``)."""
         max_iter, tol, patience = rule
-        watch = training.NoImprovement(tol, patience)
+        watch = stopping.NoImprovement(tol, patience)
         self.loss_curve_ = []
         for _ in range(max_iter):
             batches = training.memory_batches(model, Xd, yd, batch_size, shuffle)
@@ -728,8 +728,8 @@ class _MLPBase(_Estimator):
             raise ValueError(f"activation must be one of {self._ACTIVATIONS}, got {self.activation!r}")
         if self.solver not in self._SOLVERS:
             raise ValueError(f"solver must be one of {self._SOLVERS}, got {self.solver!r}")
-        if self.learning_rate not in training.LR_SCHEDULES:
-            raise ValueError(f"learning_rate must be one of {training.LR_SCHEDULES}, got {self.learning_rate!r}")
+        if self.learning_rate not in stopping.LR_SCHEDULES:
+            raise ValueError(f"learning_rate must be one of {stopping.LR_SCHEDULES}, got {self.learning_rate!r}")
         _check_float("alpha", self.alpha)
         self._batch_size(1)
         check_positive_int("max_iter", self.max_iter)
@@ -761,7 +761,7 @@ class _MLPBase(_Estimator):
             fused = _fused_for_fit(self.fused, self._backend(), Xd.shape[0], widths, epochs)
             model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self._backend(),
                                dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha)
-            self._fit_state_ = training.FitState()
+            self._fit_state_ = stopping.FitState()
             self.loss_curve_, self.n_iter_ = [], 0
             self.validation_scores_ = [] if self.early_stopping and not incremental else None
         else:
@@ -793,7 +793,7 @@ class _MLPBase(_Estimator):
         validation = None
         if early and isinstance(Xd, DataSource):  # sparse X: hold out rows here, both parts stay sparse
             labels = model.backend.to_numpy(yd) if model.loss.is_classifier else np.zeros(Xd.shape[0])
-            train_rows, val_rows = training.validation_split(labels, float(self.validation_fraction), model.rng,
+            train_rows, val_rows = stopping.validation_split(labels, float(self.validation_fraction), model.rng,
                                                              stratify=model.loss.is_classifier and yd.ndim == 1)
             take = lambda rows: model.backend.xp.take(yd, model.backend.asarray(rows), axis=0)  # noqa: E731
             validation = (DataSource(Xd.data[val_rows]), take(val_rows))

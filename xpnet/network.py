@@ -272,7 +272,7 @@ class Sequential:
         validation_fraction: float = 0.1,
         lr_schedule: str = "constant",
         power_t: float = 0.5,
-        state: "training.FitState | None" = None,
+        state: Any = None,
         restore_best: bool = True,
         sample_weight: Any = None,
     ) -> History:

@@ -16,7 +16,6 @@ indices, activations are ``(N, units)``, parameters any shape.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from typing import Any, Callable
 

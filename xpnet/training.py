@@ -21,13 +21,14 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._validation import check_features, check_positive_int, check_same_length
+from ._validation import check_features, check_positive_int
 from .callbacks import EpochPrinter, ProgressBar
 from .layers import Dense
 from .optim import Adam, get_optimizer
 from .sources import ChunkReader, DataSource, as_source
+from .stopping import FitState, NoImprovement, check_stopping_options, scheduled_lr, validation_split
 
-__all__ = ["fit", "FitState", "NoImprovement", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes",
+__all__ = ["fit", "History", "NonFiniteLossError", "DeviceMemoryError", "estimate_training_bytes",
            "graphs_default", "GRAPH_AUTO_MAX_ELEMENTS"]
 
 # graphs=None replays steps as a CUDA graph when batch_size * (widest layer) is at most this:
@@ -90,101 +91,6 @@ def estimate_training_bytes(model: Any, n_samples: int, batch_size: int) -> int:
     return data + params + activations
 
 
-# -- stopping and learning-rate schedules (scikit-learn's MLP rules) --------------------------
-LR_SCHEDULES = ("constant", "invscaling", "adaptive")
-
-
-class NoImprovement:
-    """scikit-learn's MLP stopping rule. An epoch counts as no improvement when its value is
-    not better than the best so far by more than ``tol`` (a loss must fall below
-    ``best - tol``; a score must reach ``best + tol``); a better epoch resets the count.
-    ``stop`` is True once the count *exceeds* ``n_iter_no_change`` (which may be ``inf``)."""
-
-    def __init__(self, tol: float, n_iter_no_change: float, higher_is_better: bool = False) -> None:
-        self.tol, self.patience, self.higher = tol, n_iter_no_change, higher_is_better
-        self.best = -math.inf if higher_is_better else math.inf
-        self.count = 0
-
-    def update(self, value: float) -> bool:
-        """Record one epoch's value; returns whether it is a new best."""
-        if self.higher:
-            self.count = self.count + 1 if value < self.best + self.tol else 0
-            better = value > self.best
-        else:
-            self.count = self.count + 1 if value > self.best - self.tol else 0
-            better = value < self.best
-        if better:
-            self.best = value
-        return better
-
-    @property
-    def stop(self) -> bool:
-        return self.count > self.patience
-
-
-class FitState:
-    """What a stopping rule and a learning-rate schedule carry from one ``fit`` to the next:
-    samples seen, the schedule's initial rate, the no-improvement count and best value, and
-    the best epoch's weights under early stopping. ``fit`` returns it as ``history.state``;
-    pass it back (``fit(..., state=history.state)``) to continue rather than restart them,
-    as scikit-learn's ``warm_start`` and ``partial_fit`` do."""
-
-    def __init__(self) -> None:
-        self.samples_seen = 0
-        self.lr_init: float | None = None
-        self.watch: NoImprovement | None = None
-        self.best_params: list | None = None
-
-
-def scheduled_lr(schedule: str, lr_init: float, power_t: float, samples_seen: int) -> float:
-    """The learning rate after ``samples_seen`` samples: ``lr_init`` ("constant", "adaptive"), or
-    ``lr_init / (samples_seen + 1) ** power_t`` ("invscaling"), as scikit-learn sets it per epoch."""
-    return lr_init / (samples_seen + 1) ** power_t if schedule == "invscaling" else lr_init
-
-
-def _check_stopping(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data):
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0):
-        raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
-    if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, (int, float)) or not n_iter_no_change >= 1:
-        raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
-    if isinstance(n_iter_no_change, float) and math.isfinite(n_iter_no_change) and not n_iter_no_change.is_integer():
-        raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
-    if early_stopping not in (True, False):
-        raise ValueError(f"early_stopping must be True or False, got {early_stopping!r}")
-    if early_stopping and tol is None:
-        raise ValueError("early_stopping=True stops on the validation score and needs tol (scikit-learn's default is 1e-4)")
-    if early_stopping and validation_data is None:
-        if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
-                or not 0 < validation_fraction < 1:
-            raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction!r}")
-    if lr_schedule not in LR_SCHEDULES:
-        raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    if isinstance(power_t, bool) or not isinstance(power_t, (int, float)) or not math.isfinite(power_t):
-        raise ValueError(f"power_t must be a finite number, got {power_t!r}")
-
-
-def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(train_rows, validation_rows)``: ``ceil(fraction * n)`` rows held out (scikit-learn's
-    count), drawn per class in proportion to its size when ``stratify`` (classifiers)."""
-    n = y.shape[0]
-    n_val = math.ceil(fraction * n)
-    if n_val < 1 or n - n_val < 1:
-        raise ValueError(f"validation_fraction={fraction} of {n} samples leaves no training or no validation rows")
-    if not stratify:
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
-    classes, labels = np.unique(y, return_inverse=True)
-    counts = np.bincount(labels)
-    share = counts * n_val / n
-    take = np.floor(share).astype(int)
-    for i in np.argsort(-(share - take), kind="stable")[: n_val - take.sum()]:  # largest remainders
-        take[i] += 1
-    val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(classes.size)])
-    mask = np.zeros(n, dtype=bool)
-    mask[val] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
-
-
 # -- fit ------------------------------------------------------------------------------------
 def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: Any,
         validation_data: Any, shuffle: bool, verbose: int, callbacks: Sequence[Any],
@@ -196,7 +102,7 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
     batch_size = check_positive_int("batch_size", batch_size)
     if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
-    _check_stopping(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data)
+    check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data)
     optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
     if state is not None and not isinstance(state, FitState):
         raise TypeError(f"state must be the FitState of an earlier fit (history.state), got {type(state).__name__}")
