@@ -226,3 +226,10 @@ def test_sample_weights_stream_with_their_rows(tmp_path):
     shuffled = _model()
     shuffled.fit(source, y, epochs=2, batch_size=64, sample_weight=w)  # runs with the weights permuted alongside
     assert all(np.all(np.isfinite(p)) for p in _params(shuffled))
+
+
+def test_a_datasource_keeps_its_chunks_when_renamed(tmp_path):
+    source = DataSource(_memmap(tmp_path, _data()[0]), chunk_rows=97)
+    renamed = as_source(source, "validation_data[0]")
+    assert renamed.name == "validation_data[0]" and renamed.bounds == source.bounds and source.name == "X"
+    assert as_source(source, "X") is source

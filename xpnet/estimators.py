@@ -257,16 +257,16 @@ def _not_fitted_error(est: Any) -> Exception:
 
 
 def _sklearn_label_checks(y: np.ndarray) -> np.ndarray:
-    """scikit-learn's checks on classification targets, where it is installed: a continuous or
-    otherwise unsupported target is refused ("Unknown label type"), and a column vector ``(n, 1)``
-    becomes ``(n,)`` with its DataConversionWarning."""
+    """Checks on classification targets: finite; and, where scikit-learn is installed, its own:
+    a continuous or otherwise unsupported target is refused ("Unknown label type"), and a
+    column vector ``(n, 1)`` becomes ``(n,)`` with its DataConversionWarning."""
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity")
     try:
         from sklearn.utils.multiclass import check_classification_targets
         from sklearn.utils.validation import column_or_1d
     except ImportError:
         return y
-    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
-        raise ValueError("y contains NaN or infinity")
     check_classification_targets(y)
     if y.ndim == 2 and y.shape[1] == 1:
         y = column_or_1d(y, warn=True)
@@ -285,8 +285,6 @@ class _ClassifierMixin(_SkClassifier):
                 y_host = y_host[:, 0]
             else:
                 raise ValueError(f"y must be 1-D class labels of shape ({n_samples},), got shape {y_host.shape}")
-        if y_host.dtype.kind == "f" and not np.all(np.isfinite(y_host)):
-            raise ValueError("y contains NaN or infinity")
         if y_host.dtype.kind not in "biufUSO":
             raise TypeError(f"y must hold class labels (numbers or strings), got dtype {y_host.dtype}")
         self.classes_, encoded = np.unique(y_host, return_inverse=True)

@@ -28,6 +28,7 @@ and ends with the same parameters.
 from __future__ import annotations
 
 import concurrent.futures
+import copy
 import math
 from typing import Any, Iterator
 
@@ -135,28 +136,25 @@ def is_streamed(data: Any) -> bool:
 
 
 def as_source(data: Any, name: str = "X") -> DataSource | None:
-    """A :class:`DataSource` for a memmap, Dask or zarr array (or a DataSource), else None."""
+    """A :class:`DataSource` for a memmap, Dask, zarr or sparse array, else None. A DataSource is
+    kept as it is (its chunks too), renamed to ``name`` for error messages if need be."""
     if isinstance(data, DataSource):
-        return DataSource(data.data, name=name) if data.name != name else data
+        if data.name == name:
+            return data
+        renamed = copy.copy(data)
+        renamed.name = name
+        return renamed
     if is_streamed(data):
         return DataSource(data, name=name)
     return None
 
 
-def _rows(data: Any, lo: int, hi: int) -> Any:
-    """Rows ``lo:hi`` of a label array or source, on the host when it is streamed."""
-    if isinstance(data, DataSource):
-        return data.read(lo, hi)
-    if is_streamed(data):
-        return DataSource(data).read(lo, hi)
-    return data[lo:hi]
-
-
 class ChunkReader:
     """Reads ``(X rows, y rows)`` of the chunks in ``order``, one chunk ahead on a background
-    thread, moved to the model's device there (a separate CUDA stream on CuPy)."""
+    thread, moved to the model's device there (a separate CUDA stream on CuPy). ``y`` is a
+    DataSource read alongside ``X``, or None."""
 
-    def __init__(self, backend: Any, source: DataSource, y: Any, order: list[int]) -> None:
+    def __init__(self, backend: Any, source: DataSource, y: DataSource | None, order: list[int]) -> None:
         self.backend, self.source, self.y, self.order = backend, source, y, order
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="xpnet-chunk")
         self._copy = _DeviceCopier(backend)
@@ -164,7 +162,7 @@ class ChunkReader:
     def _load(self, index: int, release: Any) -> tuple[tuple[int, int], Any, Any]:
         lo, hi = self.source.bounds[index]
         x = self.source.read(lo, hi)
-        y = None if self.y is None else _rows(self.y, lo, hi)
+        y = None if self.y is None else self.y.read(lo, hi)
         return (lo, hi), self._copy(x, release), y
 
     def __iter__(self) -> Iterator[tuple[tuple[int, int], Any, Any]]:
