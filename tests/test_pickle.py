@@ -145,3 +145,26 @@ def test_load_refuses_a_newer_format_version(tmp_path):
     np.savez(tmp_path / "future.npz", __config__=np.frombuffer(json.dumps(config).encode(), dtype=np.uint8), **arrays)
     with pytest.raises(ModelFileError, match="format version 99.*upgrade xpnet"):
         xpnet.load(tmp_path / "future.npz")
+
+
+@pytest.mark.parametrize("library", LIBRARIES)
+def test_optimizer_and_stopping_state_pickle_as_host_arrays(library, rng):
+    """An estimator keeps its optimizer and its stopping state (best weights) for warm starts and
+    partial_fit; they pickle as host NumPy too, come back on the backend, and training continues."""
+    X = rng.normal(size=(120, 4))
+    y = (X[:, 0] > 0).astype(int)
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, early_stopping=True, n_iter_no_change=100,
+                              random_state=0, backend=library, dtype="float32", warm_start=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+    data = pickle.dumps(clf)
+    assert b"jaxlib" not in data and b"array_api_strict._array_object" not in data
+    again = pickle.loads(data)
+    backend = get_backend(library)
+    assert all(backend.owns(m) for m in again._optimizer_.state["m"])
+    assert all(backend.owns(p) for p in again._fit_state_.best_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again.fit(X, y)
+    assert again.n_iter_ == 10

@@ -310,14 +310,16 @@ def _restore_array(host: np.ndarray, backend: str) -> Any:
 
 
 def host_state(state: dict) -> dict:
-    """``state`` with every non-NumPy array (alone or in a list/tuple) stored as host NumPy, restored
-    onto its backend when unpickled: what an estimator's ``__getstate__`` returns, so a pickle holds
-    no device memory and no module object."""
+    """``state`` with every non-NumPy array (alone or in a list, tuple or dict) stored as host NumPy,
+    restored onto its backend when unpickled: what an estimator's, optimizer's or FitState's
+    ``__getstate__`` returns, so a pickle holds no device memory and no module object."""
     import array_api_compat as compat
 
     def convert(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return type(value)(convert(v) for v in value)
+        if isinstance(value, dict):
+            return {k: convert(v) for k, v in value.items()}
         if compat.is_array_api_obj(value) and not isinstance(value, (np.ndarray, np.generic)):
             return _HostArray(value)
         return value

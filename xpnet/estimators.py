@@ -643,9 +643,10 @@ class _SklearnLines(Callback):
 
 
 # Loading the Numba kernels costs a fresh process about 1 s (importing Numba, then its CPU
-# target's first use), measured on the project's 2-core VM: bench.coldstart. They save about 8 ns
-# per sample, unit and epoch on that machine (digits, 64-32-10: 0.18 s against 0.26 s for 50
-# epochs), so they repay the load after about 1.25e8 of those. Below that, in a process that has
+# target's first use), measured on the project's 2-core VM (cProfile of a cold fit; bench.coldstart
+# shows the effect). They save about 8 ns per sample, unit and epoch on that machine (digits,
+# 64-32-10, warm fits, best of 3: 0.18 s against 0.26 s for 50 epochs), so they repay the load
+# after about 1.25e8 of those. Below that, in a process that has
 # not loaded them yet, ``fused=None`` estimators run the reference path (same arithmetic, tested).
 FUSED_AUTO_MIN_WORK = 1.25e8
 

@@ -96,6 +96,14 @@ class Optimizer:
         """One update; returns the parameters after it (store them: they may be new arrays)."""
         raise NotImplementedError
 
+    def __getstate__(self) -> dict:
+        """Pickled with its state as host NumPy (restored onto its backend), like the models. The
+        flat buffers are rebuilt from the per-tensor state on the next flat step, as after
+        :meth:`load_state_dict`."""
+        from .backend import host_state
+
+        return host_state({**self.__dict__, "_flat_state": None})
+
     def hyperparameters(self) -> dict:
         raise NotImplementedError
 

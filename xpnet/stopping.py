@@ -60,6 +60,12 @@ class FitState:
         self.watch: NoImprovement | None = None
         self.best_params: list | None = None
 
+    def __getstate__(self) -> dict:
+        """The best weights pickle as host NumPy, restored onto their backend (see ``host_state``)."""
+        from .backend import host_state
+
+        return host_state(self.__dict__)
+
 
 def scheduled_lr(schedule: str, lr_init: float, power_t: float, samples_seen: int) -> float:
     """The learning rate after ``samples_seen`` samples: ``lr_init`` ("constant", "adaptive"), or
