@@ -27,6 +27,11 @@ class Unavailable(Exception):
     """This contestant cannot run here; the message says why."""
 
 
+def cpu_threads() -> int:
+    """The cores this process may use (``bench.mnist --threads`` pins contestants to fewer)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 
 
 def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) -> dict:
@@ -42,7 +47,8 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) ->
 
 
 # -- xpnet ----------------------------------------------------------------------------
-def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False) -> Callable[[Task], dict]:
+def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False,
+           compiled: bool | None = None) -> Callable[[Task], dict]:
     def run(task: Task) -> dict:
         import xpnet
         from xpnet import Adam, Sequential
@@ -60,7 +66,7 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
 
         def network():
             return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype,
-                              seed=task.seed, fused=fused, graphs=graphs, jit=jit)
+                              seed=task.seed, fused=fused, graphs=graphs, jit=jit, compiled=compiled)
 
         if fused and not network().ops.fused:  # never report the reference path as "fused"
             raise Unavailable(f"fused kernels are not active: {network().ops.reason}")
@@ -88,7 +94,7 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
         seconds = list(history.seconds)
         accuracy = model.evaluate(X_test, y_test)["accuracy"]
         extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "jit": model.jit,
-                 "backend": backend.describe(), "train_loss": list(history.loss)}
+                 "training_step": history.training_step, "backend": backend.describe(), "train_loss": list(history.loss)}
         if backend.is_cupy:
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
         if backend.is_cupy:
@@ -146,7 +152,7 @@ def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dic
             raise Unavailable(f"PyTorch is not installed ({exc})") from None
         if device == "cuda" and not torch.cuda.is_available():
             raise Unavailable("PyTorch sees no CUDA device")
-        torch.set_num_threads(os.cpu_count() or 1)
+        torch.set_num_threads(cpu_threads())
         torch.manual_seed(task.seed)
         dtype = getattr(torch, task.dtype)
         act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[task.activation]
@@ -371,7 +377,8 @@ def _jax(platform: str) -> Callable[[Task], dict]:
 
 
 CONTESTANTS: dict[str, Callable[[Task], dict]] = {
-    "xpnet-numpy-fused": _xpnet("numpy", True),
+    "xpnet-numpy-fused": _xpnet("numpy", True),  # one compiled Numba step where it applies (compiled=None)
+    "xpnet-numpy-fused-eager": _xpnet("numpy", True, compiled=False),
     "xpnet-numpy-unfused": _xpnet("numpy", False),
     "xpnet-cupy-fused": _xpnet("cupy", True),  # CUDA-graph replay where it pays (graphs=None)
     "xpnet-cupy-fused-eager": _xpnet("cupy", True, graphs=False),
@@ -389,5 +396,5 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "torch-cuda-compiled": _torch("cuda", "reduce-overhead"),
     "torch-cuda-autotune": _torch("cuda", "max-autotune"),
 }
-CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-unfused", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit",
+CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-fused-eager", "xpnet-numpy-unfused", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit",
                    "sklearn-mlp", "torch-cpu", "jax-cpu", "sgemm-floor")

@@ -23,6 +23,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from .task import REFERENCE, Task
 
@@ -45,14 +46,31 @@ def run_one(name: str, task: Task) -> dict:
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 
 
-def run_in_child(name: str, task: Task, timeout: float) -> dict:
+def thread_settings(threads: int | None) -> tuple[dict, Any]:
+    """Environment variables and a ``preexec_fn`` that hold a child process to ``threads`` CPU cores
+    (None: all of them). The process is pinned to the first ``threads`` cores, so no library can
+    use more, and each thread pool is sized to match: OpenBLAS (NumPy's and SciPy's), MKL, OpenMP
+    (PyTorch reads ``OMP_NUM_THREADS``), Numba, and XLA (one thread: no Eigen pool)."""
+    if threads is None:
+        return {}, None
+    cores = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else None
+    env = {var: str(threads) for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")}
+    if threads == 1:
+        env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                            "intra_op_parallelism_threads=1").strip()
+    return env, (None if cores is None else lambda: os.sched_setaffinity(0, cores))
+
+
+def run_in_child(name: str, task: Task, timeout: float, threads: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
+        limits, pin = thread_settings(threads)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **limits)
         cmd = [sys.executable, "-m", "bench.mnist", "--run-one", name, "--task-json", json.dumps(task.to_dict()),
                "--result-json", str(out)]
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
+                                  preexec_fn=pin)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
         if not out.is_file():
@@ -71,6 +89,7 @@ def markdown_table(results: dict, task: Task, environment: dict) -> str:
     lines = [
         f"**Task**: {task.describe()}.  ",
         f"**Machine**: {environment['cpu_model']}, {environment['cpu_cores']} cores"
+        + (f" ({environment['threads']} per contestant)" if environment.get("threads") not in (None, environment["cpu_cores"]) else "")
         + (f"; GPU {gpu['name']}" if gpu.get("available") else "; no usable GPU")
         + f".  **Commit** `{(environment.get('git_commit') or 'unknown')[:10]}`"
         + (" (uncommitted changes)" if environment.get("git_dirty") else "")
@@ -184,10 +203,26 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep-contestants", default=",".join(SWEEP_CONTESTANTS),
                    help="contestants timed in --sweep, of those that ran (default %(default)s)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per contestant")
+    p.add_argument("--threads", default="all",
+                   help="CPU cores each contestant may use: a number, or 'all' (default); see thread_settings")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
     p.add_argument("--task-json", help=argparse.SUPPRESS)
     p.add_argument("--result-json", help=argparse.SUPPRESS)
     return p.parse_args(argv)
+
+
+def parse_threads(spec: str) -> int | None:
+    """``--threads``: None for 'all', else a core count between 1 and this machine's."""
+    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if spec.strip().lower() == "all":
+        return None
+    try:
+        threads = int(spec)
+    except ValueError:
+        threads = 0
+    if not 1 <= threads <= available:
+        raise SystemExit(f"bench.mnist: --threads must be 'all' or a whole number from 1 to {available}, got {spec!r}")
+    return threads
 
 
 def choose_contestants(spec: str, quick: bool) -> list[str]:
@@ -226,17 +261,19 @@ def main(argv=None) -> int:
     if args.epochs is not None:
         task = task.but(epochs=args.epochs)
     names = choose_contestants(args.contestants, args.quick)
+    threads = parse_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     env = environment()
-    print(f"bench.mnist: {task.describe()}", flush=True)
+    env["threads"] = threads or env.get("cpu_cores")
+    print(f"bench.mnist: {task.describe()}; {env['threads']} CPU thread(s) per contestant", flush=True)
 
     results = {}
     with tqdm(names, desc="contestants", unit="run", file=sys.stderr) as bar:
         for name in bar:
             bar.set_postfix_str(name)
-            results[name] = r = run_in_child(name, task, args.timeout)
+            results[name] = r = run_in_child(name, task, args.timeout, threads)
             status = (f"{r['median_epoch_seconds']:.3f} s/epoch, accuracy {r['test_accuracy']:.4f}"
                       if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
             tqdm.write(f"  {name:<22} {status}", file=sys.stdout)
@@ -251,7 +288,7 @@ def main(argv=None) -> int:
         grid += [("hidden", base.but(hidden=h)) for h in widths]
         jobs = [(name, axis, t) for name in sweep_names for axis, t in grid]
         for name, axis, t in tqdm(jobs, desc="sweep", unit="run", file=sys.stderr):
-            r = run_in_child(name, t, args.timeout)
+            r = run_in_child(name, t, args.timeout, threads)
             sweep.append({"contestant": name, "axis": axis, "batch_size": t.batch_size, "hidden": list(t.hidden),
                           "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **r})
 

@@ -81,9 +81,10 @@ def _both(fn):
 
 # -- sigmoid backward: out = g * y * (1 - y) -----------------------------------
 def _sigmoid_backward_body(g, y, out):
+    one = out.dtype.type(1)  # a bare 1 is an int64 literal, which promotes float32 arithmetic to float64
     for i in numba.prange(out.size):
         yi = y[i]
-        out[i] = g[i] * yi * (1 - yi)
+        out[i] = g[i] * yi * (one - yi)
 
 
 _sigmoid_backward_serial, _sigmoid_backward_parallel = _both(_sigmoid_backward_body)
@@ -181,10 +182,12 @@ def softmax_cross_entropy(logits, labels):
 
 # -- optimizer updates, in place -----------------------------------------------
 def _adam_body(p, g, m, v, step_size, beta1, beta2, bias2_sqrt, eps):
+    one = p.dtype.type(1)  # not a bare 1: see _sigmoid_backward_body
+    one_minus_b1, one_minus_b2 = one - beta1, one - beta2
     for i in numba.prange(p.size):
         gi = g[i]
-        mi = beta1 * m[i] + (1 - beta1) * gi
-        vi = beta2 * v[i] + (1 - beta2) * gi * gi
+        mi = beta1 * m[i] + one_minus_b1 * gi
+        vi = beta2 * v[i] + one_minus_b2 * gi * gi
         m[i] = mi
         v[i] = vi
         p[i] -= step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)

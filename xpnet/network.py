@@ -68,6 +68,13 @@ class Sequential:
         JAX only: compile each training step (forward, loss, backward and the optimizer
         update, this same code) with ``jax.jit`` (see :class:`xpnet.training.JitStep`).
         Off by default; ``True`` on another backend is a ``ValueError``.
+    compiled : bool or None
+        NumPy with fused (Numba) kernels: run each training step (forward, loss, backward
+        and the optimizer update) as one compiled Numba function around BLAS, with buffers
+        reused across batches (:mod:`xpnet.kernels.numba_step`). ``None`` (default) does so
+        wherever it applies (Dense layers with sigmoid, tanh or ReLU, the three losses, Adam
+        or SGD; see :meth:`uses_compiled_step`); ``True`` requires it; ``False`` runs the
+        eager fused step. Same arithmetic as the eager step, up to float rounding.
     """
 
     def __init__(
@@ -81,6 +88,7 @@ class Sequential:
         l2: float = 0.0,
         graphs: bool | None = None,
         jit: bool = False,
+        compiled: bool | None = None,
     ) -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
@@ -102,7 +110,10 @@ class Sequential:
             raise ValueError(f"graphs must be True, False or None, got {graphs!r}")
         if jit not in (True, False):
             raise ValueError(f"jit must be True or False, got {jit!r}")
-        self._requested = {"fused": fused, "graphs": graphs, "jit": jit}  # the options as given, for pickling
+        if compiled not in (None, True, False):
+            raise ValueError(f"compiled must be True, False or None, got {compiled!r}")
+        # the options as given, for pickling
+        self._requested = {"fused": fused, "graphs": graphs, "jit": jit, "compiled": compiled}
         self.layers = layers
         self.loss = get_loss(loss)
         self.backend = get_backend(backend)
@@ -134,6 +145,10 @@ class Sequential:
         if self.graphs and self.ops.captured_training is None:
             why = self.ops.reason or f"the {self.ops.kernel_family} kernels have no CUDA-graph replay"
             raise ValueError(f"graphs=True needs the CuPy backend with fused kernels; this model cannot ({why})")
+        self.compiled = compiled
+        if compiled and self.ops.kernel_family != "numba":
+            why = self.ops.reason or f"the {self.ops.kernel_family} kernels have no compiled CPU step"
+            raise ValueError(f"compiled=True needs the NumPy backend with fused (Numba) kernels; this model cannot ({why})")
         self._captured = None  # the CapturedTraining of the last fit, while its graph may be replayed
 
     def _pack_parameters(self) -> tuple[Any, Any]:
@@ -311,7 +326,9 @@ class Sequential:
             early stopping the held-out weights weight the validation score.
 
         The returned history also has ``stop_message`` (None, or why the stopping rule ended
-        training), ``best`` (the best loss or score the rule saw) and ``state``.
+        training), ``best`` (the best loss or score the rule saw), ``state``, and
+        ``training_step``: how each step ran, ``"eager"``, ``"numba-compiled"`` (see
+        ``compiled``), ``"cuda-graph"`` (see ``graphs``) or ``"jax-jit"`` (see ``jit``).
 
         Training loss and accuracy are running means over the epoch's batches
         (computed before each batch's update), not an extra pass. Streamed rows are
@@ -342,6 +359,22 @@ class Sequential:
                    "cuBLAS outruns the captured step's products there")
         if why and self.graphs:
             raise ValueError(f"graphs=True, but this fit cannot replay a CUDA graph: {why}")
+        return not why, why
+
+    def uses_compiled_step(self, optimizer: Any = None) -> tuple[bool, str]:
+        """Whether ``fit`` would run each step as one compiled Numba function (see ``compiled``),
+        and why not when it would not. ``optimizer``: the one ``fit`` gets (default Adam)."""
+        from .optim import Adam, get_optimizer
+
+        if self.compiled is False:
+            return False, "compiled=False"
+        if self.ops.kernel_family != "numba":
+            return False, self.ops.reason or f"the compiled step is Numba's; this model runs the {self.ops.kernel_family} kernels"
+        from .kernels.numba_step import unsupported
+
+        why = unsupported(self, Adam() if optimizer is None else get_optimizer(optimizer))
+        if why and self.compiled:
+            raise ValueError(f"compiled=True, but this fit has no compiled step: {why}")
         return not why, why
 
     # -- inference -------------------------------------------------------------------------
@@ -455,6 +488,8 @@ class Sequential:
             options["graphs"] = None
         if options.get("jit") and not backend.is_jax:  # unpickled where JAX is missing (the fallback warned)
             options["jit"] = False
+        if options.get("compiled") and Ops(backend, options.get("fused")).kernel_family != "numba":
+            options["compiled"] = None  # unpickled where Numba is missing or fusion is off: the eager step
         layers, arguments = constructor_arguments(config)
         self.__init__(layers, backend=backend, seed=state["seed"], **arguments, **options)
         self.set_parameters(state["params"])

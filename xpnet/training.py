@@ -170,6 +170,13 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     if (rules["lr_schedule"] == "constant" and weights is None
             and model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]):
         model._captured = captured = model.ops.captured_training(model, optimizer, *data, batch_size)
+    step = None  # a compiled step (jax.jit, or Numba on the CPU) in place of the eager one
+    if model.jit:
+        step = JitStep.for_fit(model, optimizer)
+    elif captured is None and model.uses_compiled_step(optimizer)[0]:
+        from .kernels.numba_step import CompiledStep
+
+        step = CompiledStep(model, optimizer, batch_size)
     optimizer._ensure_state(model.parameters(), model.backend.xp, flat=model._flat is not None)
     callbacks = list(callbacks)
     if verbose == 2:
@@ -177,7 +184,6 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     elif verbose:
         callbacks.append(EpochPrinter())
 
-    jit_step = JitStep.for_fit(model, optimizer) if model.jit else None
     # Streamed rows are checked as they are read: a bad chunk puts the model and the
     # optimizer back as they were before this fit, then raises.
     snapshot = _Snapshot(model, optimizer) if source is not None else None
@@ -193,6 +199,8 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
         state.lr_init = getattr(optimizer, "lr", None)
     best_params = state.best_params if rules["early_stopping"] else None
     history.stop_message, history.state = None, state
+    history.training_step = ("cuda-graph" if captured is not None else "eager" if step is None
+                             else "jax-jit" if isinstance(step, JitStep) else "numba-compiled")
     try:
         for _ in range(epochs):
             if captured is not None:
@@ -200,7 +208,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
             else:
                 batches = (streamed_batches(model, source, y_checked, batch_size, shuffle, wd=weights) if source is not None
                            else memory_batches(model, *data, batch_size, shuffle, wd=weights))
-                logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks, step=jit_step)
+                logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks, step=step)
             if val is not None:
                 logs.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
                 if rules["early_stopping"]:
@@ -373,7 +381,8 @@ def _batch(parts: list) -> tuple[Any, Any, Any]:
 def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any, Any]], n: int, batch_size: int, optimizer: Any,
                 callbacks: Sequence[Any], step: "JitStep | None" = None) -> dict:
     """One epoch of forward, backward and optimizer steps over ``batches`` (``n`` samples in all);
-    with ``step`` (a :class:`JitStep`), each batch's step is that compiled function instead."""
+    with ``step`` (a :class:`JitStep` or a :class:`xpnet.kernels.numba_step.CompiledStep`), each
+    batch's step is that compiled function instead."""
     xp, backend = model.backend.xp, model.backend
     n_batches = -(-n // batch_size)
     epoch_no = model.epochs_trained
@@ -390,13 +399,14 @@ def eager_epoch(model: Any, batches: Iterator[tuple[Any, Any, Any]], n: int, bat
     with model.ops.training_loop():
         for b, (xb, yb, wb) in enumerate(batches):
             if step is not None:
-                loss, n_right = step(xb, yb, wb)  # the update is made; a bad loss stops after it
+                loss, n_right = step(xb, yb, wb)  # jax.jit updates even on a bad loss; Numba does not
             else:
                 loss, out = model._loss_and_backward(xb, yb, wb)
             if check_each_batch:
                 value = float(loss)
                 if not math.isfinite(value):
-                    raise NonFiniteLossError(epoch_no + 1, b + 1, value, before_update=step is None)
+                    raise NonFiniteLossError(epoch_no + 1, b + 1, value,
+                                             before_update=step is None or not step.updated_on_bad_loss)
             else:
                 batch_losses.append(loss)
             if step is None:
@@ -436,6 +446,8 @@ class JitStep:
     eager fit would (up to floating-point reassociation by XLA). A batch of a new shape (the
     last, smaller one) compiles once more.
     """
+
+    updated_on_bad_loss = True  # the compiled function always updates; fit reports a bad loss after it
 
     def __init__(self, model: Any, optimizer: Any) -> None:
         import jax
