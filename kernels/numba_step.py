@@ -7,8 +7,9 @@ them in one call, for any stack of Dense layers with sigmoid, tanh, ReLU or no a
 softmax cross-entropy, binary cross-entropy or squared error, L2, sample weights, and
 Adam or SGD (with or without (Nesterov) momentum):
 
-- the matrix products call BLAS (``np.dot`` with an ``out`` array, which Numba lowers to
-  SciPy's ``sgemm``/``dgemm``): all cores work on them;
+- the matrix products call BLAS: ``cblas_sgemm``/``cblas_dgemm`` of NumPy's own OpenBLAS (the
+  library NumPy's ``matmul`` uses, with the same threads), or ``np.dot`` (SciPy's BLAS) where
+  that library is not found; all cores work on them;
 - every other pass is a serial loop fused around them: the bias add with the activation,
   the loss with its gradient, the activation backward with the previous layer's bias
   gradient (so no separate row sum), and the L2 term with the optimizer update. Serial on
@@ -33,16 +34,20 @@ reference path in float32 and float64.
 
 from __future__ import annotations
 
+import ctypes
 import math
+import types as pytypes
+from pathlib import Path
 from typing import Any
 
 import numba
 import numpy as np
+from llvmlite import binding as llvm
 from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-__all__ = ["train_step", "CompiledStep", "unsupported", "fast_exp", "ACTIVATION_CODES", "LOSS_CODES"]
+__all__ = ["train_step", "CompiledStep", "unsupported", "fast_exp", "NUMPY_BLAS", "ACTIVATION_CODES", "LOSS_CODES"]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN must propagate as NumPy's do.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
@@ -206,8 +211,10 @@ def _loss_grad(out, labels, targets, weights, w_scale, code, grad):
     return total / n, correct
 
 
-@_jit
-def train_step(x, labels, targets, weights, params, grads, slot1, slot2, acts, deltas,
+_gemm: Any = None  # the product routine (a, trans_a, b, trans_b, out), bound in each compiled twin by _step_with
+
+
+def _train_step_body(x, labels, targets, weights, params, grads, slot1, slot2, acts, deltas,
                widths, w_off, b_off, act_codes, loss_code, l2, opt_code, hyper):
     """Forward, loss, backward and optimizer update on one batch, in place.
 
@@ -248,7 +255,7 @@ def train_step(x, labels, targets, weights, params, grads, slot1, slot2, acts, d
     for layer in range(n_layers):
         k, m = widths[layer], widths[layer + 1]
         out = acts[a_off:a_off + n * m].reshape((n, m))
-        np.dot(h, params[w_off[layer]:w_off[layer] + k * m].reshape((k, m)), out)
+        _gemm(h, False, params[w_off[layer]:w_off[layer] + k * m].reshape((k, m)), False, out)
         _bias_activation(out, params[b_off[layer]:b_off[layer] + m], act_codes[layer])
         h = out
         a_off += n * m
@@ -267,11 +274,11 @@ def train_step(x, labels, targets, weights, params, grads, slot1, slot2, acts, d
         y = acts[a_off:a_off + n * m].reshape((n, m))
         _activation_backward(d, y, act_codes[layer], grads[b_off[layer]:b_off[layer] + m])
         h_in = x if layer == 0 else acts[a_off - n * k:a_off].reshape((n, k))
-        np.dot(h_in.T, d, grads[w_off[layer]:w_off[layer] + k * m].reshape((k, m)))
+        _gemm(h_in, True, d, False, grads[w_off[layer]:w_off[layer] + k * m].reshape((k, m)))
         if layer > 0:
             which = 1 - which
             d_prev = deltas[which * half:which * half + n * k].reshape((n, k))
-            np.dot(d, params[w_off[layer]:w_off[layer] + k * m].reshape((k, m)).T, d_prev)
+            _gemm(d, False, params[w_off[layer]:w_off[layer] + k * m].reshape((k, m)), True, d_prev)
             d = d_prev
 
     # L2, l2 / (2 n) * sum ||W||^2 with n the batch's weight sum under sample weights: its
@@ -337,6 +344,87 @@ def _update(p, g, slot1, slot2, lo, opt_code, hyper, lam):
                 p[i] += vi
 
 
+# -- the products: NumPy's own BLAS where it can be found ------------------------------------
+# Numba lowers np.dot to SciPy's BLAS, a second OpenBLAS beside NumPy's, with its own threads
+# (SciPy 1.17 bundles OpenBLAS 0.3.30, NumPy 2.4 0.3.31). The eager step, the sgemm floor and
+# threadpoolctl limits all go through NumPy's, and two pools of spinning threads fight each
+# other. So the step calls cblas_?gemm in NumPy's own OpenBLAS (the ILP64 "scipy_openblas64_"
+# build in NumPy's wheels), registered as an LLVM symbol, and keeps np.dot for other builds.
+_CBLAS_ROW_MAJOR, _CBLAS_NO_TRANS, _CBLAS_TRANS = 101, 111, 112
+_GEMM_ARGS = (types.int32, types.int32, types.int32, types.int64, types.int64, types.int64)
+_numpy_sgemm = types.ExternalFunction("xpnet_numpy_cblas_sgemm", types.void(
+    *_GEMM_ARGS, types.float32, types.uintp, types.int64, types.uintp, types.int64, types.float32, types.uintp, types.int64))
+_numpy_dgemm = types.ExternalFunction("xpnet_numpy_cblas_dgemm", types.void(
+    *_GEMM_ARGS, types.float64, types.uintp, types.int64, types.uintp, types.int64, types.float64, types.uintp, types.int64))
+
+
+def _find_numpy_cblas() -> str:
+    """Register NumPy's OpenBLAS cblas_sgemm/cblas_dgemm (64-bit integers) for the compiled step;
+    returns the library's path, or "" where this NumPy has no such library (then np.dot is used)."""
+    root = Path(np.__file__).resolve().parent
+    for lib_path in sorted(root.parent.glob("numpy.libs/*scipy_openblas64_*")) + sorted(root.glob(".dylibs/*scipy_openblas64_*")):
+        try:
+            lib = ctypes.CDLL(str(lib_path))
+            sgemm, dgemm = lib.scipy_cblas_sgemm64_, lib.scipy_cblas_dgemm64_
+        except (OSError, AttributeError):
+            continue
+        llvm.add_symbol("xpnet_numpy_cblas_sgemm", ctypes.cast(sgemm, ctypes.c_void_p).value)
+        llvm.add_symbol("xpnet_numpy_cblas_dgemm", ctypes.cast(dgemm, ctypes.c_void_p).value)
+        return str(lib_path)
+    return ""
+
+
+NUMPY_BLAS = _find_numpy_cblas()
+
+
+@_jit
+def _gemm_numpy_blas(a, trans_a, b, trans_b, out):
+    """``out = op(a) @ op(b)``, ``op`` transposing where flagged; C-contiguous 2-D arrays of one dtype."""
+    m, n = out.shape
+    k = a.shape[0] if trans_a else a.shape[1]
+    ta = np.int32(_CBLAS_TRANS if trans_a else _CBLAS_NO_TRANS)
+    tb = np.int32(_CBLAS_TRANS if trans_b else _CBLAS_NO_TRANS)
+    order = np.int32(_CBLAS_ROW_MAJOR)
+    if out.itemsize == 4:
+        _numpy_sgemm(order, ta, tb, m, n, k, np.float32(1), a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+                     np.float32(0), out.ctypes.data, n)
+    else:
+        _numpy_dgemm(order, ta, tb, m, n, k, 1.0, a.ctypes.data, a.shape[1], b.ctypes.data, b.shape[1],
+                     0.0, out.ctypes.data, n)
+
+
+@_jit
+def _gemm_np_dot(a, trans_a, b, trans_b, out):
+    """As :func:`_gemm_numpy_blas`, through ``np.dot`` (SciPy's BLAS)."""
+    if trans_a:
+        np.dot(a.T, b, out)
+    elif trans_b:
+        np.dot(a, b.T, out)
+    else:
+        np.dot(a, b, out)
+
+
+def _step_with(gemm: Any, name: str) -> Any:
+    """:func:`_train_step_body` compiled with ``_gemm`` bound to ``gemm``: a twin under its own name,
+    so each has its own disk-cache entry and only the chosen one is ever compiled."""
+    body = _train_step_body
+    code = body.__code__.replace(co_name=name, co_qualname=name) if hasattr(body.__code__, "co_qualname") else body.__code__.replace(co_name=name)
+    twin = pytypes.FunctionType(code, {**body.__globals__, "_gemm": gemm}, name, body.__defaults__, body.__closure__)
+    twin.__qualname__, twin.__doc__ = name, body.__doc__
+    return _jit(twin)
+
+
+def _scipy_present() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("scipy") is not None
+
+
+train_step = _step_with(_gemm_numpy_blas, "train_step_numpy_blas") if NUMPY_BLAS else _step_with(_gemm_np_dot, "train_step_np_dot")
+BLAS_REASON = "" if NUMPY_BLAS or _scipy_present() else (
+    "no BLAS for the compiled step: NumPy's OpenBLAS was not found and SciPy (which Numba's np.dot needs) is not installed")
+
+
 # -- the model-facing wrapper ------------------------------------------------------------------
 def unsupported(model: Any, optimizer: Any) -> str:
     """Why :class:`CompiledStep` cannot train ``model`` with ``optimizer`` ("" when it can)."""
@@ -345,6 +433,8 @@ def unsupported(model: Any, optimizer: Any) -> str:
 
     if model.ops.kernel_family != "numba":
         return model.ops.reason or f"the compiled step is Numba's, not the {model.ops.kernel_family} kernels'"
+    if BLAS_REASON:
+        return BLAS_REASON
     if type(optimizer) not in (Adam, SGD):
         return f"no compiled update for {type(optimizer).__name__} (Adam and SGD have one)"
     if type(model.loss).__name__ not in LOSS_CODES or type(model.loss).__module__ != "xpnet.losses":
@@ -411,6 +501,7 @@ class CompiledStep:
         self.no_weights = np.empty(0, dtype=dtype)
         self.hyper = np.zeros(N_HYPER, dtype=dtype)
         self.is_adam = isinstance(optimizer, Adam)
+        self.kernel = train_step
         for layer in dense:  # the gradients the step writes are the layers' gradients
             layer.grads = layer.grad_buffers
 
@@ -443,7 +534,7 @@ class CompiledStep:
         else:
             labels, targets = self.no_labels, np.ascontiguousarray(yb, dtype=params.dtype)
         weights = self.no_weights if wb is None else np.ascontiguousarray(wb, dtype=params.dtype)
-        loss, correct, updated = train_step(
+        loss, correct, updated = self.kernel(
             x, labels, targets, weights, params, grads, slot1, slot2, self.acts, self.deltas,
             self.widths, self.w_off, self.b_off, self.act_codes, self.loss_code, float(model.l2), opt_code, hyper)
         if updated:

@@ -213,3 +213,45 @@ def test_fast_exp_within_two_ulp_over_the_float32_range():
     assert np.all(np.abs(got[tiny] - want[tiny]) <= np.finfo(np.float32).smallest_subnormal * 2)
     assert np.isnan(got[-5]) and got[-4] == 1.0 == got[-3]
     assert exp_all(np.array([1.0])).dtype == np.float64  # float64 keeps math.exp
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("trans_a, trans_b", [(False, False), (True, False), (False, True)])
+def test_both_product_routes(dtype, trans_a, trans_b, rng):
+    # NumPy's own OpenBLAS through cblas (where NumPy's wheel ships it) and np.dot (SciPy's BLAS)
+    a = rng.normal(size=(7, 5) if not trans_a else (5, 7)).astype(dtype)
+    b = rng.normal(size=(5, 3) if not trans_b else (3, 5)).astype(dtype)
+    want = (a.T if trans_a else a) @ (b.T if trans_b else b)
+    routes = [numba_step._gemm_np_dot] + ([numba_step._gemm_numpy_blas] if numba_step.NUMPY_BLAS else [])
+    for gemm in routes:
+        out = np.full((7, 3), np.nan, dtype=dtype)
+        gemm(a, trans_a, b, trans_b, out)
+        np.testing.assert_allclose(out, want, rtol=1e-5 if dtype == np.float32 else 1e-12)
+
+
+def test_numpy_wheels_use_numpy_blas():
+    import importlib.metadata
+
+    from threadpoolctl import threadpool_info
+
+    numpy_libs = [i["filepath"] for i in threadpool_info() if "scipy_openblas64_" in i.get("filepath", "")]
+    if not numpy_libs:
+        pytest.skip("this NumPy does not bundle scipy-openblas64 (not a PyPI wheel): the step uses np.dot")
+    assert numba_step.NUMPY_BLAS, f"NumPy {importlib.metadata.version('numpy')} bundles {numpy_libs} but it was not found"
+    assert numba_step.train_step.__name__ == "train_step_numpy_blas"
+
+
+def test_the_np_dot_step_trains_like_the_numpy_blas_step():
+    step_np_dot = numba_step._step_with(numba_step._gemm_np_dot, "train_step_np_dot")
+    X, y = _data("softmax_cross_entropy")
+    results = []
+    for fn in (numba_step.train_step, step_np_dot):
+        model = Sequential(_layers("mixed"), seed=3, dtype="float64")
+        step = numba_step.CompiledStep(model, Adam(0.01), batch_size=32)
+        step.kernel = fn
+        Xd, yd = model._check_data(X, y)
+        losses = [step(Xd[lo:lo + 32], yd[lo:lo + 32])[0] for _ in range(3) for lo in range(0, 90, 32)]
+        results.append((losses, model.parameters()))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
+    for a, b in zip(results[0][1], results[1][1]):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
