@@ -113,6 +113,9 @@ def markdown_table(results: dict, task: Task, environment: dict) -> str:
     lines.append("")
     lines.append("Ratios are epoch-time ratios against PyTorch eager on the same device, measured in the same run "
                  "(below 1 means faster than PyTorch).")
+    if environment.get("rounds", 1) > 1:
+        lines.append(f"Each contestant ran {environment['rounds']} times, interleaved with the others in a rotating "
+                     f"order; the medians are over all {environment['rounds'] * task.epochs} epochs.")
     floor = results.get("sgemm-floor", {})
     if floor.get("status") == "ok":
         line = (f"`sgemm-floor` is not a trainer: one epoch's matrix products alone ({floor['gflop_per_second']:.0f} "
@@ -203,6 +206,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--sweep-contestants", default=",".join(SWEEP_CONTESTANTS),
                    help="contestants timed in --sweep, of those that ran (default %(default)s)")
     p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per contestant")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run every contestant this many times, interleaved, and pool the epochs (default 1)")
     p.add_argument("--threads", default="all",
                    help="CPU cores each contestant may use: a number, or 'all' (default); see thread_settings")
     p.add_argument("--run-one", help=argparse.SUPPRESS)
@@ -223,6 +228,33 @@ def parse_threads(spec: str) -> int | None:
     if not 1 <= threads <= available:
         raise SystemExit(f"bench.mnist: --threads must be 'all' or a whole number from 1 to {available}, got {spec!r}")
     return threads
+
+
+def rotated(names: list[str], k: int) -> list[str]:
+    """``names`` starting at position ``k`` (mod its length): each round starts with another contestant."""
+    k %= max(1, len(names))
+    return names[k:] + names[:k]
+
+
+def pool_rounds(runs: list[dict], task: Task) -> dict:
+    """One contestant's rounds as one result: the first successful round's fields, with every
+    round's epochs pooled into ``epoch_seconds`` and the median, rates and peak memory over all."""
+    import statistics
+
+    ok = [r for r in runs if r["status"] == "ok"]
+    if not ok:
+        return runs[0]
+    pooled = dict(ok[0])
+    seconds = [s for r in ok for s in r["epoch_seconds"]]
+    median = statistics.median(seconds)
+    pooled.update(epoch_seconds=seconds, median_epoch_seconds=median, samples_per_second=task.train_samples / median,
+                  round_medians=[r["median_epoch_seconds"] for r in ok], rounds=len(runs),
+                  peak_host_memory_bytes=max(r["peak_host_memory_bytes"] for r in ok))
+    if "flop_per_epoch" in pooled:
+        pooled["gflop_per_second"] = pooled["flop_per_epoch"] / median / 1e9
+    if len(ok) < len(runs):
+        pooled["failed_rounds"] = [r.get("reason") for r in runs if r["status"] != "ok"]
+    return pooled
 
 
 def choose_contestants(spec: str, quick: bool) -> list[str]:
@@ -262,21 +294,30 @@ def main(argv=None) -> int:
         task = task.but(epochs=args.epochs)
     names = choose_contestants(args.contestants, args.quick)
     threads = parse_threads(args.threads)
+    if args.rounds < 1:
+        raise SystemExit(f"bench.mnist: --rounds must be at least 1, got {args.rounds}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     env = environment()
     env["threads"] = threads or env.get("cpu_cores")
+    env["rounds"] = args.rounds
     print(f"bench.mnist: {task.describe()}; {env['threads']} CPU thread(s) per contestant", flush=True)
 
-    results = {}
-    with tqdm(names, desc="contestants", unit="run", file=sys.stderr) as bar:
-        for name in bar:
-            bar.set_postfix_str(name)
-            results[name] = r = run_in_child(name, task, args.timeout, threads)
-            status = (f"{r['median_epoch_seconds']:.3f} s/epoch, accuracy {r['test_accuracy']:.4f}"
-                      if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
-            tqdm.write(f"  {name:<22} {status}", file=sys.stdout)
+    # --rounds: every contestant runs once per round, in an order rotated each round, and its
+    # epochs are pooled. This VM's speed drifts over minutes, so interleaving is what makes the
+    # same-run ratios fair; the sweep interleaves its contestants at every point likewise.
+    runs: dict = {name: [] for name in names}
+    with tqdm(total=len(names) * args.rounds, desc="contestants", unit="run", file=sys.stderr) as bar:
+        for round_no in range(args.rounds):
+            for name in rotated(names, round_no):
+                bar.set_postfix_str(name)
+                runs[name].append(r := run_in_child(name, task, args.timeout, threads))
+                status = (f"{r['median_epoch_seconds']:.3f} s/epoch, accuracy {r['test_accuracy']:.4f}"
+                          if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
+                tqdm.write(f"  {name:<24} {status}", file=sys.stdout)
+                bar.update()
+    results = {name: pool_rounds(rs, task) for name, rs in runs.items()}
 
     sweep = []
     if args.sweep:
@@ -286,11 +327,14 @@ def main(argv=None) -> int:
         widths = [tuple(int(w) for w in net.split(",")) for net in args.sweep_hidden.split(";") if net.strip()]
         grid = [("batch_size", base.but(batch_size=b)) for b in batch_sizes]
         grid += [("hidden", base.but(hidden=h)) for h in widths]
-        jobs = [(name, axis, t) for name in sweep_names for axis, t in grid]
-        for name, axis, t in tqdm(jobs, desc="sweep", unit="run", file=sys.stderr):
-            r = run_in_child(name, t, args.timeout, threads)
+        point_runs: dict = {}
+        jobs = [(name, axis, t, i) for i, (axis, t) in enumerate(grid) for round_no in range(args.rounds)
+                for name in rotated(sweep_names, round_no + i)]
+        for name, axis, t, i in tqdm(jobs, desc="sweep", unit="run", file=sys.stderr):
+            point_runs.setdefault((i, name), (axis, t, []))[2].append(run_in_child(name, t, args.timeout, threads))
+        for (i, name), (axis, t, rs) in point_runs.items():
             sweep.append({"contestant": name, "axis": axis, "batch_size": t.batch_size, "hidden": list(t.hidden),
-                          "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **r})
+                          "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **pool_rounds(rs, t)})
 
     crossovers = {axis: crossover(sweep, axis, key) for axis, key in (("batch_size", "batch_size"), ("hidden", "hidden_total"))}
     report = {

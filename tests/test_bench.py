@@ -39,6 +39,8 @@ def test_report_has_every_field(quick_run):
         assert r["median_epoch_seconds"] > 0 and 0.5 < r["test_accuracy"] <= 1.0
         assert r["peak_host_memory_bytes"] < 2**30
     assert report["results"]["xpnet-numpy-fused"]["fused"] is True
+    assert report["results"]["xpnet-numpy-fused"]["training_step"] == "numba-compiled"
+    assert report["results"]["xpnet-numpy-unfused"]["training_step"] == "eager"
     assert report["results"]["xpnet-numpy-unfused"]["fused"] is False
     table = (out / "mnist.md").read_text()
     assert "| xpnet-numpy-fused |" in table and table in stdout
@@ -82,3 +84,36 @@ def test_kernel_benchmark_quick(tmp_path):
     for r in cpu_rows:
         assert r["fused_seconds"] > 0 and r["reference_seconds"] > 0 and r["first_call_seconds"] >= 0
     assert "| cpu | sigmoid_backward |" in (tmp_path / "kernels.md").read_text()
+
+
+def test_rounds_pool_and_rotate():
+    from bench.mnist import pool_rounds, rotated
+    from bench.task import REFERENCE
+
+    assert rotated(["a", "b", "c"], 1) == ["b", "c", "a"] and rotated(["a", "b", "c"], 3) == ["a", "b", "c"]
+    run = lambda seconds: {"status": "ok", "epoch_seconds": seconds, "median_epoch_seconds": sorted(seconds)[1],  # noqa: E731
+                           "peak_host_memory_bytes": 10 * len(seconds), "test_accuracy": 0.9}
+    pooled = pool_rounds([run([1.0, 2.0, 3.0]), {"status": "failed", "reason": "boom"}, run([5.0, 6.0, 7.0, 8.0])],
+                         REFERENCE)
+    assert pooled["epoch_seconds"] == [1.0, 2.0, 3.0, 5.0, 6.0, 7.0, 8.0] and pooled["median_epoch_seconds"] == 5.0
+    assert pooled["rounds"] == 3 and pooled["failed_rounds"] == ["boom"] and pooled["round_medians"] == [2.0, 6.0]
+    assert pooled["peak_host_memory_bytes"] == 40 and pooled["samples_per_second"] == REFERENCE.train_samples / 5.0
+    skipped = {"status": "skipped", "reason": "no GPU"}
+    assert pool_rounds([skipped, skipped], REFERENCE) == skipped
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="no CPU affinity on this platform")
+def test_threads_pin_the_child_and_size_its_pools():
+    from bench.mnist import parse_threads, thread_settings
+
+    assert parse_threads("all") is None and parse_threads("1") == 1
+    for bad in ("0", "x", "999"):
+        with pytest.raises(SystemExit, match="--threads"):
+            parse_threads(bad)
+    env, pin = thread_settings(1)
+    assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1" and "XLA_FLAGS" in env
+    code = "import os; print(len(os.sched_getaffinity(0)), os.environ['OPENBLAS_NUM_THREADS'])"
+    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, **env}, preexec_fn=pin,
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["1", "1"]
+    assert thread_settings(None) == ({}, None)

@@ -298,7 +298,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     say(f"xpnet {__version__}: {args.dataset} {X_train.shape[0]} train / {X_test.shape[0]} test, "
         f"network {'-'.join(map(str, [X_train.shape[1], *args.hidden, n_classes]))} {args.activation}, "
         f"{args.optimizer} lr {lr:g}, batch {args.batch_size}, {model.backend.name} "
-        f"({'fused ' + model.ops.kernel_family if model.ops.fused else 'reference ops'}), {args.dtype}")
+        f"({'fused ' + model.ops.kernel_family if model.ops.fused else 'reference ops'}"
+        f"{', one compiled step' if model.uses_compiled_step(optimizer)[0] else ''}), {args.dtype}")
 
     history = History()
     if resume_epoch is not None:
