@@ -117,3 +117,17 @@ def test_threads_pin_the_child_and_size_its_pools():
                          capture_output=True, text=True, check=True).stdout.split()
     assert out == ["1", "1"]
     assert thread_settings(None) == ({}, None)
+
+
+def test_steps_alternate_the_step_kinds(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.steps", "--train-samples", "1024", "--hidden", "16", "--rounds", "2",
+         "--threads", "1", "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads((tmp_path / "steps-b128-h16-t1.json").read_text())
+    results = report["results"]
+    assert report["threads"] == 1
+    assert [results[k]["training_step"] for k in ("compiled", "eager", "reference")] == ["numba-compiled", "eager", "eager"]
+    assert all(len(r["epoch_seconds"]) == 2 for r in results.values())
+    assert results["compiled"]["median_ratio_to_eager"] > 0 and "median_ratio_to_eager" not in results["eager"]
