@@ -16,7 +16,8 @@ Adam or SGD (with or without (Nesterov) momentum):
   purpose: BLAS's threads are still spinning after each product, and threads started then
   wait on them (see :mod:`xpnet.kernels.numba_cpu`);
 - nothing is allocated per batch: activations and backward signals live in two flat
-  buffers sized for the largest batch, reused across batches and epochs; parameters,
+  buffers sized for the largest batch, kept on the model and reused across batches, epochs
+  and later fits (:meth:`CompiledStep.for_fit`); parameters,
   gradients and optimizer state are the model's and optimizer's own flat buffers, updated
   in place.
 
@@ -504,6 +505,24 @@ class CompiledStep:
         self.kernel = train_step
         for layer in dense:  # the gradients the step writes are the layers' gradients
             layer.grads = layer.grad_buffers
+
+    @classmethod
+    def for_fit(cls, model: Any, optimizer: Any, batch_size: int) -> "CompiledStep":
+        """The model's step for batches of up to ``batch_size`` rows, kept on the model so its
+        buffers are reused by later fits too (``fit(epochs=1)`` in a loop, ``partial_fit``);
+        bound to this fit's ``optimizer``."""
+        from xpnet.optim import Adam
+
+        cache = model.__dict__.setdefault("_compiled_steps", {})
+        step = cache.get(batch_size)
+        if step is None:
+            step = cache[batch_size] = cls(model, optimizer, batch_size)
+        else:
+            why = unsupported(model, optimizer)
+            if why:
+                raise ValueError(f"no compiled training step for this model: {why}")
+            step.optimizer, step.is_adam = optimizer, isinstance(optimizer, Adam)
+        return step
 
     def __call__(self, xb: Any, yb: Any, wb: Any = None) -> tuple[float, int | None]:
         model, optimizer = self.model, self.optimizer

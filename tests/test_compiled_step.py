@@ -110,6 +110,10 @@ def test_continuing_fits_and_streamed_data(tmp_path):
     assert opt.iterations == 4 * 3
     for a, b in zip(one.parameters(), two.parameters()):
         np.testing.assert_array_equal(a, b)
+    assert list(two._compiled_steps) == [32]  # one step, its buffers reused by the second fit
+    buffers = two._compiled_steps[32].acts
+    two.fit(X, y, epochs=1, batch_size=32, optimizer=SGD(0.01))  # another optimizer kind: same buffers
+    assert two._compiled_steps[32].acts is buffers and two._compiled_steps[32].optimizer.lr == 0.01
     path = tmp_path / "X.f32"
     mm = np.memmap(path, dtype=np.float32, mode="w+", shape=X.shape)
     mm[:] = X

@@ -176,7 +176,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     elif captured is None and model.uses_compiled_step(optimizer)[0]:
         from .kernels.numba_step import CompiledStep
 
-        step = CompiledStep(model, optimizer, batch_size)
+        step = CompiledStep.for_fit(model, optimizer, batch_size)
     optimizer._ensure_state(model.parameters(), model.backend.xp, flat=model._flat is not None)
     callbacks = list(callbacks)
     if verbose == 2:
