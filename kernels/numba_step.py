@@ -48,6 +48,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from .numba_cpu import _adam_serial, _sgd_momentum_serial
+
 __all__ = ["train_step", "CompiledStep", "unsupported", "fast_exp", "NUMPY_BLAS", "ACTIVATION_CODES", "LOSS_CODES"]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN must propagate as NumPy's do.
@@ -60,8 +62,8 @@ LOSS_CODES = {"SoftmaxCrossEntropy": SOFTMAX_CE, "BinaryCrossEntropy": BCE, "MSE
 SGD_PLAIN, SGD_MOMENTUM, SGD_NESTEROV, ADAM = 0, 1, 2, 3
 
 # hyper[]: the optimizer's scalars for this step, in the parameters' dtype.
-H_LR, H_BETA1, H_BETA2, H_EPS, H_STEP_SIZE, H_BIAS2_SQRT, H_MOMENTUM, H_ONE_MINUS_B1, H_ONE_MINUS_B2 = range(9)
-N_HYPER = 9
+H_LR, H_BETA1, H_BETA2, H_EPS, H_STEP_SIZE, H_BIAS2_SQRT, H_MOMENTUM = range(7)
+N_HYPER = 7
 
 
 def _jit(fn):
@@ -310,39 +312,21 @@ def _train_step_body(x, labels, targets, weights, params, grads, slot1, slot2, a
 def _update(p, g, slot1, slot2, lo, opt_code, hyper, lam):
     """The optimizer's update of the parameters ``p`` (a slice of the flat buffer starting at ``lo``)
     with gradient ``g + lam * p`` (``lam``: the L2 term, added into ``g`` as the eager step adds
-    it), as ``numba_cpu``'s Adam and SGD kernels. The loops run over slices from index 0, so
-    LLVM knows every index is in range and vectorises them (an index from ``lo`` kept them scalar)."""
+    it). The loops run over slices from index 0, so LLVM knows every index is in range and
+    vectorises them (an index from ``lo`` kept them scalar)."""
     n = p.size
     if lam != 0:
         for i in range(n):
             g[i] += lam * p[i]
-    if opt_code == ADAM:
-        m, v = slot1[lo:lo + n], slot2[lo:lo + n]
-        beta1, beta2, eps = hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS]
-        one_minus_b1, one_minus_b2 = hyper[H_ONE_MINUS_B1], hyper[H_ONE_MINUS_B2]
-        step_size, bias2_sqrt = hyper[H_STEP_SIZE], hyper[H_BIAS2_SQRT]
-        for i in range(n):
-            gi = g[i]
-            mi = beta1 * m[i] + one_minus_b1 * gi
-            vi = beta2 * v[i] + one_minus_b2 * gi * gi
-            m[i] = mi
-            v[i] = vi
-            p[i] -= step_size * mi / (math.sqrt(vi) / bias2_sqrt + eps)
+    if opt_code == ADAM:  # the eager step's own kernels (numba_cpu), run on this layer's slice
+        _adam_serial(p, g, slot1[lo:lo + n], slot2[lo:lo + n], hyper[H_STEP_SIZE], hyper[H_BETA1], hyper[H_BETA2],
+                     hyper[H_BIAS2_SQRT], hyper[H_EPS])
     elif opt_code == SGD_PLAIN:
         lr = hyper[H_LR]
         for i in range(n):
             p[i] -= lr * g[i]
     else:
-        velocity = slot1[lo:lo + n]
-        lr, mu = hyper[H_LR], hyper[H_MOMENTUM]
-        nesterov = opt_code == SGD_NESTEROV
-        for i in range(n):
-            vi = mu * velocity[i] - lr * g[i]
-            velocity[i] = vi
-            if nesterov:
-                p[i] += mu * vi - lr * g[i]
-            else:
-                p[i] += vi
+        _sgd_momentum_serial(p, g, slot1[lo:lo + n], hyper[H_LR], hyper[H_MOMENTUM], opt_code == SGD_NESTEROV)
 
 
 # -- the products: NumPy's own BLAS where it can be found ------------------------------------
@@ -538,7 +522,6 @@ class CompiledStep:
             slot1, slot2 = flat_state["m"], flat_state["v"]
             beta1, beta2 = optimizer.beta1, optimizer.beta2
             hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS] = beta1, beta2, optimizer.eps
-            hyper[H_ONE_MINUS_B1], hyper[H_ONE_MINUS_B2] = 1.0 - beta1, 1.0 - beta2
             hyper[H_STEP_SIZE] = optimizer.lr / (1.0 - beta1**t)
             hyper[H_BIAS2_SQRT] = math.sqrt(1.0 - beta2**t)
             opt_code = ADAM
