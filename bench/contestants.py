@@ -95,7 +95,7 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
         accuracy = model.evaluate(X_test, y_test)["accuracy"]
         extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "jit": model.jit,
                  "training_step": history.training_step, "backend": backend.describe(), "train_loss": list(history.loss)}
-        if backend.is_numpy:  # the compiled step calls SciPy's BLAS (through Numba), the eager one NumPy's
+        if backend.is_numpy:  # the BLAS libraries loaded (the compiled step calls NumPy's where it finds it)
             extra["blas"] = _blas_name()
         if backend.is_cupy:
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)

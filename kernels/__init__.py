@@ -3,7 +3,10 @@
 Installed as ``xpnet.kernels`` (never as a bare top-level ``kernels`` module):
 
 - ``numba_cpu``: Numba kernels for NumPy arrays (CPU).
+- ``numba_step``: the whole CPU training step as one compiled Numba function, tested against
+  the reference training step (``Sequential(compiled=...)``).
 - ``cupy_gpu``: CuPy kernels for CUDA arrays.
+- ``cupy_graph``: the whole GPU training step replayed as one CUDA graph (``graphs=...``).
 
 Nothing here is imported by ``import xpnet``; :class:`xpnet.ops.Ops` imports a
 family the first time a model needs it. Every kernel has the signature of its

@@ -12,7 +12,8 @@ Adam or SGD (with or without (Nesterov) momentum):
   that library is not found; all cores work on them;
 - every other pass is a serial loop fused around them: the bias add with the activation,
   the loss with its gradient, the activation backward with the previous layer's bias
-  gradient (so no separate row sum), and the L2 term with the optimizer update. Serial on
+  gradient (so no separate row sum); the L2 term joins each layer's gradient just before that
+  layer's update, which is ``numba_cpu``'s own Adam or momentum kernel on the slice. Serial on
   purpose: BLAS's threads are still spinning after each product, and threads started then
   wait on them (see :mod:`xpnet.kernels.numba_cpu`);
 - nothing is allocated per batch: activations and backward signals live in two flat
@@ -26,9 +27,9 @@ buffers, activation codes), not code, so it compiles once per dtype and loads fr
 disk cache afterwards.
 
 The arithmetic is that of the reference path (``Sequential._loss_and_backward`` then
-``Optimizer.step``), term for term; it differs only by float rounding (the sums run in
-another order; the sigmoid is ``1 / (1 + exp(-z))``, which is exact at the extremes in IEEE
-arithmetic). :class:`CompiledStep` wraps it with the call signature of
+``Optimizer.step``), term for term; it differs only by float rounding: the sums run in
+another order, and the sigmoid is ``1 / (1 + exp(-z))`` with a polynomial ``exp`` within
+1.4 ulp of the true one (:func:`fast_exp`), exact at the extremes in IEEE arithmetic. :class:`CompiledStep` wraps it with the call signature of
 :class:`xpnet.training.JitStep`, and ``tests/test_compiled_step.py`` checks it against the
 reference path in float32 and float64.
 """

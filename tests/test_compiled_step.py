@@ -22,6 +22,8 @@ TOL = {"float32": dict(rtol=2e-4, atol=2e-5), "float64": dict(rtol=1e-9, atol=1e
 def _layers(kind):
     if kind == "mixed":  # every activation, and two Dense layers with none between them
         return [Dense(12, 16), Sigmoid(), Dense(16, 9), ReLU(), Dense(9, 8), Dense(8, 7), Tanh(), Dense(7, 3)]
+    if kind == "final":  # an activation after the last Dense layer, before the loss
+        return [Dense(12, 8), Tanh(), Dense(8, 3), Sigmoid()]
     return dense_stack([12, 10, 3], kind)
 
 
@@ -78,6 +80,11 @@ def test_compiled_step_equals_the_reference(dtype, loss, optimizer):
 @pytest.mark.parametrize("kind", ["sigmoid", "relu", "tanh", None])
 def test_each_activation_with_l2(dtype, kind):
     _assert_same(*_fit_pair(dtype=dtype, kind=kind, l2=0.3), dtype)
+
+
+@pytest.mark.parametrize("loss", ["mse", "softmax_cross_entropy"])
+def test_an_activation_before_the_loss(loss):
+    _assert_same(*_fit_pair(loss, "float64", kind="final"), "float64")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -259,3 +266,12 @@ def test_the_np_dot_step_trains_like_the_numpy_blas_step():
     np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-12)
     for a, b in zip(results[0][1], results[1][1]):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_the_step_sigmoid_within_three_ulp():
+    # fast_exp as the step's bias + sigmoid pass compiles it (with that pass's fast-math flags)
+    z = np.linspace(-30, 30, 1_000_000).astype(np.float32).reshape(1000, 1000)
+    out = z.copy()
+    numba_step._bias_activation(out, np.zeros(1000, dtype=np.float32), numba_step.SIGMOID)
+    want = 1 / (1 + np.exp(-z.astype(np.float64)))
+    assert np.max(np.abs(out - want) / np.spacing(want.astype(np.float32))) <= 3.0
