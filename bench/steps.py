@@ -8,7 +8,9 @@ speed drifts over minutes, that cannot resolve a 10-20% difference between two o
 steps. This script trains one model per step kind from the same weights, in one process, and
 alternates them epoch by epoch (in a rotating order each round), so every round sees each kind
 under the same conditions. It reports each kind's median epoch and the median of the per-round
-ratios to the eager fused step (paired, so drift cancels):
+ratios to the eager fused step (paired, so drift cancels). ``--blas-threads 1,2`` also
+alternates BLAS thread counts, paired the same way, which separate processes cannot compare on
+this VM either. The kinds:
 
 - ``compiled``: the whole step as one Numba function (``compiled=None``, the default);
 - ``eager``: the eager step with fused kernels (``compiled=False``);
@@ -31,6 +33,17 @@ from .task import REFERENCE
 KINDS = {"compiled": dict(compiled=None), "eager": dict(compiled=False), "reference": dict(fused=False)}
 
 
+def blas_limit(threads: int | None):
+    """A context holding BLAS to ``threads`` threads (None: no limit)."""
+    import contextlib
+
+    if threads is None:
+        return contextlib.nullcontext()
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(threads, user_api="blas")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.steps", description=__doc__.split("\n\n")[0])
     p.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
@@ -39,6 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--rounds", type=int, default=6, help="epochs per kind, alternated (default 6)")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, of " + ", ".join(KINDS))
     p.add_argument("--threads", default="all", help="CPU cores to use: a number, or 'all' (default)")
+    p.add_argument("--blas-threads", default="",
+                   help="also alternate BLAS thread counts, e.g. 1,2 (threadpoolctl limits within this process)")
     p.add_argument("--out", default=None, help="folder for the .json and .md (default: print only)")
     args = p.parse_args(argv)
     from .mnist import parse_threads, thread_settings
@@ -64,37 +79,53 @@ def main(argv=None) -> int:
     hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
     task = REFERENCE.but(batch_size=args.batch_size, hidden=hidden, train_samples=args.train_samples, epochs=args.rounds)
     X, y, _, _ = load_data(task)
+    # Variants: each step kind, at each BLAS thread count of --blas-threads (threadpoolctl limits
+    # NumPy's OpenBLAS, which both the compiled and the eager step call, epoch by epoch).
+    counts = [None] if not args.blas_threads else [int(t) for t in args.blas_threads.split(",") if t.strip()]
+    variants = [(kind, t) for t in counts for kind in kinds]
+    label = {v: v[0] if v[1] is None else f"{v[0]} @{v[1]}" for v in variants}
     models, optimizers = {}, {}
-    for kind in kinds:
-        models[kind] = xpnet.Sequential(dense_stack(task.widths, task.activation), seed=task.seed, **KINDS[kind])
-        optimizers[kind] = xpnet.Adam(task.lr)
-        models[kind].fit(X[:2048], y[:2048], epochs=1, batch_size=task.batch_size)  # warm-up: compile, load caches
-    seconds: dict = {kind: [] for kind in kinds}
+    for v in variants:
+        models[v] = xpnet.Sequential(dense_stack(task.widths, task.activation), seed=task.seed, **KINDS[v[0]])
+        optimizers[v] = xpnet.Adam(task.lr)
+        models[v].fit(X[:2048], y[:2048], epochs=1, batch_size=task.batch_size)  # warm-up: compile, load caches
+    seconds: dict = {v: [] for v in variants}
     steps = {}
     for round_no in range(args.rounds):
-        for kind in kinds[round_no % len(kinds):] + kinds[:round_no % len(kinds)]:
-            history = models[kind].fit(X, y, epochs=1, batch_size=task.batch_size, optimizer=optimizers[kind])
-            seconds[kind].append(history.seconds[0])
-            steps[kind] = history.training_step
+        for v in variants[round_no % len(variants):] + variants[:round_no % len(variants)]:
+            with blas_limit(v[1]):
+                history = models[v].fit(X, y, epochs=1, batch_size=task.batch_size, optimizer=optimizers[v])
+            seconds[v].append(history.seconds[0])
+            steps[v] = history.training_step
     env = environment()
     summary = {}
-    for kind in kinds:
-        row = {"training_step": steps[kind], "epoch_seconds": seconds[kind], "median_epoch_seconds": statistics.median(seconds[kind])}
-        if "eager" in seconds and kind != "eager":
-            row["median_ratio_to_eager"] = statistics.median(a / b for a, b in zip(seconds[kind], seconds["eager"]))
-        summary[kind] = row
+    for v in variants:
+        kind, t = v
+        row = {"kind": kind, "blas_threads": t, "training_step": steps[v], "epoch_seconds": seconds[v],
+               "median_epoch_seconds": statistics.median(seconds[v])}
+        if ("eager", t) in seconds and kind != "eager":
+            row["median_ratio_to_eager"] = statistics.median(a / b for a, b in zip(seconds[v], seconds[("eager", t)]))
+        if len(counts) > 1 and t != counts[0]:
+            row["median_ratio_to_first_thread_count"] = statistics.median(
+                a / b for a, b in zip(seconds[v], seconds[(kind, counts[0])]))
+        summary[label[v]] = row
     lines = [
-        f"**Task**: {task.describe().replace(f'{task.epochs} epochs', f'{args.rounds} epochs per kind, alternated')}.  ",
+        f"**Task**: {task.describe().replace(f'{task.epochs} epochs', f'{args.rounds} epochs per step, alternated')}.  ",
         f"**Machine**: {env['cpu_model']}, {env['cpu_cores']} cores, {threads or env['cpu_cores']} used.  **Commit** `{(env.get('git_commit') or 'unknown')[:10]}`"
         + (" (uncommitted changes)" if env.get("git_dirty") else "") + f", {env['date_utc']}.",
         "",
-        "| step | training_step | s/epoch (median) | epochs | median ratio to eager, paired by round |",
-        "|---|---|---:|---|---:|",
+        "| step | training_step | s/epoch (median) | epochs | median ratio to eager, paired by round |"
+        + (f" ratio to {counts[0]} BLAS thread(s), paired |" if len(counts) > 1 else ""),
+        "|---|---|---:|---|---:|" + ("---:|" if len(counts) > 1 else ""),
     ]
-    for kind, row in summary.items():
+    for name, row in summary.items():
         ratio = f"{row['median_ratio_to_eager']:.2f}x" if "median_ratio_to_eager" in row else ""
         epochs = ", ".join(f"{s:.3f}" for s in row["epoch_seconds"])
-        lines.append(f"| {kind} | {row['training_step']} | {row['median_epoch_seconds']:.3f} | {epochs} | {ratio} |")
+        line = f"| {name} | {row['training_step']} | {row['median_epoch_seconds']:.3f} | {epochs} | {ratio} |"
+        if len(counts) > 1:
+            gain = row.get("median_ratio_to_first_thread_count")
+            line += f" {gain:.2f}x |" if gain is not None else " |"
+        lines.append(line)
     table = "\n".join(lines) + "\n"
     print(table)
     if args.out:
@@ -103,6 +134,8 @@ def main(argv=None) -> int:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
         stem = f"steps-b{task.batch_size}-h{'-'.join(map(str, hidden))}-t{threads or 'all'}"
+        if args.blas_threads:
+            stem += "-blas" + "-".join(map(str, counts))
         report = {"task": task.to_dict(), "rounds": args.rounds, "threads": threads or env["cpu_cores"], "environment": env,
                   "results": summary}
         atomic_write(out / f"{stem}.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))

@@ -131,3 +131,13 @@ def test_steps_alternate_the_step_kinds(tmp_path):
     assert [results[k]["training_step"] for k in ("compiled", "eager", "reference")] == ["numba-compiled", "eager", "eager"]
     assert all(len(r["epoch_seconds"]) == 2 for r in results.values())
     assert results["compiled"]["median_ratio_to_eager"] > 0 and "median_ratio_to_eager" not in results["eager"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.steps", "--train-samples", "1024", "--hidden", "16", "--rounds", "2",
+         "--kinds", "compiled,eager", "--blas-threads", "1,2", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads((tmp_path / "steps-b128-h16-tall-blas1-2.json").read_text())["results"]
+    assert sorted(results) == ["compiled @1", "compiled @2", "eager @1", "eager @2"]
+    assert results["compiled @2"]["median_ratio_to_first_thread_count"] > 0
+    assert "median_ratio_to_first_thread_count" not in results["compiled @1"]
