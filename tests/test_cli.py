@@ -136,6 +136,39 @@ def test_resume_ends_with_identical_weights(tmp_path):
     assert config["epoch"] == 3 and len(config["history"]["loss"]) == 3
 
 
+@pytest.mark.parametrize("schedule", [
+    ["--lr-schedule", "invscaling", "--optimizer", "sgd", "--lr", "0.5"],
+    ["--lr-schedule", "adaptive", "--tol", "10", "--n-iter-no-change", "1"],
+    ["--early-stopping", "--tol", "0", "--n-iter-no-change", "100"],
+], ids=["invscaling", "adaptive", "early-stopping"])
+def test_resume_continues_the_schedule_and_the_stopping_rule(tmp_path, schedule):
+    # The checkpoint holds the scheduled rate, samples seen, the no-improvement count and the
+    # best weights: a resumed run ends where an uninterrupted one does.
+    straight, resumed, ck = tmp_path / "a.npz", tmp_path / "b.npz", tmp_path / "ck"
+    assert cli.main(SMALL + schedule + ["--epochs", "4", "--seed", "7", "--save", str(straight)]) == 0
+    assert cli.main(SMALL + schedule + ["--epochs", "2", "--seed", "7", "--checkpoint-dir", str(ck)]) == 0
+    assert cli.main(SMALL + schedule + ["--epochs", "4", "--seed", "7", "--checkpoint-dir", str(ck), "--resume",
+                                        "--save", str(resumed)]) == 0
+    for a, b in zip(params_of(straight), params_of(resumed)):
+        np.testing.assert_array_equal(a, b)
+    with np.load(ck / CHECKPOINT_NAME) as data:
+        config = json.loads(bytes(data["__config__"]).decode())
+    assert config["fit_state"]["samples_seen"] > 0 and len(config["history"]["lr"]) == 4
+    if "invscaling" in schedule:
+        assert config["lr"] < 0.5 and config["history"]["lr"][-1] < config["history"]["lr"][0]
+
+
+def test_resume_with_another_learning_rate_starts_the_schedule_again_from_it(tmp_path, capsys):
+    ck = tmp_path / "ck"
+    base = [a for a in SMALL if a != "--quiet"] + ["--lr-schedule", "invscaling", "--checkpoint-dir", str(ck)]
+    assert cli.main(base + ["--epochs", "1", "--lr", "0.01"]) == 0
+    assert cli.main(base + ["--epochs", "2", "--lr", "0.02", "--resume"]) == 0
+    assert "the learning rate starts again at it" in capsys.readouterr().out
+    with np.load(ck / CHECKPOINT_NAME) as data:
+        config = json.loads(bytes(data["__config__"]).decode())
+    assert config["history"]["lr"][1] == 0.02 and config["fit_state"]["lr_init"] == 0.02
+
+
 def test_resume_refuses_a_different_network(tmp_path, capsys):
     ck = tmp_path / "ck"
     assert cli.main(SMALL + ["--epochs", "1", "--checkpoint-dir", str(ck)]) == 0

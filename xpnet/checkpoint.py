@@ -16,6 +16,7 @@ import numpy as np
 from ._io import atomic_write
 from .network import FORMAT_VERSION, History, Sequential, open_xpnet_file
 from .optim import Optimizer
+from .stopping import FitState, NoImprovement
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_NAME", "save_checkpoint", "load_checkpoint", "checkpoint_epoch", "TrainingState"]
 
@@ -26,7 +27,8 @@ CHECKPOINT_NAME = "checkpoint.npz"
 class TrainingState:
     """A snapshot of everything :func:`save_checkpoint` writes, taken in memory (host copies)."""
 
-    def __init__(self, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None) -> None:
+    def __init__(self, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None,
+                 fit_state: FitState | None = None) -> None:
         to_numpy = model.backend.to_numpy
         self.params = [np.array(to_numpy(p), copy=True) for p in model.parameters()]
         self.optimizer = optimizer.state_dict(lambda a: np.array(to_numpy(a), copy=True))
@@ -35,12 +37,27 @@ class TrainingState:
         self.history = {k: list(v) for k, v in history.items()}
         self.model_config = model.config()
         self.extra = dict(extra or {})
+        # The learning-rate schedule and the stopping rule: without them a resumed run would
+        # restart the schedule at the initial rate and the no-improvement count at zero.
+        self.lr = getattr(optimizer, "lr", None)
+        self.fit_state, self.best_params = None, None
+        if fit_state is not None:
+            watch = fit_state.watch
+            self.fit_state = {
+                "samples_seen": fit_state.samples_seen, "lr_init": fit_state.lr_init,
+                "watch": None if watch is None else {"tol": watch.tol, "patience": watch.patience,
+                                                     "higher": watch.higher, "best": watch.best, "count": watch.count},
+            }
+            if fit_state.best_params is not None:
+                self.best_params = [np.array(to_numpy(p), copy=True) for p in fit_state.best_params]
 
     def save(self, path: str | Path) -> Path:
         arrays = {f"param_{i}": p for i, p in enumerate(self.params)}
         for slot, values in self.optimizer["slots"].items():
             for i, a in enumerate(values):
                 arrays[f"opt_{slot}_{i}"] = a
+        for i, a in enumerate(self.best_params or []):
+            arrays[f"best_{i}"] = a
         optimizer_meta = {k: v for k, v in self.optimizer.items() if k != "slots"}
         optimizer_meta["slot_names"] = sorted(self.optimizer["slots"])
         config = {
@@ -52,14 +69,19 @@ class TrainingState:
             "rng_state": self.rng_state,
             "history": self.history,
             "extra": self.extra,
+            "lr": self.lr,
+            "fit_state": self.fit_state,
+            "n_best_params": len(self.best_params or []),
         }
         arrays["__config__"] = np.frombuffer(json.dumps(config).encode(), dtype=np.uint8)
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
-def save_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None) -> Path:
-    """Write the model's training state to ``path`` atomically."""
-    return TrainingState(model, optimizer, history, extra).save(path)
+def save_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer, history: dict, extra: dict | None = None,
+                    fit_state: FitState | None = None) -> Path:
+    """Write the model's training state to ``path`` atomically (with ``fit_state``, the schedule
+    and stopping rule that ``fit(..., state=)`` carries from one call to the next)."""
+    return TrainingState(model, optimizer, history, extra, fit_state).save(path)
 
 
 def checkpoint_epoch(path: str | Path) -> int:
@@ -68,8 +90,12 @@ def checkpoint_epoch(path: str | Path) -> int:
         return int(config["epoch"])
 
 
-def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer) -> tuple[History, dict]:
-    """Restore a checkpoint into ``model`` and ``optimizer`` (which must match its architecture).
+def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer,
+                    fit_state: FitState | None = None) -> tuple[History, dict]:
+    """Restore a checkpoint into ``model`` and ``optimizer`` (which must match its architecture),
+    and into ``fit_state`` the schedule and stopping rule it holds, if any. When ``optimizer``
+    has the learning rate the checkpoint's run started from, the scheduled rate is restored too;
+    given another rate, the optimizer keeps it and the schedule starts again from it.
 
     Returns ``(history, extra)``; ``model.epochs_trained`` is set to the checkpoint's epoch.
     """
@@ -81,10 +107,25 @@ def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer) -
         meta = config["optimizer"]
         if meta["type"] != type(optimizer).__name__:
             raise ValueError(f"{path} holds {meta['type']} state but this run uses {type(optimizer).__name__}")
+        saved = config.get("fit_state") if fit_state is not None else None
         n_params = len(model.parameters())
         model.set_parameters([data[f"param_{i}"] for i in range(n_params)])
         slots = {s: [data[f"opt_{s}_{i}"] for i in range(n_params)] for s in meta["slot_names"]}
         optimizer.load_state_dict({**meta, "slots": slots}, model.backend, model.dtype)
+        best = [data[f"best_{i}"] for i in range(int(config.get("n_best_params", 0)))]
+    if saved is not None:
+        fit_state.samples_seen = int(saved["samples_seen"])
+        if saved["lr_init"] is None or saved["lr_init"] == getattr(optimizer, "lr", None):  # the same run, continued
+            fit_state.lr_init = saved["lr_init"]
+            if config.get("lr") is not None:
+                optimizer.lr = float(config["lr"])
+        # else the optimizer was given another learning rate: the schedule starts again from it
+        watch = saved["watch"]
+        fit_state.watch = None
+        if watch is not None:
+            fit_state.watch = NoImprovement(watch["tol"], watch["patience"], higher_is_better=watch["higher"])
+            fit_state.watch.best, fit_state.watch.count = watch["best"], int(watch["count"])
+        fit_state.best_params = [model.backend.asarray(a, dtype=model.dtype) for a in best] if best else None
     model.rng.bit_generator.state = config["rng_state"]
     model.epochs_trained = int(config["epoch"])
     history = History({k: list(v) for k, v in config["history"].items()})

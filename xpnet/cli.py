@@ -302,9 +302,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{', one compiled step' if model.uses_compiled_step(optimizer)[0] else ''}), {args.dtype}")
 
     history = History()
+    fit_state = FitState()  # the schedule and the stopping rule, carried across the per-epoch fits and checkpoints
     if resume_epoch is not None:
-        history, _ = load_checkpoint(checkpoint, model, optimizer)
+        history, _ = load_checkpoint(checkpoint, model, optimizer, fit_state)
         say(f"resumed from {checkpoint} after {_epochs(model.epochs_trained)}")
+        if fit_state.lr_init is None and model.epochs_trained:
+            say(f"--lr {lr:g} differs from the rate the checkpoint's run started from: the learning rate starts again at it")
     elif args.resume:
         say(f"no checkpoint in {args.checkpoint_dir} yet; starting from epoch 0")
 
@@ -319,7 +322,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         say(f"early stopping: {val_rows.size} training samples held out for validation")
     tol = args.tol if args.tol is not None else (1e-4 if args.early_stopping or args.lr_schedule == "adaptive" else None)
     rules = dict(tol=tol, n_iter_no_change=args.n_iter_no_change, early_stopping=args.early_stopping,
-                 lr_schedule=args.lr_schedule, power_t=args.power_t, state=FitState(), restore_best=False)
+                 lr_schedule=args.lr_schedule, power_t=args.power_t, state=fit_state, restore_best=False)
 
     # Data moves to the backend once; each epoch's fit then only checks it.
     to_device = model.backend.asarray
@@ -334,12 +337,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         while model.epochs_trained < args.epochs:
             if checkpoint is not None:
-                snapshot = TrainingState(model, optimizer, history)
+                snapshot = TrainingState(model, optimizer, history, fit_state=fit_state)
             epoch_history = model.fit(X_train, y_train, epochs=1, batch_size=args.batch_size, optimizer=optimizer,
                                       validation_data=validation or (X_test, y_test), callbacks=callbacks, **rules)
             history.append({key: values[0] for key, values in epoch_history.items()})
             if checkpoint is not None:
-                save_checkpoint(checkpoint, model, optimizer, history)
+                save_checkpoint(checkpoint, model, optimizer, history, fit_state=fit_state)
                 saved_epoch = model.epochs_trained
             for line in epoch_history.get("lr_changes", []):
                 say(line)
