@@ -306,7 +306,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if resume_epoch is not None:
         history, _ = load_checkpoint(checkpoint, model, optimizer, fit_state)
         say(f"resumed from {checkpoint} after {_epochs(model.epochs_trained)}")
-        if fit_state.lr_init is None and model.epochs_trained:
+        if fit_state.lr_init is None and fit_state.samples_seen:  # it held a schedule, begun at another rate
             say(f"--lr {lr:g} differs from the rate the checkpoint's run started from: the learning rate starts again at it")
     elif args.resume:
         say(f"no checkpoint in {args.checkpoint_dir} yet; starting from epoch 0")
