@@ -66,17 +66,21 @@ def _jit(parallel: bool):
     return numba.njit(parallel=parallel, fastmath=_FASTMATH, cache=True, nogil=True, error_model="numpy")
 
 
-def _both(fn):
-    """Compile one Python kernel body twice: serial and parallel (prange).
-
-    The parallel copy gets its own name so the two never share a disk-cache entry
-    (Numba names cache files after the function's qualified name).
-    """
-    name = fn.__name__ + "_parallel"
+def renamed_copy(fn, name, global_overrides=None):
+    """A copy of the Python function ``fn`` named ``name``, its globals updated with
+    ``global_overrides``: a twin for a second compilation. Numba names disk-cache files after
+    the function's qualified name, so the twin never shares the original's cache entry."""
     code = fn.__code__.replace(co_name=name, co_qualname=name) if hasattr(fn.__code__, "co_qualname") else fn.__code__.replace(co_name=name)
-    twin = types.FunctionType(code, fn.__globals__, name, fn.__defaults__, fn.__closure__)
-    twin.__qualname__ = name
-    return _jit(False)(fn), _jit(True)(twin)
+    namespace = fn.__globals__ if not global_overrides else {**fn.__globals__, **global_overrides}
+    twin = types.FunctionType(code, namespace, name, fn.__defaults__, fn.__closure__)
+    twin.__qualname__, twin.__doc__ = name, fn.__doc__
+    return twin
+
+
+def _both(fn):
+    """Compile one Python kernel body twice: serial and parallel (prange), the parallel copy
+    under its own name (see :func:`renamed_copy`)."""
+    return _jit(False)(fn), _jit(True)(renamed_copy(fn, fn.__name__ + "_parallel"))
 
 
 # -- sigmoid backward: out = g * y * (1 - y) -----------------------------------

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import ctypes
 import math
-import types as pytypes
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +48,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
-from .numba_cpu import _adam_serial, _sgd_momentum_serial
+from .numba_cpu import _adam_serial, _sgd_momentum_serial, renamed_copy
 
 __all__ = ["train_step", "CompiledStep", "unsupported", "fast_exp", "NUMPY_BLAS", "ACTIVATION_CODES", "LOSS_CODES"]
 
@@ -394,11 +393,7 @@ def _gemm_np_dot(a, trans_a, b, trans_b, out):
 def _step_with(gemm: Any, name: str) -> Any:
     """:func:`_train_step_body` compiled with ``_gemm`` bound to ``gemm``: a twin under its own name,
     so each has its own disk-cache entry and only the chosen one is ever compiled."""
-    body = _train_step_body
-    code = body.__code__.replace(co_name=name, co_qualname=name) if hasattr(body.__code__, "co_qualname") else body.__code__.replace(co_name=name)
-    twin = pytypes.FunctionType(code, {**body.__globals__, "_gemm": gemm}, name, body.__defaults__, body.__closure__)
-    twin.__qualname__, twin.__doc__ = name, body.__doc__
-    return _jit(twin)
+    return _jit(renamed_copy(_train_step_body, name, {"_gemm": gemm}))
 
 
 def _scipy_present() -> bool:
@@ -453,14 +448,11 @@ class CompiledStep:
 
     def __init__(self, model: Any, optimizer: Any, batch_size: int) -> None:
         from xpnet.layers import Dense
-        from xpnet.optim import Adam
 
-        why = unsupported(model, optimizer)
-        if why:
-            raise ValueError(f"no compiled training step for this model: {why}")
+        self.model = model
+        self._bind(optimizer)  # refuses what has no compiled form, before anything is built
         if model._flat is None:
             raise ValueError("the compiled step needs the model's flat parameter buffers (fused kernels)")
-        self.model, self.optimizer = model, optimizer
         dense = [layer for layer in model.layers if isinstance(layer, Dense)]
         flat_params = model._flat[0]
         base = flat_params.__array_interface__["data"][0]
@@ -472,12 +464,9 @@ class CompiledStep:
         self.widths = np.array([dense[0].n_in] + [layer.n_out for layer in dense], dtype=np.int64)
         self.w_off = np.array([offset(layer.W) for layer in dense], dtype=np.int64)
         self.b_off = np.array([offset(layer.b) for layer in dense], dtype=np.int64)
-        codes, layers = [], model.layers
-        for i, layer in enumerate(layers):
-            if isinstance(layer, Dense):
-                nxt = layers[i + 1] if i + 1 < len(layers) else None
-                codes.append(ACTIVATION_CODES.get(type(nxt).__name__, IDENTITY) if nxt is not None else IDENTITY)
-        self.act_codes = np.array(codes, dtype=np.int64)
+        following = model.layers[1:] + [None]  # the layer after each one (None after the last)
+        self.act_codes = np.array([ACTIVATION_CODES.get(type(nxt).__name__, IDENTITY)
+                                   for layer, nxt in zip(model.layers, following) if isinstance(layer, Dense)], dtype=np.int64)
         self.loss_code = LOSS_CODES[type(model.loss).__name__]
         dtype = flat_params.dtype
         self.acts = np.empty(batch_size * int(self.widths[1:].sum()), dtype=dtype)
@@ -487,7 +476,6 @@ class CompiledStep:
         self.no_targets = np.empty((0, 0), dtype=dtype)
         self.no_weights = np.empty(0, dtype=dtype)
         self.hyper = np.zeros(N_HYPER, dtype=dtype)
-        self.is_adam = isinstance(optimizer, Adam)
         self.kernel = train_step
         for layer in dense:  # the gradients the step writes are the layers' gradients
             layer.grads = layer.grad_buffers
@@ -497,25 +485,29 @@ class CompiledStep:
         """The model's step for batches of up to ``batch_size`` rows, kept on the model so its
         buffers are reused by later fits too (``fit(epochs=1)`` in a loop, ``partial_fit``);
         bound to this fit's ``optimizer``."""
-        from xpnet.optim import Adam
-
         cache = model.__dict__.setdefault("_compiled_steps", {})
         step = cache.get(batch_size)
         if step is None:
             step = cache[batch_size] = cls(model, optimizer, batch_size)
         else:
-            why = unsupported(model, optimizer)
-            if why:
-                raise ValueError(f"no compiled training step for this model: {why}")
-            step.optimizer, step.is_adam = optimizer, isinstance(optimizer, Adam)
+            step._bind(optimizer)
         return step
+
+    def _bind(self, optimizer: Any) -> None:
+        """Step with ``optimizer`` from now on: its flat state is made once here, not per batch."""
+        from xpnet.optim import Adam
+
+        why = unsupported(self.model, optimizer)
+        if why:
+            raise ValueError(f"no compiled training step for this model: {why}")
+        optimizer._ensure_state(self.model.parameters(), np, flat=True)
+        self.optimizer, self.is_adam = optimizer, isinstance(optimizer, Adam)
 
     def __call__(self, xb: Any, yb: Any, wb: Any = None) -> tuple[float, int | None]:
         model, optimizer = self.model, self.optimizer
         if xb.shape[0] > self.batch_size:
             raise ValueError(f"batch of {xb.shape[0]} rows; this compiled step holds buffers for {self.batch_size}")
         params, grads = model._flat
-        optimizer._ensure_state(model.parameters(), np, flat=True)
         flat_state = optimizer._flat_state
         t = optimizer.iterations + 1
         hyper = self.hyper
