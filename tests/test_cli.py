@@ -155,7 +155,7 @@ def test_resume_continues_the_schedule_and_the_stopping_rule(tmp_path, schedule)
         config = json.loads(bytes(data["__config__"]).decode())
     assert config["fit_state"]["samples_seen"] > 0 and len(config["history"]["lr"]) == 4
     if "invscaling" in schedule:
-        assert config["lr"] < 0.5 and config["history"]["lr"][-1] < config["history"]["lr"][0]
+        assert config["optimizer"]["hyperparameters"]["lr"] < 0.5 and config["history"]["lr"][-1] < config["history"]["lr"][0]
 
 
 def test_resume_with_another_learning_rate_starts_the_schedule_again_from_it(tmp_path, capsys):

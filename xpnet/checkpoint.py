@@ -38,8 +38,8 @@ class TrainingState:
         self.model_config = model.config()
         self.extra = dict(extra or {})
         # The learning-rate schedule and the stopping rule: without them a resumed run would
-        # restart the schedule at the initial rate and the no-improvement count at zero.
-        self.lr = getattr(optimizer, "lr", None)
+        # restart the schedule at the initial rate and the no-improvement count at zero. (The
+        # scheduled rate itself is the optimizer's "lr" hyperparameter, saved with its state.)
         self.fit_state, self.best_params = None, None
         if fit_state is not None:
             watch = fit_state.watch
@@ -69,9 +69,7 @@ class TrainingState:
             "rng_state": self.rng_state,
             "history": self.history,
             "extra": self.extra,
-            "lr": self.lr,
             "fit_state": self.fit_state,
-            "n_best_params": len(self.best_params or []),
         }
         arrays["__config__"] = np.frombuffer(json.dumps(config).encode(), dtype=np.uint8)
         return atomic_write(path, lambda fh: np.savez(fh, **arrays))
@@ -112,13 +110,13 @@ def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer,
         model.set_parameters([data[f"param_{i}"] for i in range(n_params)])
         slots = {s: [data[f"opt_{s}_{i}"] for i in range(n_params)] for s in meta["slot_names"]}
         optimizer.load_state_dict({**meta, "slots": slots}, model.backend, model.dtype)
-        best = [data[f"best_{i}"] for i in range(int(config.get("n_best_params", 0)))]
+        best = [data[f"best_{i}"] for i in range(n_params)] if "best_0" in data.files else []
     if saved is not None:
         fit_state.samples_seen = int(saved["samples_seen"])
         if saved["lr_init"] is None or saved["lr_init"] == getattr(optimizer, "lr", None):  # the same run, continued
             fit_state.lr_init = saved["lr_init"]
-            if config.get("lr") is not None:
-                optimizer.lr = float(config["lr"])
+            if meta["hyperparameters"].get("lr") is not None:
+                optimizer.lr = float(meta["hyperparameters"]["lr"])
         # else the optimizer was given another learning rate: the schedule starts again from it
         watch = saved["watch"]
         fit_state.watch = None
