@@ -12,7 +12,6 @@ clock read, and the median over the measured epochs.
 
 from __future__ import annotations
 
-import os
 import time
 from typing import Callable
 
@@ -20,16 +19,12 @@ import numpy as np
 
 from xpnet.cli import peak_rss_bytes
 
+from .env import usable_cores
 from .task import Task, load_data
 
 
 class Unavailable(Exception):
     """This contestant cannot run here; the message says why."""
-
-
-def cpu_threads() -> int:
-    """The cores this process may use (``bench.mnist --threads`` pins contestants to fewer)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 
@@ -154,7 +149,7 @@ def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dic
             raise Unavailable(f"PyTorch is not installed ({exc})") from None
         if device == "cuda" and not torch.cuda.is_available():
             raise Unavailable("PyTorch sees no CUDA device")
-        torch.set_num_threads(cpu_threads())
+        torch.set_num_threads(usable_cores())
         torch.manual_seed(task.seed)
         dtype = getattr(torch, task.dtype)
         act = {"sigmoid": torch.nn.Sigmoid, "relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}[task.activation]

@@ -15,6 +15,11 @@ PACKAGES = ("xpnet", "numpy", "array-api-compat", "numba", "llvmlite", "scikit-l
             "jax", "jaxlib", "cupy-cuda13x", "cupy-cuda12x", "matplotlib")
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity; ``bench.mnist --threads`` narrows it)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():

@@ -218,7 +218,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def parse_threads(spec: str) -> int | None:
     """``--threads``: None for 'all', else a core count between 1 and this machine's."""
-    available = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from .env import usable_cores
+
+    available = usable_cores()
     if spec.strip().lower() == "all":
         return None
     try:
@@ -230,7 +232,7 @@ def parse_threads(spec: str) -> int | None:
     return threads
 
 
-def rotated(names: list[str], k: int) -> list[str]:
+def rotated(names: list, k: int) -> list:
     """``names`` starting at position ``k`` (mod its length): each round starts with another contestant."""
     k %= max(1, len(names))
     return names[k:] + names[:k]

@@ -56,7 +56,7 @@ def main(argv=None) -> int:
                    help="also alternate BLAS thread counts, e.g. 1,2 (threadpoolctl limits within this process)")
     p.add_argument("--out", default=None, help="folder for the .json and .md (default: print only)")
     args = p.parse_args(argv)
-    from .mnist import parse_threads, thread_settings
+    from .mnist import parse_threads, rotated, thread_settings
 
     threads = parse_threads(args.threads)
     if threads is not None:  # before NumPy loads: OpenBLAS sizes its pool once, from the environment
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     seconds: dict = {v: [] for v in variants}
     steps = {}
     for round_no in range(args.rounds):
-        for v in variants[round_no % len(variants):] + variants[:round_no % len(variants)]:
+        for v in rotated(variants, round_no):
             with blas_limit(v[1]):
                 history = models[v].fit(X, y, epochs=1, batch_size=task.batch_size, optimizer=optimizers[v])
             seconds[v].append(history.seconds[0])
