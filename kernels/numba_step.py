@@ -49,16 +49,14 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from .numba_cpu import _adam_serial, _sgd_momentum_serial, renamed_copy
+from .step_spec import (ACTIVATION_CODES, BCE, LOSS_CODES, RELU, SIGMOID, SOFTMAX_CE, TANH, describe,
+                        network_unsupported)
 
 __all__ = ["train_step", "CompiledStep", "unsupported", "fast_exp", "NUMPY_BLAS", "ACTIVATION_CODES", "LOSS_CODES"]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN must propagate as NumPy's do.
 _FASTMATH = {"nsz", "arcp", "contract", "afn", "reassoc"}
 
-IDENTITY, SIGMOID, TANH, RELU = 0, 1, 2, 3
-ACTIVATION_CODES = {"Sigmoid": SIGMOID, "Tanh": TANH, "ReLU": RELU}
-SOFTMAX_CE, BCE, MSE = 0, 1, 2
-LOSS_CODES = {"SoftmaxCrossEntropy": SOFTMAX_CE, "BinaryCrossEntropy": BCE, "MSE": MSE}
 SGD_PLAIN, SGD_MOMENTUM, SGD_NESTEROV, ADAM = 0, 1, 2, 3
 
 # hyper[]: the optimizer's scalars for this step, in the parameters' dtype.
@@ -410,7 +408,6 @@ BLAS_REASON = "" if NUMPY_BLAS or _scipy_present() else (
 # -- the model-facing wrapper ------------------------------------------------------------------
 def unsupported(model: Any, optimizer: Any) -> str:
     """Why :class:`CompiledStep` cannot train ``model`` with ``optimizer`` ("" when it can)."""
-    from xpnet.layers import Dense
     from xpnet.optim import SGD, Adam
 
     if model.ops.kernel_family != "numba":
@@ -419,20 +416,7 @@ def unsupported(model: Any, optimizer: Any) -> str:
         return BLAS_REASON
     if type(optimizer) not in (Adam, SGD):
         return f"no compiled update for {type(optimizer).__name__} (Adam and SGD have one)"
-    if type(model.loss).__name__ not in LOSS_CODES or type(model.loss).__module__ != "xpnet.losses":
-        return f"no compiled loss for {type(model.loss).__name__}"
-    previous = None
-    for i, layer in enumerate(model.layers):
-        kind = type(layer).__name__
-        if isinstance(layer, Dense) and type(layer) is Dense:
-            previous = "Dense"
-            continue
-        if kind not in ACTIVATION_CODES or type(layer).__module__ != "xpnet.layers":
-            return f"layers[{i}] ({kind}) has no compiled form"
-        if previous != "Dense":
-            return f"layers[{i}] ({kind}) does not follow a Dense layer"
-        previous = kind
-    return ""
+    return network_unsupported(model)
 
 
 class CompiledStep:
@@ -453,22 +437,11 @@ class CompiledStep:
         self._bind(optimizer)  # refuses what has no compiled form, before anything is built
         if model._flat is None:
             raise ValueError("the compiled step needs the model's flat parameter buffers (fused kernels)")
+        spec = describe(model)
+        self.widths, self.w_off, self.b_off, self.act_codes = spec.widths, spec.w_off, spec.b_off, spec.act_codes
+        self.loss_code = spec.loss_code
         dense = [layer for layer in model.layers if isinstance(layer, Dense)]
-        flat_params = model._flat[0]
-        base = flat_params.__array_interface__["data"][0]
-        itemsize = flat_params.itemsize
-
-        def offset(view: Any) -> int:
-            return (view.__array_interface__["data"][0] - base) // itemsize
-
-        self.widths = np.array([dense[0].n_in] + [layer.n_out for layer in dense], dtype=np.int64)
-        self.w_off = np.array([offset(layer.W) for layer in dense], dtype=np.int64)
-        self.b_off = np.array([offset(layer.b) for layer in dense], dtype=np.int64)
-        following = model.layers[1:] + [None]  # the layer after each one (None after the last)
-        self.act_codes = np.array([ACTIVATION_CODES.get(type(nxt).__name__, IDENTITY)
-                                   for layer, nxt in zip(model.layers, following) if isinstance(layer, Dense)], dtype=np.int64)
-        self.loss_code = LOSS_CODES[type(model.loss).__name__]
-        dtype = flat_params.dtype
+        dtype = model._flat[0].dtype
         self.acts = np.empty(batch_size * int(self.widths[1:].sum()), dtype=dtype)
         self.deltas = np.empty(2 * batch_size * int(self.widths[1:].max()), dtype=dtype)
         self.batch_size = batch_size

@@ -1,0 +1,273 @@
+"""The captured GPU training step as a fixed plan of fused kernels (``fused_step.cu``).
+
+The generic captured step (:class:`~xpnet.kernels.cupy_graph.CapturedTraining` running the
+network's own Python code) launches about 33 kernels per step on the reference network: each
+product, its split-K sum, bias add with activation, loss pieces, bias sums, activation
+backwards, the update and the statistics. :func:`plan_step` plans the same step as
+``3 L + 2`` kernels for ``L`` Dense layers (11 for 784-256-128-10): the gather, one product per
+layer forward (bias and activation inside it), one loss kernel, per layer backward one product
+for ``[gW; gb]`` (bias gradient and L2 term inside it) and one for the previous layer's signal
+(the activation's backward inside it), and one update kernel that also finishes the L2 penalty
+and the epoch statistics. ``fused_step.cu`` explains each fusion.
+
+A plan is data: a list of :class:`Launch` (kernel name, grid, block, arguments), built from a
+:class:`~xpnet.kernels.step_spec.StepSpec` and the buffers the step reads and writes. CuPy runs
+it (:class:`CudaKernels`); the tests run the same plan with NumPy arrays through a CPU emulation
+of the kernels (``tests/cuda_emulation``), against the reference training step. Building a plan
+needs neither CuPy nor a GPU, so the launch count is tested everywhere.
+
+Opt-in until measured on a GPU: ``XPNET_GRAPH_STEP=fused`` makes the captured step use it
+(:func:`fused_step_requested`); the default stays the generic captured step.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
+
+__all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "kernel_names",
+           "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
+           "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM"]
+
+FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
+GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_batch
+
+# fused_step.cu's constants
+EPI_NONE, EPI_ACT, EPI_ACT_GRAD, EPI_L2 = 0, 1, 2, 3
+BIAS_NONE, BIAS_IN, BIAS_OUT = 0, 1, 2
+OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = 0, 1, 2, 3
+THREADS = 256
+_TILES = (32, 64)
+_PRODUCTS = ((False, False), (True, False), (False, True))  # forward, weight gradient, input gradient
+
+
+def fused_step_requested() -> bool:
+    """``XPNET_GRAPH_STEP=fused`` asks the captured step to run the fused plan (default: generic)."""
+    return os.environ.get("XPNET_GRAPH_STEP", "").strip().lower() == "fused"
+
+
+def unsupported(model: Any, optimizer: Any) -> str:
+    """Why :func:`plan_step` cannot plan ``model``'s step with ``optimizer`` ("" when it can)."""
+    from xpnet.optim import SGD, Adam
+
+    if type(optimizer) not in (Adam, SGD):
+        return f"no fused update for {type(optimizer).__name__} (Adam and SGD have one)"
+    if model._flat is None:
+        return "the fused step needs the model's flat parameter buffers (fused kernels)"
+    return network_unsupported(model)
+
+
+def _ctype(dtype: Any) -> str:
+    return {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[np.dtype(dtype)]
+
+
+def kernel_names(ctype: str) -> list[str]:
+    """Every name expression a plan in ``ctype`` ("float" or "double") may launch."""
+    names = [f"xpnet_fused_gemm<{ctype}, {tile}, {str(ta).lower()}, {str(tb).lower()}>"
+             for tile in _TILES for ta, tb in _PRODUCTS]
+    names += [f"xpnet_loss_grad<{ctype}, {u}>" for u in ("long long", ctype)]
+    names += [f"xpnet_update_step<{ctype}>"] + [f"xpnet_gather_batch<{ctype}, {u}>" for u in ("long long", ctype)]
+    return names
+
+
+@dataclass(frozen=True)
+class Launch:
+    """One kernel launch: ``kernel`` (a name expression), ``grid`` and ``block`` (3-tuples),
+    ``args`` (arrays and NumPy scalars, in the kernel's parameter order)."""
+
+    kernel: str
+    grid: tuple[int, int, int]
+    block: tuple[int, int, int]
+    args: tuple
+
+
+@dataclass
+class StepBuffers:
+    """What one training step touches, on the device that runs it (CuPy or, in tests, NumPy).
+
+    X ``(N, F)``, Y ``(N, k)`` (labels as ``(N, 1)`` int64, or float targets): the training set.
+    order ``(N,)`` int64, counters ``(4,)`` int64, sums ``(2,)`` float64: as ``training_step.cu``.
+    params, grads, slot1, slot2: the flat parameter, gradient and optimizer-state buffers
+    (``slot1``/``slot2``: Adam's ``m``/``v``, SGD's velocity in ``slot1``; any valid array when unused).
+    """
+
+    X: Any
+    Y: Any
+    order: Any
+    counters: Any
+    sums: Any
+    params: Any
+    grads: Any
+    slot1: Any
+    slot2: Any
+
+
+@dataclass
+class _Product:
+    """One ``xpnet_fused_gemm``: ``C = epilogue(op(A) @ op(B))`` with ``op(A)`` ``(m, k)``, ``op(B)``
+    ``(k, n)``, the bias joining it or coming out of it (``bias_mode``); as in ``fused_step.cu``."""
+
+    A: Any
+    B: Any
+    C: Any
+    m: int
+    n: int
+    k: int
+    lda: int
+    ldb: int
+    ldc: int
+    ta: bool
+    tb: bool
+    bias: Any
+    bias_mode: int
+    epi: int
+    code: int
+    aux: Any = None
+    ld_aux: int = 0
+    lam: float = 0.0
+
+    @property
+    def m_rows(self) -> int:  # the bias gradient is one more row
+        return self.m + (self.bias_mode == BIAS_OUT)
+
+    @property
+    def k_all(self) -> int:  # the bias is one more k
+        return self.k + (self.bias_mode == BIAS_IN)
+
+
+def _gemm_shape(m: int, n: int, k: int, sm_count: int) -> tuple[int, int, int]:
+    """``(tile, splits, k_per_split)``: ``cupy_graph.gemm_plan``'s choice for an ``m x n x k`` product."""
+    from .cupy_graph import gemm_plan
+
+    return gemm_plan(m, n, k, sm_count)
+
+
+def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: int, optimizer: Any, l2: float,
+              sm_count: int, empty: Callable[[tuple, Any], Any], zeros: Callable[[tuple, Any], Any],
+              to_device: Callable[[np.ndarray], Any]) -> list[Launch]:
+    """The launches of one step on the batch of ``rows`` rows at ``counters[0] * batch_stride`` of
+    ``order``, with its scratch buffers allocated through ``empty``/``zeros``/``to_device`` (the
+    device's ``(shape, dtype) -> array`` and ``numpy array -> array``). ``optimizer`` (Adam or SGD)
+    gives the update and its hyperparameters, fixed in the plan as in a captured graph; Adam's
+    step number is read on the device (``counters[3]``).
+    """
+    from xpnet.optim import Adam
+
+    dt = np.dtype(buffers.params.dtype)
+    ctype = _ctype(dt)
+    scalar = dt.type
+    i32 = np.int32
+    widths = [int(w) for w in spec.widths]
+    n_layers = spec.n_layers
+    labels = spec.loss_code == SOFTMAX_CE
+    utype = "long long" if labels else ctype
+    params, grads = buffers.params, buffers.grads
+
+    def W(flat: Any, layer: int) -> Any:
+        lo = int(spec.w_off[layer])
+        return flat[lo: lo + widths[layer] * widths[layer + 1]]
+
+    def b(flat: Any, layer: int) -> Any:
+        lo = int(spec.b_off[layer])
+        return flat[lo: lo + widths[layer + 1]]
+
+    xb = empty((rows, widths[0]), dt)
+    yb = empty((rows, buffers.Y.shape[1]), buffers.Y.dtype)
+    acts = [empty((rows, w), dt) for w in widths[1:]]
+    widest = max(widths[1:])
+    deltas = [empty((rows * widest,), dt) for _ in range(2)]
+    lam = l2 / rows
+    dummy = empty((1,), dt)
+    forward, backward = [], []
+    h = xb
+    for layer in range(n_layers):  # h = act([h, 1] @ [W; b])
+        k, m = widths[layer], widths[layer + 1]
+        forward.append(_Product(h, W(params, layer), acts[layer], rows, m, k, k, m, m, False, False,
+                                b(params, layer), BIAS_IN, EPI_ACT, int(spec.act_codes[layer])))
+        h = acts[layer]
+    which = 0
+    for layer in range(n_layers - 1, -1, -1):  # d: dL/dz of this layer, (rows, m)
+        k, m = widths[layer], widths[layer + 1]
+        d = deltas[which][: rows * m]
+        h_in = xb if layer == 0 else acts[layer - 1]
+        # [gW; gb] = [h_in^T; 1^T] @ d (+ lam * W)
+        backward.append(_Product(h_in, d, W(grads, layer), k, m, rows, k, m, m, True, False, b(grads, layer), BIAS_OUT,
+                                 EPI_L2 if lam else EPI_NONE, 0, W(params, layer), m, lam))
+        if layer > 0:  # d_prev = (d @ W^T) * act'(h_in)
+            d_prev = deltas[1 - which][: rows * k]
+            backward.append(_Product(d, W(params, layer), d_prev, rows, k, m, m, m, k, False, True, dummy, BIAS_NONE,
+                                     EPI_ACT_GRAD, int(spec.act_codes[layer - 1]), acts[layer - 1], k))
+            which = 1 - which
+    for product in forward + backward:
+        if product.aux is None:
+            product.aux = dummy
+
+    # split-K workspace and tile counters, shared by every product (they run one after another)
+    shapes = [_gemm_shape(p.m_rows, p.n, p.k_all, sm_count) for p in forward + backward]
+    workspace = max([splits * p.m_rows * p.n for p, (_, splits, _) in zip(forward + backward, shapes) if splits > 1] + [1])
+    tiles = max(-(-p.m_rows // tile) * -(-p.n // tile) for p, (tile, _, _) in zip(forward + backward, shapes))
+    partial = empty((workspace,), dt)
+    tile_counters = zeros((tiles,), np.int32)
+
+    def product_launch(p: _Product, shape: tuple[int, int, int]) -> Launch:
+        tile, splits, k_per_split = shape
+        name = f"xpnet_fused_gemm<{ctype}, {tile}, {str(p.ta).lower()}, {str(p.tb).lower()}>"
+        grid = (-(-p.n // tile), -(-p.m_rows // tile), splits)
+        return Launch(name, grid, (THREADS, 1, 1), (
+            p.A, p.B, p.C, i32(p.m), i32(p.n), i32(p.k), i32(p.lda), i32(p.ldb), i32(p.ldc), p.bias, i32(p.bias_mode),
+            i32(p.epi), i32(p.code), p.aux, i32(p.ld_aux), scalar(p.lam), partial, tile_counters, i32(k_per_split)))
+
+    launches = []
+    y_cols = buffers.Y.shape[1]
+    size = rows * (widths[0] + y_cols)
+    launches.append(Launch(f"xpnet_gather_batch<{ctype}, {utype}>", (min(-(-size // THREADS), 8 * sm_count), 1, 1),
+                           (THREADS, 1, 1), (buffers.X, buffers.Y, buffers.order, buffers.counters, i32(batch_stride),
+                                             i32(rows), i32(widths[0]), i32(y_cols), xb, yb)))
+    launches += [product_launch(p, shape) for p, shape in zip(forward, shapes[:n_layers])]
+    loss_result = zeros((2,), np.float64)
+    launches.append(Launch(f"xpnet_loss_grad<{ctype}, {utype}>", (1, 1, 1), (THREADS, 1, 1), (
+        acts[-1], yb, deltas[0], i32(rows), i32(widths[-1]), i32(spec.loss_code), i32(spec.act_codes[-1]), loss_result)))
+    launches += [product_launch(p, shape) for p, shape in zip(backward, shapes[n_layers:])]
+
+    size = int(params.shape[0])
+    blocks = max(1, min(-(-size // THREADS), 4 * sm_count))
+    if isinstance(optimizer, Adam):
+        opt_code, hyper = OPT_ADAM, (optimizer.lr, optimizer.beta1, optimizer.beta2, optimizer.eps, 0.0)
+    else:
+        opt_code = OPT_SGD if optimizer.momentum == 0 else OPT_NESTEROV if optimizer.nesterov else OPT_MOMENTUM
+        hyper = (optimizer.lr, 0.0, 0.0, 0.0, optimizer.momentum)
+    segments = to_device(np.array([[spec.w_off[i], widths[i] * widths[i + 1]] for i in range(n_layers)], dtype=np.int64))
+    launches.append(Launch(f"xpnet_update_step<{ctype}>", (blocks, 1, 1), (THREADS, 1, 1), (
+        params, grads, buffers.slot1, buffers.slot2, np.int64(size), i32(opt_code), *map(np.float64, hyper),
+        segments, i32(n_layers), np.float64(lam), loss_result, np.float64(rows), empty((blocks,), np.float64),
+        zeros((1,), np.int32), buffers.sums, buffers.counters)))
+    return launches
+
+
+class CudaKernels:
+    """Runs plans with CuPy: ``fused_step.cu`` and the gather kernel, compiled once per process."""
+
+    def __call__(self, launches: list[Launch]) -> None:
+        for launch in launches:
+            self.function(launch.kernel)(launch.grid, launch.block, launch.args)
+
+    @staticmethod
+    @functools.lru_cache(maxsize=None)
+    def function(name: str) -> Any:
+        ctype = "double" if "<double" in name else "float"
+        return _module(ctype).get_function(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _module(ctype: str) -> Any:
+    import cupy
+
+    source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
+    return cupy.RawModule(code=source, options=("--std=c++14",), name_expressions=tuple(kernel_names(ctype)))

@@ -1,0 +1,335 @@
+// The captured training step as 3L + 2 kernels for L Dense layers (11 for 784-256-128-10),
+// launched in the order cuda_step.py plans them:
+//
+//   gather the batch (training_step.cu)                                   1
+//   per layer: h = act([h_in, 1] @ [W; b])            xpnet_fused_gemm    L
+//   loss value, gradient, correct rows                xpnet_loss_grad     1
+//   per layer, last to first:
+//     [gW; gb] = [h_in^T; 1^T] @ d  (+ l2/N * W)     xpnet_fused_gemm    L
+//     d_in = (d @ W^T) * act'(h_in)                   xpnet_fused_gemm    L - 1
+//   optimizer update, L2 penalty, epoch statistics    xpnet_update_step   1
+//
+// What the generic step runs as separate kernels becomes part of a product:
+// - the bias add is one more k of the forward product: a column of ones after op(A)
+//   and the bias as the row after op(B);
+// - the bias gradient is one more row of the weight-gradient product: a row of ones
+//   under op(A) whose output row is the bias gradient;
+// - the activation (forward), its backward (d * act'(y)) and the L2 gradient are the
+//   product's epilogue, applied as each value is stored;
+// - split-K partial products are summed by the last block of each output tile to
+//   finish (a counter per tile), in split order, so the result does not depend on
+//   which block finishes last and no second kernel is needed.
+//
+// Activation codes (as kernels/numba_step.py): 0 none, 1 sigmoid, 2 tanh, 3 ReLU.
+// Loss codes: 0 softmax cross-entropy, 1 binary cross-entropy, 2 squared error.
+// The arithmetic is the reference path's (Sequential._loss_and_backward, Optimizer.step),
+// term for term; sums run in another order.
+
+#define XPNET_EPI_NONE 0      // C = acc
+#define XPNET_EPI_ACT 1       // C = act(acc)
+#define XPNET_EPI_ACT_GRAD 2  // C = acc * act'(y), y = aux[i, j] the activation's output
+#define XPNET_EPI_L2 3        // C = acc + lam * aux[i, j] (the weights), bias row excluded
+#define XPNET_BIAS_NONE 0
+#define XPNET_BIAS_IN 1       // the bias joins the product (forward)
+#define XPNET_BIAS_OUT 2      // the bias gradient comes out of it (backward)
+
+template <typename T>
+__device__ __forceinline__ T xpnet_act(const T v, const int code) {
+    if (code == 1) {  // stable: exp of a non-positive argument only
+        const T e = exp(-fabs(v));
+        return v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+    }
+    if (code == 2) return tanh(v);
+    if (code == 3) return v < T(0) ? T(0) : v;  // NaN stays NaN
+    return v;
+}
+
+// d * act'(pre-activation), written with the activation's output y.
+template <typename T>
+__device__ __forceinline__ T xpnet_act_grad(const T d, const T y, const int code) {
+    if (code == 1) return d * y * (T(1) - y);
+    if (code == 2) return d * (T(1) - y * y);
+    if (code == 3) return y > T(0) ? d : T(0);
+    return d;
+}
+
+template <typename T>
+__device__ __forceinline__ T xpnet_epilogue(const T acc, const int epi, const int code, const T* aux, const long long at,
+                                            const T lam) {
+    if (epi == XPNET_EPI_ACT) return xpnet_act(acc, code);
+    if (epi == XPNET_EPI_ACT_GRAD) return xpnet_act_grad(acc, aux[at], code);
+    if (epi == XPNET_EPI_L2) return acc + lam * aux[at];
+    return acc;
+}
+
+// C = op(A) @ op(B), extended and finished as above. op(A) is M x K, op(B) is K x N, C is M x N,
+// row-major with leading dimensions lda, ldb, ldc (TA / TB: A / B is stored transposed, as
+// gemm.cu). bias_mode XPNET_BIAS_IN: k runs to K inclusive, op(A)[i, K] = 1 and op(B)[K, j] =
+// bias[j]. XPNET_BIAS_OUT: i runs to M inclusive, op(A)[M, k] = 1 and row M of the result goes
+// to bias[j] (without epilogue). aux has leading dimension ld_aux. Pointers a launch does not
+// use (bias, aux, partial, tile_counters) may point anywhere valid: they are not read.
+//
+// Grid (ceil(N / TILE), ceil(M' / TILE), splits), 256 threads. With splits > 1, block z sums
+// k in [z * k_per_split, (z + 1) * k_per_split) into partial + z * M' * N; the last block of a
+// tile to arrive (tile_counters, zero before the launch and left zero after it) adds the
+// partials z = 0, 1, ... and stores.
+template <typename T, int TILE, bool TA, bool TB>
+__global__ void __launch_bounds__(256) xpnet_fused_gemm(
+        const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, const int M, const int N, const int K,
+        const int lda, const int ldb, const int ldc, T* __restrict__ bias, const int bias_mode,
+        const int epi, const int code, const T* __restrict__ aux, const int ld_aux, const T lam,
+        T* __restrict__ partial, int* __restrict__ tile_counters, const int k_per_split) {
+    constexpr int BK = 16, TM = TILE / 16, TN = TILE / 16;
+    __shared__ T As[BK][TILE + 1];
+    __shared__ T Bs[BK][TILE + 1];
+    __shared__ int am_last;
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    const int m_rows = bias_mode == XPNET_BIAS_OUT ? M + 1 : M;
+    const int k_all = bias_mode == XPNET_BIAS_IN ? K + 1 : K;
+    const int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
+    const int k_begin = blockIdx.z * k_per_split;
+    const int k_end = min(k_all, k_begin + k_per_split);
+
+    T acc[TM][TN];
+#pragma unroll
+    for (int m = 0; m < TM; ++m)
+#pragma unroll
+        for (int n = 0; n < TN; ++n) acc[m][n] = T(0);
+
+    for (int k0 = k_begin; k0 < k_end; k0 += BK) {
+        for (int idx = threadIdx.x; idx < TILE * BK; idx += 256) {
+            const int i = TA ? idx % TILE : idx / BK;
+            const int k = TA ? idx / TILE : idx % BK;
+            const int gi = m0 + i, gk = k0 + k;
+            T v = T(0);
+            if (gk < k_end) {
+                if (gi < M && gk < K) v = TA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
+                else if (gi < m_rows && (gi == M || gk == K)) v = T(1);  // the row or column of ones
+            }
+            As[k][i] = v;
+        }
+        for (int idx = threadIdx.x; idx < BK * TILE; idx += 256) {
+            const int j = TB ? idx / BK : idx % TILE;
+            const int k = TB ? idx % BK : idx / TILE;
+            const int gj = n0 + j, gk = k0 + k;
+            T v = T(0);
+            if (gj < N && gk < k_end) {
+                if (gk < K) v = TB ? B[(long long)gj * ldb + gk] : B[(long long)gk * ldb + gj];
+                else v = bias[gj];  // gk == K: the bias row (XPNET_BIAS_IN)
+            }
+            Bs[k][j] = v;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < BK; ++k) {
+            T a[TM], b[TN];
+#pragma unroll
+            for (int m = 0; m < TM; ++m) a[m] = As[k][ty + 16 * m];
+#pragma unroll
+            for (int n = 0; n < TN; ++n) b[n] = Bs[k][tx + 16 * n];
+#pragma unroll
+            for (int m = 0; m < TM; ++m)
+#pragma unroll
+                for (int n = 0; n < TN; ++n) acc[m][n] += a[m] * b[n];
+        }
+        __syncthreads();
+    }
+
+    const int splits = gridDim.z;
+    const long long plane = (long long)m_rows * N;
+    if (splits > 1) {  // leave this split's sums; the tile's last block finishes them
+#pragma unroll
+        for (int m = 0; m < TM; ++m) {
+            const int i = m0 + ty + 16 * m;
+#pragma unroll
+            for (int n = 0; n < TN; ++n) {
+                const int j = n0 + tx + 16 * n;
+                if (i < m_rows && j < N) partial[blockIdx.z * plane + (long long)i * N + j] = acc[m][n];
+            }
+        }
+        __threadfence();
+        __syncthreads();
+        if (threadIdx.x == 0) {
+            const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+            am_last = atomicAdd(&tile_counters[tile], 1) == splits - 1;
+            if (am_last) tile_counters[tile] = 0;  // every split has arrived: ready for the next launch
+        }
+        __syncthreads();
+        if (!am_last) return;
+        __threadfence();
+    }
+#pragma unroll
+    for (int m = 0; m < TM; ++m) {
+        const int i = m0 + ty + 16 * m;
+#pragma unroll
+        for (int n = 0; n < TN; ++n) {
+            const int j = n0 + tx + 16 * n;
+            if (i >= m_rows || j >= N) continue;
+            T s = acc[m][n];
+            if (splits > 1) {
+                s = T(0);
+                for (int z = 0; z < splits; ++z) s += __ldcg(partial + z * plane + (long long)i * N + j);
+            }
+            if (i == M) bias[j] = s;  // the bias gradient row (XPNET_BIAS_OUT)
+            else C[(long long)i * ldc + j] = xpnet_epilogue(s, epi, code, aux, (long long)i * ld_aux + j, lam);
+        }
+    }
+}
+
+// The loss of one batch and its gradient with respect to the last layer's pre-activation.
+// One block of 256 threads; a thread per row (rows strided by 256). out (N, C) is the network's
+// output, the last activation's (code out_code) output. labels (N,) class indices (loss 0) or
+// targets (N, C) (losses 1, 2), as U. grad (N, C) receives dL/dz. result[0] = mean loss of the
+// rows (without L2), result[1] = correct rows.
+template <typename T, typename U>
+__global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out, const U* __restrict__ labels,
+                                                       T* __restrict__ grad, const int N, const int C,
+                                                       const int loss_code, const int out_code,
+                                                       double* __restrict__ result) {
+    __shared__ double loss_part[256];
+    __shared__ double right_part[256];
+    const T inv_n = T(1.0 / N);
+    double total = 0.0, right = 0.0;
+    for (int i = threadIdx.x; i < N; i += 256) {
+        const T* z = out + (long long)i * C;
+        T* g = grad + (long long)i * C;
+        if (loss_code == 0) {
+            T m = z[0];
+            int best = 0;
+            for (int j = 1; j < C; ++j)
+                if (z[j] > m) { m = z[j]; best = j; }
+            T s = T(0);
+            for (int j = 0; j < C; ++j) {
+                const T e = exp(z[j] - m);
+                g[j] = e;
+                s += e;
+            }
+            const long long label = (long long)labels[i];
+            const T row_scale = inv_n / s;
+            for (int j = 0; j < C; ++j) g[j] *= row_scale;
+            g[label] -= inv_n;
+            total += (double)(log(s) - (z[label] - m));
+            if (best == label && m == m) right += 1.0;  // a row with NaN is never right
+        } else if (loss_code == 1) {
+            bool all_right = true;
+            const U* t = labels + (long long)i * C;
+            for (int j = 0; j < C; ++j) {
+                const T v = z[j], tj = (T)t[j];
+                const T e = exp(-fabs(v));
+                total += (double)((v > T(0) ? v : T(0)) + log1p(e) - v * tj);
+                const T p = v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
+                g[j] = (p - tj) * inv_n;
+                if ((v > T(0)) != (tj > T(0.5))) all_right = false;
+            }
+            if (all_right) right += 1.0;
+        } else {
+            const U* t = labels + (long long)i * C;
+            for (int j = 0; j < C; ++j) {
+                const T diff = z[j] - (T)t[j];
+                total += 0.5 * (double)(diff * diff);
+                g[j] = diff * inv_n;
+            }
+        }
+        if (out_code != 0)
+            for (int j = 0; j < C; ++j) g[j] = xpnet_act_grad(g[j], z[j], out_code);
+    }
+    loss_part[threadIdx.x] = total;
+    right_part[threadIdx.x] = right;
+    __syncthreads();
+    for (int half = 128; half > 0; half >>= 1) {  // fixed order: the same sum on every run
+        if (threadIdx.x < half) {
+            loss_part[threadIdx.x] += loss_part[threadIdx.x + half];
+            right_part[threadIdx.x] += right_part[threadIdx.x + half];
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        result[0] = loss_part[0] / N;
+        result[1] = right_part[0];
+    }
+}
+
+// The optimizer's update of all parameters (flat, size elements), the L2 penalty of the weights
+// before it, and the epoch statistics of training_step.cu's xpnet_step_stats, in one kernel.
+//   opt_code: 0 SGD, 1 SGD with momentum (slot1: velocity), 2 Nesterov, 3 Adam (slot1 m, slot2 v;
+//     the step number is counters[3] + 1, read on the device as cupy_graph's adam_device_step).
+//   w_segments: (n_segments, 2) [offset, size] of each weight matrix in params (the L2 penalty's).
+//   loss_result: xpnet_loss_grad's result. penalty_partial: gridDim.x doubles; block_counter: one int,
+//   zero before the launch and left zero after it. The last block to finish adds the penalty
+//   (l2_scale / 2 * sum W^2) to the loss and updates sums and counters as xpnet_step_stats does.
+// 256 threads per block.
+template <typename T>
+__global__ void __launch_bounds__(256) xpnet_update_step(
+        T* __restrict__ params, const T* __restrict__ grads, T* __restrict__ slot1, T* __restrict__ slot2,
+        const long long size, const int opt_code, const double lr, const double beta1, const double beta2,
+        const double eps, const double momentum, const long long* __restrict__ w_segments, const int n_segments,
+        const double l2_scale, const double* __restrict__ loss_result, const double rows,
+        double* __restrict__ penalty_partial, int* __restrict__ block_counter,
+        double* __restrict__ sums, long long* __restrict__ counters) {
+    __shared__ double part[256];
+    __shared__ int am_last;
+    const double t = (double)(counters[3] + 1);
+    const T step_size = (T)(lr / (1.0 - pow(beta1, t)));
+    const T bias2_sqrt = (T)sqrt(1.0 - pow(beta2, t));
+    const T b1 = (T)beta1, b2 = (T)beta2, lr_t = (T)lr, mu = (T)momentum, eps_t = (T)eps;
+    double penalty = 0.0;
+    for (long long idx = blockIdx.x * 256LL + threadIdx.x; idx < size; idx += (long long)gridDim.x * 256) {
+        const T p = params[idx], g = grads[idx];
+        if (l2_scale != 0.0)
+            for (int s = 0; s < n_segments; ++s)
+                if (idx >= w_segments[2 * s] && idx < w_segments[2 * s] + w_segments[2 * s + 1]) {
+                    penalty += (double)(p * p);
+                    break;
+                }
+        if (opt_code == 3) {
+            const T m = b1 * slot1[idx] + (T(1) - b1) * g;
+            const T v = b2 * slot2[idx] + (T(1) - b2) * g * g;
+            slot1[idx] = m;
+            slot2[idx] = v;
+            params[idx] = p - step_size * m / (sqrt(v) / bias2_sqrt + eps_t);
+        } else if (opt_code == 0) {
+            params[idx] = p - lr_t * g;
+        } else {
+            const T vi = mu * slot1[idx] - lr_t * g;
+            slot1[idx] = vi;
+            params[idx] = opt_code == 2 ? p + (mu * vi - lr_t * g) : p + vi;
+        }
+    }
+    part[threadIdx.x] = penalty;
+    __syncthreads();
+    for (int half = 128; half > 0; half >>= 1) {
+        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    if (threadIdx.x == 0) {
+        penalty_partial[blockIdx.x] = part[0];
+        __threadfence();
+        am_last = atomicAdd(block_counter, 1) == (int)gridDim.x - 1;
+    }
+    __syncthreads();
+    if (!am_last || threadIdx.x != 0) return;
+    __threadfence();
+    *block_counter = 0;
+    double total = 0.0;
+    for (int b = 0; b < (int)gridDim.x; ++b) total += __ldcg(penalty_partial + b);
+    // as the reference: the loss in the parameters' precision, the penalty added to it there
+    const T value = (T)loss_result[0] + (T)(0.5 * l2_scale) * (T)total;
+    sums[0] += (double)value * rows;
+    counters[1] += (long long)__ldcg(loss_result + 1);
+    if (!isfinite(value) && counters[2] < 0) {
+        counters[2] = counters[0];
+        sums[1] = (double)value;
+    }
+    counters[0] += 1;
+    counters[3] += 1;
+}
+
+#ifdef XPNET_NVCC_CHECK
+template __global__ void xpnet_fused_gemm<float, 32, false, false>(const float*, const float*, float*, int, int, int, int, int, int, float*, int, int, int, const float*, int, float, float*, int*, int);
+template __global__ void xpnet_fused_gemm<float, 64, true, false>(const float*, const float*, float*, int, int, int, int, int, int, float*, int, int, int, const float*, int, float, float*, int*, int);
+template __global__ void xpnet_fused_gemm<double, 32, false, true>(const double*, const double*, double*, int, int, int, int, int, int, double*, int, int, int, const double*, int, double, double*, int*, int);
+template __global__ void xpnet_loss_grad<float, long long>(const float*, const long long*, float*, int, int, int, int, double*);
+template __global__ void xpnet_loss_grad<double, double>(const double*, const double*, double*, int, int, int, int, double*);
+template __global__ void xpnet_update_step<float>(float*, const float*, float*, float*, long long, int, double, double, double, double, double, const long long*, int, double, const double*, double, double*, int*, double*, long long*);
+template __global__ void xpnet_update_step<double>(double*, const double*, double*, double*, long long, int, double, double, double, double, double, const long long*, int, double, const double*, double, double*, int*, double*, long long*);
+#endif
