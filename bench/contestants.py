@@ -12,6 +12,7 @@ clock read, and the median over the measured epochs.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Callable
 
@@ -43,8 +44,22 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) ->
 
 # -- xpnet ----------------------------------------------------------------------------
 def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False,
-           compiled: bool | None = None) -> Callable[[Task], dict]:
+           compiled: bool | None = None, graph_step: str = "") -> Callable[[Task], dict]:
+    """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``)."""
     def run(task: Task) -> dict:
+        if not graph_step:
+            return _run_xpnet(task)
+        saved = os.environ.get("XPNET_GRAPH_STEP")
+        os.environ["XPNET_GRAPH_STEP"] = graph_step
+        try:
+            return _run_xpnet(task)
+        finally:
+            if saved is None:
+                del os.environ["XPNET_GRAPH_STEP"]
+            else:
+                os.environ["XPNET_GRAPH_STEP"] = saved
+
+    def _run_xpnet(task: Task) -> dict:
         import xpnet
         from xpnet import Adam, Sequential
         from xpnet.backend import BackendUnavailableError, cupy_usable
@@ -94,6 +109,10 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
             extra["blas"] = _blas_name()
         if backend.is_cupy:
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
+            captured = model._captured
+            extra["graph_step"] = "" if captured is None else "fused" if captured.fused else "generic"
+            if graph_step and not (captured is not None and captured.fused):  # never report the generic step as fused
+                raise Unavailable(f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}")
         if backend.is_cupy:
             import cupy
 
@@ -379,6 +398,8 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-numpy-unfused": _xpnet("numpy", False),
     "xpnet-cupy-fused": _xpnet("cupy", True),  # CUDA-graph replay where it pays (graphs=None)
     "xpnet-cupy-fused-eager": _xpnet("cupy", True, graphs=False),
+    # the captured step as 3L + 2 fused kernels (kernels/cuda_step.py), at every size
+    "xpnet-cupy-fused-step": _xpnet("cupy", True, graphs=True, graph_step="fused"),
     "xpnet-cupy-unfused": _xpnet("cupy", False),
     "xpnet-torch": _xpnet("torch:cpu", False),  # xpnet's backprop on PyTorch CPU tensors
     "xpnet-torch-cuda": _xpnet("torch:cuda", False),

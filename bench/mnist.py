@@ -28,10 +28,11 @@ from typing import Any
 from .task import REFERENCE, Task
 
 REPO = Path(__file__).resolve().parents[1]
-SWEEP_BATCH_SIZES = (32, 128, 512, 2048)
-SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024))
-SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "torch-cpu", "torch-cuda",
-                     "jax-cpu", "jax-gpu")
+SWEEP_BATCH_SIZES = (32, 128, 512, 2048, 4096)
+SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024), (4096, 2048))
+# the compiled GPU peers too: a performance-minded user's choice on a GPU (they skip without CUDA)
+SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "xpnet-cupy-fused-step",
+                     "torch-cpu", "torch-cuda", "torch-cuda-compiled", "torch-cuda-autotune", "jax-cpu", "jax-gpu")
 
 
 # -- one contestant, in a child process ------------------------------------------------------

@@ -248,6 +248,12 @@ class CapturedTraining:
             self._zero_count = cupy.zeros((), dtype=cupy.int64)
         self.graph = None
         self.launches = 0  # graph launches so far
+        # XPNET_GRAPH_STEP=fused: each step is cuda_step's plan of 3L + 2 fused kernels instead of
+        # the network's own code (opt-in until it has been measured on a GPU)
+        from .cuda_step import fused_step_requested, unsupported
+
+        self.fused_why = unsupported(model, optimizer) if fused_step_requested() else "XPNET_GRAPH_STEP is not 'fused'"
+        self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
 
     @property
     def loss_sum(self) -> Any:
@@ -267,11 +273,43 @@ class CapturedTraining:
 
         return cupy.arange(self.order.shape[0], dtype=cupy.int64)
 
+    @property
+    def fused(self) -> bool:
+        """Whether each step runs ``cuda_step``'s fused plan (else the network's own code)."""
+        return not self.fused_why
+
+    def _fused_plan(self, rows: int) -> list:
+        """The fused plan for batches of ``rows`` rows, built once (its buffers in the private pool)."""
+        import cupy
+
+        from .cuda_step import StepBuffers, plan_step
+        from .step_spec import describe
+
+        plan = self._plans.get(rows)
+        if plan is None:
+            model, optimizer = self.model, self.optimizer
+            optimizer._ensure_state(model.parameters(), cupy, flat=True)
+            state = optimizer._flat_state
+            slot1 = state.get("m", state.get("velocity", self.sums))
+            buffers = StepBuffers(X=self.X, Y=self.y, order=self.order, counters=self.counters, sums=self.sums,
+                                  params=model._flat[0], grads=model._flat[1], slot1=slot1, slot2=state.get("v", slot1))
+            plan = self._plans[rows] = plan_step(
+                describe(model), buffers, rows=rows, batch_stride=self.batch_size, optimizer=optimizer, l2=model.l2,
+                sm_count=_sm_count(self.X.device.id), empty=lambda shape, dt: cupy.empty(shape, dtype=dt),
+                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt), to_device=cupy.asarray)
+        return plan
+
     def _body(self, rows: int) -> None:
         """One step for the batch at ``counters[0]``, queued without any host synchronisation."""
         import cupy
         import numpy as np
 
+        if self.fused:
+            from .cuda_step import CudaKernels
+
+            CudaKernels()(self._fused_plan(rows))
+            self.optimizer.iterations += 1  # as Optimizer.step counts it in the generic body
+            return
         model, xp = self.model, self.model.backend.xp
         ctype = _ctype(self.X.dtype)
         utype = "long long" if self.y.dtype == cupy.int64 else _ctype(self.y.dtype)

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from xpnet.kernels import cupy_gpu, cupy_graph
+from xpnet.kernels import cuda_step, cupy_gpu, cupy_graph
 
 NVCC = shutil.which("nvcc")
 pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on the PATH")
@@ -24,10 +24,21 @@ def nvcc_compile(source_path, tmp_path, *defines):
     assert (tmp_path / "out.o").stat().st_size > 0
 
 
-@pytest.mark.parametrize("source", [cupy_gpu.SOFTMAX_CE_SOURCE, cupy_graph.GEMM_SOURCE, cupy_graph.STEP_SOURCE],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize("source", [cupy_gpu.SOFTMAX_CE_SOURCE, cupy_graph.GEMM_SOURCE, cupy_graph.STEP_SOURCE,
+                                    cuda_step.FUSED_SOURCE], ids=lambda p: p.name)
 def test_raw_kernels_compile(source, tmp_path):
     nvcc_compile(source, tmp_path, "-DXPNET_NVCC_CHECK")
+
+
+@pytest.mark.parametrize("ctype", ["float", "double"])
+def test_fused_step_module_compiles_every_kernel_it_names(ctype, tmp_path):
+    # the source CuPy compiles for cuda_step (gather + fused kernels), with each name expression
+    # the plans launch instantiated
+    taken = "".join(f"  (void)&{name};\n" for name in cuda_step.kernel_names(ctype))
+    source = tmp_path / "fused_module.cu"
+    source.write_text(cuda_step.GATHER_SOURCE.read_text() + cuda_step.FUSED_SOURCE.read_text()
+                      + f"void xpnet_instantiate() {{\n{taken}}}\n")
+    nvcc_compile(source, tmp_path)
 
 
 # CuPy's names for the parameter types an ElementwiseKernel declares explicitly.
