@@ -54,7 +54,11 @@ def count_per_step(run_batches: Callable[[int], None], n1: int, n2: int) -> dict
     return {key: (long[key] - short[key]) / (n2 - n1) for key in short}
 
 
-def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 128) -> Callable[[int], None]:
+def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 128,
+               graph_step: str = "") -> Callable[[int], None]:
+    """``graph_step="fused"``: the captured step as ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``)."""
+    import os
+
     import cupy
 
     from xpnet import Adam, Sequential
@@ -67,7 +71,14 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     optimizer = Adam(1e-3)
 
     def run(n: int) -> None:
-        model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
+        saved = os.environ.get("XPNET_GRAPH_STEP", "")
+        os.environ["XPNET_GRAPH_STEP"] = graph_step
+        try:
+            model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
+        finally:
+            os.environ["XPNET_GRAPH_STEP"] = saved
+        if graph_step and not model._captured.fused:  # never count the generic step as the fused one
+            raise RuntimeError(f"the fused captured step did not run: {model._captured.fused_why}")
 
     return run
 
@@ -116,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         "xpnet-cupy-unfused": lambda: xpnet_case(graphs=False, fused=False),
         "xpnet-cupy-fused (eager)": lambda: xpnet_case(graphs=False, fused=True),
         "xpnet-cupy-fused (CUDA graph)": lambda: xpnet_case(graphs=True, fused=True),
+        "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
         "torch-cuda eager": torch_case,
     }
     results = {name: count_per_step(make(), args.n1, args.n2) for name, make in cases.items()}

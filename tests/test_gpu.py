@@ -152,3 +152,26 @@ def test_streamed_memmap_on_the_gpu(cp, tmp_path, rng, shuffle):
     for a, b in zip(streamed, other):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
     assert int(model.predict(source).shape[0]) == 3000
+
+
+def test_a_real_out_of_memory_is_a_device_memory_error_and_changes_nothing(cp, rng):
+    # issue 12: a batch whose first activations alone exceed the GPU's memory, allocated for real
+    free, total = cp.cuda.runtime.memGetInfo()
+    batch = 4096
+    width = int(total // (batch * 4)) + 1024  # one float32 (batch, width) activation > the whole GPU
+    model = Sequential([Dense(8, width), Sigmoid(), Dense(width, 2)], backend="cupy", seed=0)
+    before = [p.get() for p in model.parameters()]
+    optimizer = Adam(1e-3)
+    X, y = rng.normal(size=(batch, 8)).astype(np.float32), rng.integers(0, 2, size=batch)
+    from xpnet.network import DeviceMemoryError
+
+    with pytest.raises(DeviceMemoryError, match=rf"ran out of memory training with batch_size={batch} on {batch} samples") as info:
+        model.fit(X, y, epochs=1, batch_size=batch, optimizer=optimizer)
+    print(f"\nDeviceMemoryError: {info.value}")  # the message a user sees (pytest -s shows it)
+    assert isinstance(info.value.__cause__, cp.cuda.memory.OutOfMemoryError)
+    for got, want in zip(model.parameters(), before):
+        np.testing.assert_array_equal(got.get(), want)
+    assert optimizer.iterations == 0 and model.epochs_trained == 0
+    cp.get_default_memory_pool().free_all_blocks()
+    model.fit(X[:64], y[:64], epochs=1, batch_size=64, optimizer=optimizer)  # the model still trains afterwards
+    assert optimizer.iterations == 1

@@ -22,6 +22,18 @@ def cp():
     return cupy
 
 
+@pytest.fixture(params=["generic", "fused"])
+def graph_step(request, monkeypatch):
+    """Each replay test runs with the generic captured step and with cuda_step's fused plan
+    (XPNET_GRAPH_STEP=fused), which must train to the same parameters."""
+    monkeypatch.setenv("XPNET_GRAPH_STEP", request.param)
+    return request.param
+
+
+def _check_step_kind(model, graph_step):
+    assert model._captured is not None and model._captured.fused == (graph_step == "fused"), model._captured.fused_why
+
+
 @pytest.fixture
 def graph():
     from xpnet.kernels import cupy_graph
@@ -74,7 +86,7 @@ def _pair(layers, loss="softmax_cross_entropy", dtype="float64", **kw):
 
 @pytest.mark.parametrize("make_optimizer", [lambda: Adam(3e-3), lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: SGD(0.1)])
 @pytest.mark.parametrize("shuffle", [True, False])
-def test_replayed_training_equals_eager_training(cp, make_optimizer, shuffle, rng):
+def test_replayed_training_equals_eager_training(cp, graph_step, make_optimizer, shuffle, rng):
     layers = lambda: [Dense(20, 16), Sigmoid(), Dense(16, 12), ReLU(), Dense(12, 5)]  # noqa: E731
     eager, replayed = _pair(layers, l2=0.01)
     X, y = rng.normal(size=(1000, 20)), rng.integers(0, 5, size=1000)  # 15 full batches of 64 and one of 40
@@ -83,6 +95,7 @@ def test_replayed_training_equals_eager_training(cp, make_optimizer, shuffle, rn
     h_r = replayed.fit(X, y, epochs=2, batch_size=64, optimizer=opt_r, shuffle=shuffle)
     h_r2 = replayed.fit(X, y, epochs=1, batch_size=64, optimizer=opt_r, shuffle=shuffle)  # a new capture, same optimizer
     assert replayed._captured.launches == 14  # batch 1 eager, batch 2 captured, 14 replays, last batch eager
+    _check_step_kind(replayed, graph_step)
     assert opt_r.iterations == opt_e.iterations == 48
     for a, b in zip(eager.parameters(), replayed.parameters()):
         np.testing.assert_allclose(b.get(), a.get(), rtol=1e-9, atol=1e-12)
@@ -91,30 +104,32 @@ def test_replayed_training_equals_eager_training(cp, make_optimizer, shuffle, rn
 
 
 @pytest.mark.parametrize("loss,targets", [("mse", "regression"), ("binary_cross_entropy", "binary")])
-def test_replayed_training_equals_eager_for_float_targets(cp, loss, targets, rng):
+def test_replayed_training_equals_eager_for_float_targets(cp, graph_step, loss, targets, rng):
     layers = lambda: [Dense(6, 8), Sigmoid(), Dense(8, 2)]  # noqa: E731
     eager, replayed = _pair(layers, loss=loss)
     X = rng.normal(size=(300, 6))
     y = rng.normal(size=(300, 2)) if targets == "regression" else (rng.uniform(size=(300, 2)) > 0.5).astype(float)
     h_e = eager.fit(X, y, epochs=2, batch_size=32, optimizer=Adam(1e-2))
     h_r = replayed.fit(X, y, epochs=2, batch_size=32, optimizer=Adam(1e-2))
+    _check_step_kind(replayed, graph_step)
     for a, b in zip(eager.parameters(), replayed.parameters()):
         np.testing.assert_allclose(b.get(), a.get(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(h_r.loss, h_e.loss, rtol=1e-9)
 
 
-def test_float32_replay_tracks_eager_training(cp, rng):
+def test_float32_replay_tracks_eager_training(cp, graph_step, rng):
     layers = lambda: [Dense(50, 64), Sigmoid(), Dense(64, 10)]  # noqa: E731
     eager, replayed = _pair(layers, dtype="float32")
     X, y = rng.normal(size=(4096, 50)).astype("float32"), rng.integers(0, 10, size=4096)
     h_e = eager.fit(X, y, epochs=2, batch_size=128)
     h_r = replayed.fit(X, y, epochs=2, batch_size=128)
+    _check_step_kind(replayed, graph_step)
     np.testing.assert_allclose(h_r.loss, h_e.loss, rtol=1e-4)
     for a, b in zip(eager.parameters(), replayed.parameters()):
         np.testing.assert_allclose(b.get(), a.get(), rtol=1e-3, atol=1e-5)
 
 
-def test_nonfinite_loss_is_reported_at_the_same_batch_as_eager(cp, rng):
+def test_nonfinite_loss_is_reported_at_the_same_batch_as_eager(cp, graph_step, rng):
     layers = lambda: [Dense(4, 4), Sigmoid(), Dense(4, 1)]  # noqa: E731
     X, y = rng.normal(size=(256, 4)) * 100, rng.normal(size=(256, 1)) * 100
     where = {}
@@ -149,7 +164,7 @@ def test_auto_mode_replays_small_batches_only(cp):
     assert not model.uses_graphs(Adam(), 128, 100)[0]
 
 
-def test_one_host_launch_per_replayed_step(cp, rng):
+def test_one_host_launch_per_replayed_step(cp, graph_step, rng):
     pytest.importorskip("torch")
     from bench.launches import count_per_step
 
@@ -157,4 +172,8 @@ def test_one_host_launch_per_replayed_step(cp, rng):
     X, y = cp.asarray(rng.normal(size=(64 * 40, 30))), cp.asarray(rng.integers(0, 4, size=64 * 40))
     counts = count_per_step(lambda n: model.fit(X[: n * 64], y[: n * 64], epochs=1, batch_size=64), 5, 25)
     assert counts["host_launches"] == pytest.approx(1.0, abs=0.05)  # one cudaGraphLaunch
-    assert counts["kernels"] >= 10  # the step's kernels all still run, inside the graph
+    _check_step_kind(model, graph_step)
+    if graph_step == "fused":  # cuda_step's plan for 2 Dense layers: 3 * 2 + 2 kernels, all inside the graph
+        assert counts["kernels"] == pytest.approx(8.0, abs=0.05)
+    else:
+        assert counts["kernels"] >= 10  # the step's kernels all still run, inside the graph
