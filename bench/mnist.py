@@ -260,6 +260,21 @@ def pool_rounds(runs: list[dict], task: Task) -> dict:
     return pooled
 
 
+def gpu_rooflines(results: dict, task: Task) -> tuple[dict, dict | None]:
+    """Each GPU contestant's roofline per step (``bench.roofline``) against limits measured now,
+    once every contestant's process has ended; ``({}, None)`` where no GPU contestant ran."""
+    from .roofline import machine_limits, report
+
+    if not any(r.get("status") == "ok" and any(w in n for w in ("cupy", "cuda", "gpu")) for n, r in results.items()):
+        return {}, None
+    try:
+        limits = machine_limits()
+    except Exception as exc:  # reported, not fatal: the timings stand without it
+        print(f"bench.mnist: no roofline ({type(exc).__name__}: {exc})", file=sys.stderr)
+        return {}, None
+    return report(results, task, limits), limits
+
+
 def choose_contestants(spec: str, quick: bool) -> list[str]:
     from .contestants import CONTESTANTS, CPU_CONTESTANTS
 
@@ -340,6 +355,7 @@ def main(argv=None) -> int:
                           "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **pool_rounds(rs, t)})
 
     crossovers = {axis: crossover(sweep, axis, key) for axis, key in (("batch_size", "batch_size"), ("hidden", "hidden_total"))}
+    rooflines, limits = gpu_rooflines(results, task)
     report = {
         "gpu_faster_from": crossovers if sweep else None,
         "task": task.to_dict(),
@@ -347,9 +363,15 @@ def main(argv=None) -> int:
         "environment": env,
         "results": results,
         "sweep": sweep,
+        "roofline": rooflines,
+        "machine_limits": limits,
         "total_seconds": time.perf_counter() - started,
     }
     table = markdown_table(results, task, env)
+    if rooflines:
+        from .roofline import markdown
+
+        table += "\n\n" + markdown(rooflines, limits) + "\n"
     atomic_write(out / "mnist.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
     atomic_write(out / "mnist.md", lambda fh: fh.write(table.encode()))
     try:

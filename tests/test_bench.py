@@ -141,3 +141,30 @@ def test_steps_alternate_the_step_kinds(tmp_path):
     assert sorted(results) == ["compiled @1", "compiled @2", "eager @1", "eager @2"]
     assert results["compiled @2"]["median_ratio_to_first_thread_count"] > 0
     assert "median_ratio_to_first_thread_count" not in results["compiled @1"]
+
+
+def test_roofline_step_work_and_fractions(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.roofline import markdown, report, roofline, step_work
+
+    work = step_work([784, 256, 128, 10], 128)
+    products = 784 * 256 + 256 * 128 + 128 * 10
+    assert work["flop"] == 2 * 128 * (2 * products + 256 * 128 + 128 * 10)  # ~0.15 GFLOP, no input gradient for layer 0
+    assert work["parameters"] == products + 256 + 128 + 10
+    assert work["bytes"] > 7 * 4 * work["parameters"]  # Adam's passes alone
+    assert step_work([784, 256, 128, 10], 128, itemsize=8)["bytes"] == 2 * work["bytes"]
+    limits = {"copy_bytes_per_second": 3e12, "fp32_flops": 50e12}
+    r = roofline(100e-6, work, limits)
+    assert r["achieved_tflops"] == pytest.approx(work["flop"] / 100e-6 / 1e12)
+    assert r["bound_seconds"] == pytest.approx(max(work["flop"] / 50e12, work["bytes"] / 3e12))
+    assert r["times_the_bound"] == pytest.approx(100e-6 / r["bound_seconds"])
+
+    from bench.task import REFERENCE
+
+    results = {"xpnet-cupy-fused": {"status": "ok", "median_epoch_seconds": 0.0469},
+               "torch-cpu": {"status": "ok", "median_epoch_seconds": 2.0},
+               "jax-gpu": {"status": "skipped"}}
+    rooflines = report(results, REFERENCE, limits)
+    assert list(rooflines) == ["xpnet-cupy-fused"]  # GPU contestants that ran, only
+    assert rooflines["xpnet-cupy-fused"]["step_seconds"] == pytest.approx(0.0469 / 469)
+    assert "| xpnet-cupy-fused | 100.0 |" in markdown(rooflines, limits)

@@ -3,6 +3,8 @@
 Skipped, with the reason, where CuPy is missing or ``cupy.is_available()`` is False.
 """
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -164,8 +166,9 @@ def test_auto_mode_replays_small_batches_only(cp):
     assert not model.uses_graphs(Adam(), 128, 100)[0]
 
 
-def test_one_host_launch_per_replayed_step(cp, graph_step, rng):
+def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
     pytest.importorskip("torch")
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # bench/ runs from the checkout
     from bench.launches import count_per_step
 
     model = Sequential([Dense(30, 20), Sigmoid(), Dense(20, 4)], backend="cupy", seed=0, graphs=True)
