@@ -2,7 +2,8 @@
 # The GPU work of the CuPy issue, in one or two device calls.
 #
 #   bash bench/device_run.sh tests     # the whole test suite (CuPy tests included), kernel bandwidths, launches per step
-#   bash bench/device_run.sh mnist     # the MNIST harness with every contestant, and the sweep
+#   bash bench/device_run.sh mnist     # the MNIST harness with every contestant (and the roofline)
+#   bash bench/device_run.sh sweep     # the sweep: xpnet's GPU steps against eager and compiled PyTorch and jax-gpu
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
@@ -47,7 +48,13 @@ if [ "$STAGE" = mnist ] || [ "$STAGE" = all ] || [ "$STAGE" = quick ]; then
   if [ "$STAGE" = quick ]; then
     $PY -m bench.mnist --quick --contestants all --out "$OUT" 2>/dev/null | tail -15
   else
-    $PY -m bench.mnist --sweep --sweep-contestants xpnet-numpy-fused,xpnet-cupy-fused,xpnet-cupy-fused-eager,torch-cuda --timeout 300 --out "$OUT" 2>/dev/null | tail -15
+    $PY -m bench.mnist --timeout 300 --out "$OUT" 2>/dev/null | tail -25
   fi
+fi
+if [ "$STAGE" = sweep ]; then
+  echo "== sweep (GPU contestants; torch-cuda-autotune compiles for minutes per point, so it is left to --sweep-contestants)"
+  mkdir -p "$OUT/sweep"
+  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,jax-gpu --sweep \
+    --timeout 300 --out "$OUT/sweep" 2>/dev/null | tail -25
 fi
 ls "$OUT"

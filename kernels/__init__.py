@@ -7,6 +7,9 @@ Installed as ``xpnet.kernels`` (never as a bare top-level ``kernels`` module):
   the reference training step (``Sequential(compiled=...)``).
 - ``cupy_gpu``: CuPy kernels for CUDA arrays.
 - ``cupy_graph``: the whole GPU training step replayed as one CUDA graph (``graphs=...``).
+- ``cuda_step``: that step planned as ``3L + 2`` fused kernels (``fused_step.cu``), opt-in with
+  ``XPNET_GRAPH_STEP=fused``; tested on the CPU through a CUDA emulation (``tests/cuda_emulation``).
+- ``step_spec``: the network description both whole-step kernels (Numba and CUDA) read.
 
 Nothing here is imported by ``import xpnet``; :class:`xpnet.ops.Ops` imports a
 family the first time a model needs it. Every kernel has the signature of its

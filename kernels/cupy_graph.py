@@ -26,6 +26,10 @@ pool that lives as long as the captured step, so no later allocation can reuse
 a buffer the graph writes. The graph is launched on the current (default)
 stream, so it is ordered with everything else the model queues.
 
+With ``XPNET_GRAPH_STEP=fused`` the captured body is instead :mod:`~xpnet.kernels.cuda_step`'s
+plan of ``3L + 2`` fused kernels (11 instead of about 33 on 784-256-128-10), same buffers, counters
+and statistics.
+
 Importing this module does not import CuPy; the CUDA sources are compiled by CI
 with ``nvcc``.
 """
