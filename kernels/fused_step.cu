@@ -22,6 +22,7 @@
 //
 // Activation codes (as kernels/numba_step.py): 0 none, 1 sigmoid, 2 tanh, 3 ReLU.
 // Loss codes: 0 softmax cross-entropy, 1 binary cross-entropy, 2 squared error.
+// Compiled after training_step.cu (xpnet_gather_batch, xpnet_record_step), in one module.
 // The arithmetic is the reference path's (Sequential._loss_and_backward, Optimizer.step),
 // term for term; sums run in another order.
 
@@ -72,7 +73,8 @@ __device__ __forceinline__ T xpnet_epilogue(const T acc, const int epi, const in
 // Grid (ceil(N / TILE), ceil(M' / TILE), splits), 256 threads. With splits > 1, block z sums
 // k in [z * k_per_split, (z + 1) * k_per_split) into partial + z * M' * N; the last block of a
 // tile to arrive (tile_counters, zero before the launch and left zero after it) adds the
-// partials z = 0, 1, ... and stores.
+// partials z = 0, 1, ... and stores. (gemm.cu is the generic captured step's product, the same
+// tiling with a separate split-K sum; it stays as measured on the GPU until this one has been.)
 template <typename T, int TILE, bool TA, bool TB>
 __global__ void __launch_bounds__(256) xpnet_fused_gemm(
         const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, const int M, const int N, const int K,
@@ -313,15 +315,8 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     double total = 0.0;
     for (int b = 0; b < (int)gridDim.x; ++b) total += __ldcg(penalty_partial + b);
     // as the reference: the loss in the parameters' precision, the penalty added to it there
-    const T value = (T)loss_result[0] + (T)(0.5 * l2_scale) * (T)total;
-    sums[0] += (double)value * rows;
-    counters[1] += (long long)__ldcg(loss_result + 1);
-    if (!isfinite(value) && counters[2] < 0) {
-        counters[2] = counters[0];
-        sums[1] = (double)value;
-    }
-    counters[0] += 1;
-    counters[3] += 1;
+    const T value = (T)__ldcg(loss_result) + (T)(0.5 * l2_scale) * (T)total;
+    xpnet_record_step(value, (long long)__ldcg(loss_result + 1), rows, sums, counters);
 }
 
 #ifdef XPNET_NVCC_CHECK

@@ -30,20 +30,26 @@ __global__ void xpnet_gather_batch(const T* __restrict__ X, const U* __restrict_
     }
 }
 
-// Epoch bookkeeping after one step, on one thread: no host synchronisation.
+// Epoch bookkeeping after one step (loss value, correct rows), by one thread.
 template <typename T>
-__global__ void xpnet_step_stats(const T* __restrict__ loss, const long long* __restrict__ n_correct,
-                                 const double rows, double* __restrict__ sums, long long* __restrict__ counters) {
-    if (blockIdx.x != 0 || threadIdx.x != 0) return;
-    const T value = loss[0];
+__device__ __forceinline__ void xpnet_record_step(const T value, const long long n_correct, const double rows,
+                                                  double* __restrict__ sums, long long* __restrict__ counters) {
     sums[0] += (double)value * rows;
-    counters[1] += n_correct[0];
+    counters[1] += n_correct;
     if (!isfinite(value) && counters[2] < 0) {
         counters[2] = counters[0];
         sums[1] = (double)value;
     }
     counters[0] += 1;
     counters[3] += 1;
+}
+
+// Epoch bookkeeping after one step, on one thread: no host synchronisation.
+template <typename T>
+__global__ void xpnet_step_stats(const T* __restrict__ loss, const long long* __restrict__ n_correct,
+                                 const double rows, double* __restrict__ sums, long long* __restrict__ counters) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    xpnet_record_step(loss[0], n_correct[0], rows, sums, counters);
 }
 
 #ifdef XPNET_NVCC_CHECK

@@ -24,9 +24,12 @@ def nvcc_compile(source_path, tmp_path, *defines):
     assert (tmp_path / "out.o").stat().st_size > 0
 
 
-@pytest.mark.parametrize("source", [cupy_gpu.SOFTMAX_CE_SOURCE, cupy_graph.GEMM_SOURCE, cupy_graph.STEP_SOURCE,
-                                    cuda_step.FUSED_SOURCE], ids=lambda p: p.name)
-def test_raw_kernels_compile(source, tmp_path):
+@pytest.mark.parametrize("sources", [[cupy_gpu.SOFTMAX_CE_SOURCE], [cupy_graph.GEMM_SOURCE], [cupy_graph.STEP_SOURCE],
+                                     [cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE]],
+                         ids=lambda sources: "+".join(p.name for p in sources))
+def test_raw_kernels_compile(sources, tmp_path):
+    source = tmp_path / "module.cu"  # as CuPy compiles them: one module
+    source.write_text("".join(p.read_text() for p in sources))
     nvcc_compile(source, tmp_path, "-DXPNET_NVCC_CHECK")
 
 
