@@ -169,6 +169,9 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
     labels = spec.loss_code == SOFTMAX_CE
     utype = "long long" if labels else ctype
     params, grads = buffers.params, buffers.grads
+    want = np.dtype(np.int64) if labels else dt
+    if np.dtype(buffers.Y.dtype) != want or buffers.Y.ndim != 2:
+        raise TypeError(f"the fused step needs Y as a 2-D {want} array for this loss, got {buffers.Y.ndim}-D {buffers.Y.dtype}")
 
     def W(flat: Any, layer: int) -> Any:
         lo = int(spec.w_off[layer])

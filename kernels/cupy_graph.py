@@ -301,6 +301,9 @@ class CapturedTraining:
                 describe(model), buffers, rows=rows, batch_stride=self.batch_size, optimizer=optimizer, l2=model.l2,
                 sm_count=_sm_count(self.X.device.id), empty=lambda shape, dt: cupy.empty(shape, dtype=dt),
                 zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt), to_device=cupy.asarray)
+            for layer in model.layers:  # the gradients the plan writes are the layers' gradients
+                if getattr(layer, "grad_buffers", None) is not None:
+                    layer.grads = layer.grad_buffers
         return plan
 
     def _body(self, rows: int) -> None:

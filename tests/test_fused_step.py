@@ -78,6 +78,12 @@ def test_unsupported_says_why():
     assert "flat" in cuda_step.unsupported(Sequential(dense_stack([4, 3, 2], "sigmoid"), seed=0, fused=False), Adam())
 
 
+def test_plan_refuses_targets_of_the_wrong_kind():
+    model = Sequential(dense_stack([4, 3, 2], "sigmoid"), seed=0)
+    with pytest.raises(TypeError, match="2-D int64"):
+        _plan(model, Adam(), np.zeros((8, 4), np.float32), np.zeros((8, 1), np.int32), rows=4)
+
+
 def test_fused_step_is_opt_in(monkeypatch):
     monkeypatch.delenv("XPNET_GRAPH_STEP", raising=False)
     assert not cuda_step.fused_step_requested()
