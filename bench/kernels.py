@@ -114,6 +114,47 @@ def bench_cpu(repeats: int, quick: bool) -> list[dict]:
 
 
 # -- GPU: CuPy kernels, bandwidth against the copy bandwidth -----------------------------------
+def gpu_seconds(fn, calls: int = 20, repeats: int = 5) -> float:
+    """GPU time of one call: ``calls`` calls captured as one CUDA graph, replayed between two
+    CUDA events, median over ``repeats`` replays. Unlike events around each call, this leaves
+    out the time the GPU waits for the host to launch (about 100 us per softmax call here,
+    more than the kernels take at 8192 x 1000)."""
+    import cupy
+
+    pool, stream = cupy.cuda.MemoryPool(), cupy.cuda.Stream(non_blocking=True)
+    fn()  # compile outside the capture
+    with cupy.cuda.using_allocator(pool.malloc), stream:
+        fn()
+        stream.begin_capture()
+        try:
+            for _ in range(calls):
+                fn()
+        finally:
+            graph = stream.end_capture()
+    start, end = cupy.cuda.Event(), cupy.cuda.Event()
+    samples = []
+    for _ in range(max(5, repeats)):
+        start.record(stream)
+        graph.launch(stream)
+        end.record(stream)
+        end.synchronize()
+        samples.append(cupy.cuda.get_elapsed_time(start, end) / 1e3 / calls)
+    del graph
+    pool.free_all_blocks()
+    return statistics.median(samples)
+
+
+def copy_bandwidth(repeats: int = 5) -> tuple[float, int]:
+    """The GPU's device-to-device copy bandwidth: ``(bytes per second, bytes moved per copy)``, a
+    256 MiB float32 copy (read and write) timed with :func:`gpu_seconds`."""
+    import cupy
+
+    src = cupy.ones(2**28 // 4, dtype=cupy.float32)
+    dst = cupy.empty_like(src)
+    moved = 2 * src.nbytes
+    return moved / gpu_seconds(lambda: cupy.copyto(dst, src), repeats=repeats), moved
+
+
 def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict], dict | None]:
     from xpnet.backend import cupy_usable
 
@@ -126,43 +167,12 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict], dict | None]:
     from xpnet import get_backend, ops
     from xpnet.kernels import cupy_gpu
 
-    def gpu_seconds(fn, calls: int = 20) -> float:
-        """GPU time of one call: ``calls`` calls captured as one CUDA graph, replayed between two
-        CUDA events, median over ``repeats`` replays. Unlike events around each call, this leaves
-        out the time the GPU waits for the host to launch (about 100 us per softmax call here,
-        more than the kernels take at 8192 x 1000)."""
-        pool, stream = cupy.cuda.MemoryPool(), cupy.cuda.Stream(non_blocking=True)
-        fn()  # compile outside the capture
-        with cupy.cuda.using_allocator(pool.malloc), stream:
-            fn()
-            stream.begin_capture()
-            try:
-                for _ in range(calls):
-                    fn()
-            finally:
-                graph = stream.end_capture()
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        samples = []
-        for _ in range(max(5, repeats)):
-            start.record(stream)
-            graph.launch(stream)
-            end.record(stream)
-            end.synchronize()
-            samples.append(cupy.cuda.get_elapsed_time(start, end) / 1e3 / calls)
-        del graph
-        pool.free_all_blocks()
-        return statistics.median(samples)
-
     xp = get_backend("cupy").xp  # the references take the Array API namespace, as in training
     sync = cupy.cuda.get_current_stream().synchronize
-    n_copy = 2**28 // 4  # 256 MiB of float32
-    src = cupy.ones(n_copy, dtype=cupy.float32)
-    dst = cupy.empty_like(src)
-    t_copy = gpu_seconds(lambda: cupy.copyto(dst, src))
-    copy_gbps = 2 * src.nbytes / t_copy / 1e9
-    device = {"copy_GBps": copy_gbps, "copy_bytes": 2 * src.nbytes, **get_backend("cupy").describe()}
+    copy_bps, copy_bytes = copy_bandwidth(repeats)
+    copy_gbps = copy_bps / 1e9
+    device = {"copy_GBps": copy_gbps, "copy_bytes": copy_bytes, **get_backend("cupy").describe()}
     print(f"  gpu copy bandwidth {copy_gbps:.0f} GB/s")
-    del src, dst
     rng = cupy.random.default_rng(0)
     rows = []
     n_big = 2**26 if not quick else 2**22
@@ -184,7 +194,7 @@ def bench_gpu(repeats: int, quick: bool) -> tuple[list[dict], dict | None]:
                   lambda: cupy_gpu.adam_update(p, y, m, v, **kw),
                   lambda: ops.adam_update_reference(p, y, m, v, xp=xp, **kw)))
     for kernel, label, nbytes, fused, reference in cases:
-        t_fused, t_ref = gpu_seconds(fused), gpu_seconds(reference)
+        t_fused, t_ref = gpu_seconds(fused, repeats=repeats), gpu_seconds(reference, repeats=repeats)
         gbps = nbytes / t_fused / 1e9
         target = GPU_TARGETS.get((kernel, label))
         rows.append({"device": "gpu", "kernel": kernel, "size": label, "fused_seconds": t_fused,

@@ -11,8 +11,9 @@ Per step of the task (one batch: forward, loss, backward, Adam):
   Caches can make the real DRAM traffic smaller; no step can do with much less.
 
 :func:`machine_limits` measures the GPU's own limits in the same run: device-to-device copy
-bandwidth (CuPy) and the FP32 and TF32 throughput of a large cuBLAS product (PyTorch, the one
-library here that switches TF32 on and off per product). :func:`roofline` then gives, for a
+bandwidth (``bench.kernels.copy_bandwidth``, as ``bench.kernels`` reports it) and the FP32 and
+TF32 throughput of a large cuBLAS product (CuPy for FP32; PyTorch, which switches TF32 on and off
+per product, for both). :func:`roofline` then gives, for a
 measured step time, the FLOP/s and bytes/s achieved, each as a fraction of its limit, and the
 step time the limits allow (``max(flop / peak, bytes / bandwidth)``) next to the measured one.
 """
@@ -62,7 +63,9 @@ def roofline(step_seconds: float, work: dict, limits: dict) -> dict:
 
 
 def _gpu_seconds(fn: Any, repeats: int = 10) -> float:
-    """Median seconds per call of ``fn`` on the current CUDA stream, timed with CUDA events."""
+    """Median seconds per call of ``fn`` on the current CUDA stream, timed with CUDA events: for
+    cuBLAS products, which cannot be captured in a graph (``bench.kernels.gpu_seconds``) and are
+    long enough that the host's launch gap does not count."""
     import cupy
 
     fn()
@@ -81,11 +84,9 @@ def machine_limits(n: int = 8192) -> dict:
     """The GPU's measured limits: copy bandwidth (bytes/s) and FP32/TF32 product throughput (FLOP/s)."""
     import cupy
 
-    src = cupy.ones(2**28 // 4, dtype=cupy.float32)  # 256 MiB
-    dst = cupy.empty_like(src)
-    copy = 2 * src.nbytes / _gpu_seconds(lambda: cupy.copyto(dst, src))  # read and write
-    del src, dst
-    limits = {"copy_bytes_per_second": copy, "product_size": n}
+    from .kernels import copy_bandwidth
+
+    limits = {"copy_bytes_per_second": copy_bandwidth()[0], "product_size": n}
     a = cupy.random.default_rng(0).random((n, n), dtype=cupy.float32)
     limits["fp32_flops"] = 2 * n**3 / _gpu_seconds(lambda: a @ a)  # CuPy's cuBLAS product, no TF32
     limits["fp32_flops_by"] = "cupy.matmul (cuBLAS)"

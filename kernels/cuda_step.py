@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from .cupy_graph import gemm_plan  # (tile, splits, k_per_split), the generic captured step's choice
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
 __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "kernel_names",
@@ -129,7 +130,7 @@ class _Product:
     bias_mode: int
     epi: int
     code: int
-    aux: Any = None
+    aux: Any  # read by the EPI_ACT_GRAD and EPI_L2 epilogues only
     ld_aux: int = 0
     lam: float = 0.0
 
@@ -140,13 +141,6 @@ class _Product:
     @property
     def k_all(self) -> int:  # the bias is one more k
         return self.k + (self.bias_mode == BIAS_IN)
-
-
-def _gemm_shape(m: int, n: int, k: int, sm_count: int) -> tuple[int, int, int]:
-    """``(tile, splits, k_per_split)``: ``cupy_graph.gemm_plan``'s choice for an ``m x n x k`` product."""
-    from .cupy_graph import gemm_plan
-
-    return gemm_plan(m, n, k, sm_count)
 
 
 def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: int, optimizer: Any, l2: float,
@@ -193,7 +187,7 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
     for layer in range(n_layers):  # h = act([h, 1] @ [W; b])
         k, m = widths[layer], widths[layer + 1]
         forward.append(_Product(h, W(params, layer), acts[layer], rows, m, k, k, m, m, False, False,
-                                b(params, layer), BIAS_IN, EPI_ACT, int(spec.act_codes[layer])))
+                                b(params, layer), BIAS_IN, EPI_ACT, int(spec.act_codes[layer]), dummy))
         h = acts[layer]
     which = 0
     for layer in range(n_layers - 1, -1, -1):  # d: dL/dz of this layer, (rows, m)
@@ -208,12 +202,9 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
             backward.append(_Product(d, W(params, layer), d_prev, rows, k, m, m, m, k, False, True, dummy, BIAS_NONE,
                                      EPI_ACT_GRAD, int(spec.act_codes[layer - 1]), acts[layer - 1], k))
             which = 1 - which
-    for product in forward + backward:
-        if product.aux is None:
-            product.aux = dummy
 
     # split-K workspace and tile counters, shared by every product (they run one after another)
-    shapes = [_gemm_shape(p.m_rows, p.n, p.k_all, sm_count) for p in forward + backward]
+    shapes = [gemm_plan(p.m_rows, p.n, p.k_all, sm_count) for p in forward + backward]
     workspace = max([splits * p.m_rows * p.n for p, (_, splits, _) in zip(forward + backward, shapes) if splits > 1] + [1])
     tiles = max(-(-p.m_rows // tile) * -(-p.n // tile) for p, (tile, _, _) in zip(forward + backward, shapes))
     partial = empty((workspace,), dt)
