@@ -18,6 +18,11 @@ needs neither CuPy nor a GPU, so the launch count is tested everywhere.
 
 Opt-in until measured on a GPU: ``XPNET_GRAPH_STEP=fused`` makes the captured step use it
 (:func:`fused_step_requested`); the default stays the generic captured step.
+
+Precision: a float32 plan's products can run on the tensor cores (``precision="tf32"`` or
+``"bf16"``, Sequential's ``matmul_precision``): their inputs rounded to TF32 or bfloat16, their sums
+in float32, everything else unchanged. Those products are compiled in a module of their own
+(:data:`PRECISIONS`), so the default ``"highest"`` never depends on CUDA's ``mma.h``.
 """
 
 from __future__ import annotations
@@ -34,8 +39,10 @@ from .cupy_graph import gemm_plan  # (tile, splits, k_per_split), the generic ca
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
 __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "kernel_names",
+           "tensor_core_support",
            "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
-           "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM"]
+           "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM",
+           "PRECISIONS"]
 
 FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
 GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_batch
@@ -44,6 +51,8 @@ GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_bat
 EPI_NONE, EPI_ACT, EPI_ACT_GRAD, EPI_L2 = 0, 1, 2, 3
 BIAS_NONE, BIAS_IN, BIAS_OUT = 0, 1, 2
 OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = 0, 1, 2, 3
+# matmul_precision -> fused_step.cu's XPNET_PREC_*; a product's name carries it when it is not 0
+PRECISIONS = {"highest": 0, "tf32": 1, "bf16": 2}
 THREADS = 256
 _TILES = (32, 64)
 _PRODUCTS = ((False, False), (True, False), (False, True))  # forward, weight gradient, input gradient
@@ -69,10 +78,15 @@ def _ctype(dtype: Any) -> str:
     return {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}[np.dtype(dtype)]
 
 
-def kernel_names(ctype: str) -> list[str]:
-    """Every name expression a plan in ``ctype`` ("float" or "double") may launch."""
-    names = [f"xpnet_fused_gemm<{ctype}, {tile}, {str(ta).lower()}, {str(tb).lower()}>"
-             for tile in _TILES for ta, tb in _PRODUCTS]
+def _gemm_name(ctype: str, tile: int, ta: bool, tb: bool, precision: str = "highest") -> str:
+    code = PRECISIONS[precision]
+    return (f"xpnet_fused_gemm<{ctype}, {tile}, {str(ta).lower()}, {str(tb).lower()}"
+            + (f", {code}>" if code else ">"))
+
+
+def kernel_names(ctype: str, precision: str = "highest") -> list[str]:
+    """Every name expression a plan in ``ctype`` ("float" or "double") at ``precision`` may launch."""
+    names = [_gemm_name(ctype, tile, ta, tb, precision) for tile in _TILES for ta, tb in _PRODUCTS]
     names += [f"xpnet_loss_grad<{ctype}, {u}>" for u in ("long long", ctype)]
     names += [f"xpnet_update_step<{ctype}>"] + [f"xpnet_gather_batch<{ctype}, {u}>" for u in ("long long", ctype)]
     return names
@@ -145,17 +159,22 @@ class _Product:
 
 def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: int, optimizer: Any, l2: float,
               sm_count: int, empty: Callable[[tuple, Any], Any], zeros: Callable[[tuple, Any], Any],
-              to_device: Callable[[np.ndarray], Any]) -> list[Launch]:
+              to_device: Callable[[np.ndarray], Any], precision: str = "highest") -> list[Launch]:
     """The launches of one step on the batch of ``rows`` rows at ``counters[0] * batch_stride`` of
     ``order``, with its scratch buffers allocated through ``empty``/``zeros``/``to_device`` (the
     device's ``(shape, dtype) -> array`` and ``numpy array -> array``). ``optimizer`` (Adam or SGD)
     gives the update and its hyperparameters, fixed in the plan as in a captured graph; Adam's
-    step number is read on the device (``counters[3]``).
+    step number is read on the device (``counters[3]``). ``precision``: the products' (a key of
+    :data:`PRECISIONS`; ``"tf32"`` and ``"bf16"`` need float32 parameters).
     """
     from xpnet.optim import Adam
 
     dt = np.dtype(buffers.params.dtype)
     ctype = _ctype(dt)
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision != "highest" and ctype != "float":
+        raise ValueError(f"precision={precision!r} runs float32 products on the tensor cores; these parameters are {dt}")
     scalar = dt.type
     i32 = np.int32
     widths = [int(w) for w in spec.widths]
@@ -212,7 +231,7 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
 
     def product_launch(p: _Product, shape: tuple[int, int, int]) -> Launch:
         tile, splits, k_per_split = shape
-        name = f"xpnet_fused_gemm<{ctype}, {tile}, {str(p.ta).lower()}, {str(p.tb).lower()}>"
+        name = _gemm_name(ctype, tile, p.ta, p.tb, precision)
         grid = (-(-p.n // tile), -(-p.m_rows // tile), splits)
         return Launch(name, grid, (THREADS, 1, 1), (
             p.A, p.B, p.C, i32(p.m), i32(p.n), i32(p.k), i32(p.lda), i32(p.ldb), i32(p.ldc), p.bias, i32(p.bias_mode),
@@ -246,7 +265,8 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
 
 
 class CudaKernels:
-    """Runs plans with CuPy: ``fused_step.cu`` and the gather kernel, compiled once per process."""
+    """Runs plans with CuPy: ``fused_step.cu`` and the gather kernel, compiled once per process
+    (the tensor-core products in a module of their own per precision)."""
 
     def __call__(self, launches: list[Launch]) -> None:
         for launch in launches:
@@ -256,12 +276,42 @@ class CudaKernels:
     @functools.lru_cache(maxsize=None)
     def function(name: str) -> Any:
         ctype = "double" if "<double" in name else "float"
-        return _module(ctype).get_function(name)
+        precision = next((p for p, code in PRECISIONS.items() if code and name.endswith(f", {code}>")), "highest")
+        return _module(ctype, precision).get_function(name)
+
+
+def tensor_core_support(device_id: int = 0) -> str:
+    """Why this GPU cannot run the tensor-core products ("" when it can): TF32 and bfloat16 wmma
+    need compute capability 8.0 or newer."""
+    import cupy
+
+    capability = int(cupy.cuda.Device(device_id).compute_capability)
+    return "" if capability >= 80 else (f"the GPU has compute capability {capability // 10}.{capability % 10}; TF32 and "
+                                        "bfloat16 tensor cores need 8.0 or newer")
+
+
+def _cuda_include_options() -> tuple[str, ...]:
+    """``-I`` for the CUDA toolkit's headers (``mma.h``), where CuPy knows the toolkit."""
+    import cupy
+
+    path = cupy.cuda.get_cuda_path()
+    include = Path(path, "include") if path else None
+    return (f"-I{include}",) if include is not None and (include / "mma.h").exists() else ()
 
 
 @functools.lru_cache(maxsize=None)
-def _module(ctype: str) -> Any:
+def _module(ctype: str, precision: str = "highest") -> Any:
     import cupy
 
     source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
-    return cupy.RawModule(code=source, options=("--std=c++14",), name_expressions=tuple(kernel_names(ctype)))
+    if precision == "highest":
+        return cupy.RawModule(code=source, options=("--std=c++17",), name_expressions=tuple(kernel_names(ctype)))
+    names = tuple(_gemm_name(ctype, tile, ta, tb, precision) for tile in _TILES for ta, tb in _PRODUCTS)
+    options = ("--std=c++17", "-DXPNET_TENSOR_CORES", *_cuda_include_options())
+    module = cupy.RawModule(code=source, options=options, name_expressions=names)
+    try:
+        module.compile()
+    except cupy.cuda.compiler.CompileException as error:
+        raise RuntimeError(f"matmul_precision={precision!r}: the tensor-core products did not compile (they need "
+                           f"CUDA's mma.h; options {options}):\n{error}") from error
+    return module

@@ -34,6 +34,19 @@
 #define XPNET_BIAS_IN 1       // the bias joins the product (forward)
 #define XPNET_BIAS_OUT 2      // the bias gradient comes out of it (backward)
 
+// The products' precision (Sequential's matmul_precision), xpnet_fused_gemm's PREC:
+#define XPNET_PREC_HIGHEST 0  // "highest": float or double products on the ordinary (SIMT) cores
+#define XPNET_PREC_TF32 1     // "tf32": float inputs rounded to TF32 (10-bit mantissa), tensor cores
+#define XPNET_PREC_BF16 2     // "bf16": float inputs rounded to bfloat16 (7-bit mantissa), tensor cores
+// Both tensor-core precisions accumulate in float, and everything outside the products (epilogues,
+// loss, update) stays float. The bias, one more k of the forward product, and the bias gradient,
+// one more row of the weight-gradient product, go through the tensor cores with the rest. They are
+// compiled only where XPNET_TENSOR_CORES is defined (a module of their own, compute capability
+// 8.0 or newer, CUDA's mma.h), so the highest-precision kernels never depend on that header.
+#if defined(XPNET_TENSOR_CORES) && !defined(XPNET_CUDA_EMULATION)
+#include <mma.h>  // nvcuda::wmma, and __nv_bfloat16 through cuda_bf16.h
+#endif
+
 template <typename T>
 __device__ __forceinline__ T xpnet_act(const T v, const int code) {
     if (code == 1) {  // stable: exp of a non-positive argument only
@@ -63,6 +76,91 @@ __device__ __forceinline__ T xpnet_epilogue(const T acc, const int epi, const in
     return acc;
 }
 
+template <bool C, typename A, typename B> struct xpnet_pick { using type = A; };
+template <typename A, typename B> struct xpnet_pick<false, A, B> { using type = B; };
+
+// What a product stages in shared memory: its inputs, rounded for the tensor cores.
+template <typename T, int PREC> struct xpnet_staged { using type = T; };
+
+template <int PREC, typename S, typename T>
+__device__ __forceinline__ S xpnet_stage(const T v) {
+#ifdef XPNET_TENSOR_CORES
+    if constexpr (PREC == XPNET_PREC_TF32) return nvcuda::wmma::__float_to_tf32(v);  // round to nearest
+    else if constexpr (PREC == XPNET_PREC_BF16) return __float2bfloat16(v);          // round to nearest even
+    else
+#endif
+        return v;
+}
+
+// The tensor cores' share of one TILE x TILE output tile. PREC 0 has none (the SIMT path keeps its
+// sums in registers); the others are defined with XPNET_TENSOR_CORES.
+template <int TILE, int PREC> struct xpnet_tc_tile;
+template <int TILE> struct xpnet_tc_tile<TILE, XPNET_PREC_HIGHEST> {};
+
+#ifdef XPNET_TENSOR_CORES
+template <> struct xpnet_staged<float, XPNET_PREC_BF16> { using type = __nv_bfloat16; };
+
+// The block's 8 warps take the tile's 16 x 16 sub-tiles in turn (TILE 32: four sub-tiles, for warps
+// 0 to 3; TILE 64: sixteen, two per warp), each summing its sub-tile in a float fragment over the
+// staged k (wmma: m16n16k8 for TF32, m16n16k16 for bfloat16).
+template <int TILE, int PREC>
+struct xpnet_tc_tile {
+    using S = typename xpnet_staged<float, PREC>::type;
+    static constexpr int WK = PREC == XPNET_PREC_TF32 ? 8 : 16;
+    static constexpr int SUB = TILE / 16, PER_WARP = (SUB * SUB + 7) / 8;
+    struct tf32_tag { using type = nvcuda::wmma::precision::tf32; };
+    struct bf16_tag { using type = __nv_bfloat16; };
+    using Kind = typename xpnet_pick<PREC == XPNET_PREC_TF32, tf32_tag, bf16_tag>::type::type;
+    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, WK, float> acc[PER_WARP];
+
+    __device__ void zero() {
+#pragma unroll
+        for (int p = 0; p < PER_WARP; ++p) nvcuda::wmma::fill_fragment(acc[p], 0.0f);
+    }
+
+    // acc += op(A) @ op(B) over the staged k: As[k][i] is op(A) column-major, Bs[k][j] op(B) row-major.
+    template <int BK, int LD>
+    __device__ void add(const S (*As)[LD], const S (*Bs)[LD]) {
+        const int warp = threadIdx.x >> 5;
+#pragma unroll
+        for (int p = 0; p < PER_WARP; ++p) {
+            const int s = warp + 8 * p;
+            if (s >= SUB * SUB) break;  // the same for the whole warp
+            const int r = s / SUB, c = s % SUB;
+#pragma unroll
+            for (int kk = 0; kk < BK; kk += WK) {
+                nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, WK, Kind, nvcuda::wmma::col_major> a;
+                nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, WK, Kind, nvcuda::wmma::row_major> b;
+                nvcuda::wmma::load_matrix_sync(a, &As[kk][16 * r], LD);
+                nvcuda::wmma::load_matrix_sync(b, &Bs[kk][16 * c], LD);
+                nvcuda::wmma::mma_sync(acc[p], a, b, acc[p]);
+            }
+        }
+    }
+
+    // The tile's sums into each thread's out[m][n] = element (ty + 16 m, tx + 16 n), where the SIMT
+    // path holds them, so the rest of the product (split-K, epilogue) is the same. All threads call it.
+    template <int TM, int TN>
+    __device__ void take(float (&out)[TM][TN]) {
+        __shared__ __align__(32) float Cs[TILE][TILE + 4];
+        const int warp = threadIdx.x >> 5;
+#pragma unroll
+        for (int p = 0; p < PER_WARP; ++p) {
+            const int s = warp + 8 * p;
+            if (s >= SUB * SUB) break;
+            nvcuda::wmma::store_matrix_sync(&Cs[16 * (s / SUB)][16 * (s % SUB)], acc[p], TILE + 4,
+                                            nvcuda::wmma::mem_row_major);
+        }
+        __syncthreads();
+        const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+#pragma unroll
+        for (int m = 0; m < TM; ++m)
+#pragma unroll
+            for (int n = 0; n < TN; ++n) out[m][n] = Cs[ty + 16 * m][tx + 16 * n];
+    }
+};
+#endif
+
 // C = op(A) @ op(B), extended and finished as above. op(A) is M x K, op(B) is K x N, C is M x N,
 // row-major with leading dimensions lda, ldb, ldc (TA / TB: A / B is stored transposed, as
 // gemm.cu). bias_mode XPNET_BIAS_IN: k runs to K inclusive, op(A)[i, K] = 1 and op(B)[K, j] =
@@ -75,15 +173,19 @@ __device__ __forceinline__ T xpnet_epilogue(const T acc, const int epi, const in
 // tile to arrive (tile_counters, zero before the launch and left zero after it) adds the
 // partials z = 0, 1, ... and stores. (gemm.cu is the generic captured step's product, the same
 // tiling with a separate split-K sum; it stays as measured on the GPU until this one has been.)
-template <typename T, int TILE, bool TA, bool TB>
+// PREC (XPNET_PREC_*): the product's precision; the tensor-core ones take T = float only.
+template <typename T, int TILE, bool TA, bool TB, int PREC = XPNET_PREC_HIGHEST>
 __global__ void __launch_bounds__(256) xpnet_fused_gemm(
         const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, const int M, const int N, const int K,
         const int lda, const int ldb, const int ldc, T* __restrict__ bias, const int bias_mode,
         const int epi, const int code, const T* __restrict__ aux, const int ld_aux, const T lam,
         T* __restrict__ partial, int* __restrict__ tile_counters, const int k_per_split) {
     constexpr int BK = 16, TM = TILE / 16, TN = TILE / 16;
-    __shared__ T As[BK][TILE + 1];
-    __shared__ T Bs[BK][TILE + 1];
+    // wmma loads need rows of a multiple of 16 bytes, 32-byte aligned; the SIMT path pads by one
+    constexpr int LD = TILE + (PREC == XPNET_PREC_HIGHEST ? 1 : PREC == XPNET_PREC_TF32 ? 4 : 8);
+    using S = typename xpnet_staged<T, PREC>::type;
+    __shared__ __align__(32) S As[BK][LD];
+    __shared__ __align__(32) S Bs[BK][LD];
     __shared__ int am_last;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int m_rows = bias_mode == XPNET_BIAS_OUT ? M + 1 : M;
@@ -97,6 +199,8 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
     for (int m = 0; m < TM; ++m)
 #pragma unroll
         for (int n = 0; n < TN; ++n) acc[m][n] = T(0);
+    xpnet_tc_tile<TILE, PREC> tc;
+    if constexpr (PREC != XPNET_PREC_HIGHEST) tc.zero();
 
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
         for (int idx = threadIdx.x; idx < TILE * BK; idx += 256) {
@@ -108,7 +212,7 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
                 if (gi < M && gk < K) v = TA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
                 else if (gi < m_rows && (gi == M || gk == K)) v = T(1);  // the row or column of ones
             }
-            As[k][i] = v;
+            As[k][i] = xpnet_stage<PREC, S>(v);
         }
         for (int idx = threadIdx.x; idx < BK * TILE; idx += 256) {
             const int j = TB ? idx / BK : idx % TILE;
@@ -119,23 +223,28 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
                 if (gk < K) v = TB ? B[(long long)gj * ldb + gk] : B[(long long)gk * ldb + gj];
                 else v = bias[gj];  // gk == K: the bias row (XPNET_BIAS_IN)
             }
-            Bs[k][j] = v;
+            Bs[k][j] = xpnet_stage<PREC, S>(v);
         }
         __syncthreads();
+        if constexpr (PREC != XPNET_PREC_HIGHEST) {
+            tc.template add<BK, LD>(As, Bs);
+        } else {
 #pragma unroll
-        for (int k = 0; k < BK; ++k) {
-            T a[TM], b[TN];
+            for (int k = 0; k < BK; ++k) {
+                T a[TM], b[TN];
 #pragma unroll
-            for (int m = 0; m < TM; ++m) a[m] = As[k][ty + 16 * m];
+                for (int m = 0; m < TM; ++m) a[m] = As[k][ty + 16 * m];
 #pragma unroll
-            for (int n = 0; n < TN; ++n) b[n] = Bs[k][tx + 16 * n];
+                for (int n = 0; n < TN; ++n) b[n] = Bs[k][tx + 16 * n];
 #pragma unroll
-            for (int m = 0; m < TM; ++m)
+                for (int m = 0; m < TM; ++m)
 #pragma unroll
-                for (int n = 0; n < TN; ++n) acc[m][n] += a[m] * b[n];
+                    for (int n = 0; n < TN; ++n) acc[m][n] += a[m] * b[n];
+            }
         }
         __syncthreads();
     }
+    if constexpr (PREC != XPNET_PREC_HIGHEST) tc.take(acc);  // from here on, the same for every PREC
 
     const int splits = gridDim.z;
     const long long plane = (long long)m_rows * N;

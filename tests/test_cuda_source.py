@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on the PATH")
 
 def nvcc_compile(source_path, tmp_path, *defines):
     result = subprocess.run(
-        [NVCC, "-c", "-std=c++14", "-arch=sm_80", *defines, str(source_path), "-o", str(tmp_path / "out.o")],
+        [NVCC, "-c", "-std=c++17", "-arch=sm_80", *defines, str(source_path), "-o", str(tmp_path / "out.o")],
         capture_output=True, text=True, timeout=300,
     )
     assert result.returncode == 0, result.stderr
@@ -33,15 +33,28 @@ def test_raw_kernels_compile(sources, tmp_path):
     nvcc_compile(source, tmp_path, "-DXPNET_NVCC_CHECK")
 
 
-@pytest.mark.parametrize("ctype", ["float", "double"])
-def test_fused_step_module_compiles_every_kernel_it_names(ctype, tmp_path):
+@pytest.mark.parametrize("ctype,precision", [("float", "highest"), ("double", "highest"), ("float", "tf32"),
+                                             ("float", "bf16")])
+def test_fused_step_module_compiles_every_kernel_it_names(ctype, precision, tmp_path):
     # the source CuPy compiles for cuda_step (gather + fused kernels), with each name expression
-    # the plans launch instantiated
-    taken = "".join(f"  (void)&{name};\n" for name in cuda_step.kernel_names(ctype))
+    # the plans launch instantiated; the tensor-core products as their own module compiles them
+    taken = "".join(f"  (void)&{name};\n" for name in cuda_step.kernel_names(ctype, precision))
     source = tmp_path / "fused_module.cu"
     source.write_text(cuda_step.GATHER_SOURCE.read_text() + cuda_step.FUSED_SOURCE.read_text()
                       + f"void xpnet_instantiate() {{\n{taken}}}\n")
-    nvcc_compile(source, tmp_path)
+    nvcc_compile(source, tmp_path, *(["-DXPNET_TENSOR_CORES"] if precision != "highest" else []))
+
+
+def test_tensor_core_products_need_their_module(tmp_path):
+    # without XPNET_TENSOR_CORES (the default module, which CuPy compiles without mma.h) a
+    # tensor-core product is refused at compile time, never built as something else
+    name = cuda_step.kernel_names("float", "tf32")[0]
+    source = tmp_path / "default_module.cu"
+    source.write_text(cuda_step.GATHER_SOURCE.read_text() + cuda_step.FUSED_SOURCE.read_text()
+                      + f"void xpnet_instantiate() {{ (void)&{name}; }}\n")
+    result = subprocess.run([NVCC, "-c", "-std=c++17", "-arch=sm_80", str(source), "-o", str(tmp_path / "out.o")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0 and "incomplete type" in result.stderr
 
 
 # CuPy's names for the parameter types an ElementwiseKernel declares explicitly.

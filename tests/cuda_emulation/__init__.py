@@ -72,11 +72,14 @@ class Emulator:
         self.launches.append(name)
 
 
-def load(sources: Sequence[Path], names: Sequence[str], build_dir: Path | None = None) -> Emulator:
-    """Compile ``sources`` (concatenated) with the kernels ``names`` instantiated; cached by content."""
+def load(sources: Sequence[Path], names: Sequence[str], build_dir: Path | None = None,
+         defines: Sequence[str] = ()) -> Emulator:
+    """Compile ``sources`` (concatenated) with the kernels ``names`` instantiated and the macros
+    ``defines`` defined (as ``-D``); cached by content."""
     if GXX is None:
         raise RuntimeError("g++ is not on the PATH")
-    text = HEADER.read_text() + "".join(Path(s).read_text() for s in sources) + _registry(names)
+    text = (HEADER.read_text() + "".join(f"#define {d} 1\n" for d in defines)
+            + "".join(Path(s).read_text() for s in sources) + _registry(names))
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     build_dir = Path(build_dir or Path(tempfile.gettempdir()) / "xpnet-cuda-emulation")
     build_dir.mkdir(parents=True, exist_ok=True)
