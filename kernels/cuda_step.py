@@ -42,7 +42,7 @@ __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requ
            "tensor_core_support",
            "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
            "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM",
-           "PRECISIONS"]
+           "PRECISIONS", "round_inputs"]
 
 FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
 GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_batch
@@ -56,6 +56,24 @@ PRECISIONS = {"highest": 0, "tf32": 1, "bf16": 2}
 THREADS = 256
 _TILES = (32, 64)
 _PRODUCTS = ((False, False), (True, False), (False, True))  # forward, weight gradient, input gradient
+
+
+def round_inputs(x: np.ndarray, precision: str) -> np.ndarray:
+    """What the tensor cores multiply at ``precision``: float32 ``x`` rounded as the fused product
+    stages it, to TF32 (10 mantissa bits, to nearest, ties away from zero: ``cvt.rna.tf32.f32``) or
+    bfloat16 (7 bits, to nearest, ties to even), held in float32; NaN and inf pass. The NumPy
+    reference the tests hold the kernels to; ``"highest"`` returns ``x``."""
+    if precision == "highest":
+        return x
+    x = np.asarray(x, dtype=np.float32)
+    bits = x.view(np.uint32)
+    if precision == "tf32":
+        rounded = (bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)
+    elif precision == "bf16":
+        rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
+    else:
+        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    return np.where(np.isfinite(x), rounded.view(np.float32), x)
 
 
 def fused_step_requested() -> bool:

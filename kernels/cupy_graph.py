@@ -26,9 +26,9 @@ pool that lives as long as the captured step, so no later allocation can reuse
 a buffer the graph writes. The graph is launched on the current (default)
 stream, so it is ordered with everything else the model queues.
 
-With ``XPNET_GRAPH_STEP=fused`` the captured body is instead :mod:`~xpnet.kernels.cuda_step`'s
-plan of ``3L + 2`` fused kernels (11 instead of about 33 on 784-256-128-10), same buffers, counters
-and statistics.
+With ``XPNET_GRAPH_STEP=fused``, or a model whose ``matmul_precision`` is "tf32" or "bf16", the
+captured body is instead :mod:`~xpnet.kernels.cuda_step`'s plan of ``3L + 2`` fused kernels (11
+instead of about 33 on 784-256-128-10), same buffers, counters and statistics.
 
 Importing this module does not import CuPy; the CUDA sources are compiled by CI
 with ``nvcc``.
@@ -253,10 +253,18 @@ class CapturedTraining:
         self.graph = None
         self.launches = 0  # graph launches so far
         # XPNET_GRAPH_STEP=fused: each step is cuda_step's plan of 3L + 2 fused kernels instead of
-        # the network's own code (opt-in until it has been measured on a GPU)
+        # the network's own code (opt-in until it has been measured on a GPU). Tensor-core products
+        # (matmul_precision "tf32"/"bf16") exist only in that plan, so they require it.
         from .cuda_step import fused_step_requested, unsupported
 
-        self.fused_why = unsupported(model, optimizer) if fused_step_requested() else "XPNET_GRAPH_STEP is not 'fused'"
+        self.precision = getattr(model, "matmul_precision", "highest")
+        if self.precision != "highest":
+            self.fused_why = unsupported(model, optimizer)
+            if self.fused_why:
+                raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
+                                 f"cannot use: {self.fused_why}")
+        else:
+            self.fused_why = unsupported(model, optimizer) if fused_step_requested() else "XPNET_GRAPH_STEP is not 'fused'"
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
 
     @property
@@ -300,7 +308,7 @@ class CapturedTraining:
             plan = self._plans[rows] = plan_step(
                 describe(model), buffers, rows=rows, batch_stride=self.batch_size, optimizer=optimizer, l2=model.l2,
                 sm_count=_sm_count(self.X.device.id), empty=lambda shape, dt: cupy.empty(shape, dtype=dt),
-                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt), to_device=cupy.asarray)
+                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt), to_device=cupy.asarray, precision=self.precision)
             for layer in model.layers:  # the gradients the plan writes are the layers' gradients
                 if getattr(layer, "grad_buffers", None) is not None:
                     layer.grads = layer.grad_buffers

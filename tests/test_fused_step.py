@@ -8,6 +8,7 @@ plan accepts, in float32 and float64. What the emulation cannot show (timing, an
 racing on a GPU) is for ``tests/test_gpu_graphs.py`` on a GPU.
 """
 
+import functools
 import importlib.util
 import shutil
 from pathlib import Path
@@ -142,20 +143,7 @@ def _act_grad(d, y, code):
     return [d, d * y * (1 - y), d * (1 - y * y), np.where(y > 0, d, 0)][code]
 
 
-def _tf32(x):
-    """float32 to TF32 as cvt.rna.tf32.f32: 10 mantissa bits, to nearest, ties away from zero."""
-    bits = np.asarray(x, np.float32).view(np.uint32)
-    return np.where(np.isfinite(x), ((bits + np.uint32(0x1000)) & np.uint32(0xFFFFE000)).view(np.float32), x)
-
-
-def _bf16(x):
-    """float32 to bfloat16 (held in float32): 7 mantissa bits, to nearest, ties to even."""
-    bits = np.asarray(x, np.float32).view(np.uint32)
-    rounded = (bits + np.uint32(0x7FFF) + ((bits >> 16) & np.uint32(1))) & np.uint32(0xFFFF0000)
-    return np.where(np.isfinite(x), rounded.view(np.float32), x)
-
-
-ROUNDING = {"highest": lambda x: x, "tf32": _tf32, "bf16": _bf16}
+ROUNDING = {p: functools.partial(cuda_step.round_inputs, precision=p) for p in cuda_step.PRECISIONS}
 
 
 def _run_product(emulator, product, dtype, tile, splits, precision="highest", seed=0):
@@ -237,7 +225,16 @@ def test_bf16_rounding_matches_torch():
     x = np.random.default_rng(0).standard_normal(10_000).astype(np.float32) * 100
     x[:4] = [np.float32(1 + 2**-8), np.float32(1 + 3 * 2**-8), np.inf, -0.0]  # ties to even, both ways
     want = torch.from_numpy(x).to(torch.bfloat16).to(torch.float32).numpy()
-    np.testing.assert_array_equal(_bf16(x), want)
+    np.testing.assert_array_equal(cuda_step.round_inputs(x, "bf16"), want)
+
+
+def test_tf32_rounding_is_to_nearest_ties_away():
+    one_ulp = 2.0**-10  # TF32 keeps 10 mantissa bits
+    x = np.array([1 + one_ulp / 2, 1 + 3 * one_ulp / 2, -(1 + one_ulp / 2), 1 + one_ulp / 2 - 2**-23, np.nan],
+                 np.float32)
+    got = cuda_step.round_inputs(x, "tf32")
+    np.testing.assert_array_equal(got[:4], np.array([1 + one_ulp, 1 + 2 * one_ulp, -(1 + one_ulp), 1], np.float32))
+    assert np.isnan(got[4])
 
 
 @needs_gxx

@@ -180,3 +180,78 @@ def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
         assert counts["kernels"] == pytest.approx(8.0, abs=0.05)
     else:
         assert counts["kernels"] >= 10  # the step's kernels all still run, inside the graph
+
+
+# -- matmul_precision: tensor-core products (kernels/fused_step.cu, PREC 1 and 2) ------------------------
+@pytest.mark.parametrize("precision", ["tf32", "bf16"])
+@pytest.mark.parametrize("tile,splits", [(32, 1), (64, 3)])
+@pytest.mark.parametrize("m,k,n", [(128, 785, 256), (70, 150, 45)])
+def test_tensor_core_product_is_the_product_of_rounded_inputs(cp, precision, tile, splits, m, k, n, rng):
+    # the forward product [h, 1] @ [W; b] (no activation), against NumPy on the inputs as the
+    # kernel rounds them (cuda_step.round_inputs), summed in float64
+    from xpnet.kernels import cuda_step
+
+    h = rng.normal(size=(m, k)).astype(np.float32)
+    W = (rng.normal(size=(k, n)) * 0.05).astype(np.float32)
+    b = rng.normal(size=n).astype(np.float32)
+    r = lambda x: cuda_step.round_inputs(x, precision).astype(np.float64)  # noqa: E731
+    want = r(h) @ r(W) + r(b)
+    exact = h.astype(np.float64) @ W + b
+    k_per_split = -(-(k + 1) // splits)  # the bias is one more k
+    k_per_split = -(-k_per_split // 16) * 16  # whole slabs of BK = 16
+    grid = (-(-n // tile), -(-m // tile), -(-(k + 1) // k_per_split))
+    out = cp.full((m, n), cp.nan, dtype=cp.float32)  # every element must be written
+    dummy = cp.zeros(1, dtype=cp.float32)
+    partial = cp.full(grid[2] * m * n, cp.nan, dtype=cp.float32)
+    counters = cp.zeros(grid[0] * grid[1], dtype=cp.int32)
+    i32 = np.int32
+    kernel = cuda_step.CudaKernels.function(cuda_step._gemm_name("float", tile, False, False, precision))
+    kernel(grid, (256,), (cp.asarray(h), cp.asarray(W), out, i32(m), i32(n), i32(k), i32(k), i32(n), i32(n),
+                          cp.asarray(b), i32(cuda_step.BIAS_IN), i32(cuda_step.EPI_NONE), i32(0), dummy, i32(0),
+                          np.float32(0), partial, counters, i32(k_per_split)))
+    got = out.get()
+    assert np.isfinite(got).all() and not counters.get().any()
+    # float32 sums of the same (exact) products, against the rounding's own error: about 2^-11
+    # relative for TF32 and 2^-8 for bfloat16
+    assert np.linalg.norm(got - want) / np.linalg.norm(want) < 5e-5
+    assert np.linalg.norm(got - exact) / np.linalg.norm(exact) > 1e-4, "the inputs were not rounded"
+
+
+@pytest.mark.parametrize("precision,bound", [("tf32", 0.05), ("bf16", 0.1)])
+def test_tensor_core_training_tracks_highest_precision(cp, precision, bound, rng):
+    # the fused captured step at "highest" and at a tensor-core precision, same data and seed:
+    # the parameters' change stays close (bounds as the CPU emulation's), in 8 kernels per step
+    layers = lambda: [Dense(50, 64), Sigmoid(), Dense(64, 10)]  # noqa: E731
+    X, y = rng.normal(size=(4096, 50)).astype("float32"), rng.integers(0, 10, size=4096)
+    start = Sequential(layers(), backend="cupy", seed=4)
+    base = [p.get() for p in start.parameters()]
+    highest = Sequential(layers(), backend="cupy", seed=4, graphs=True)
+    reduced = Sequential(layers(), backend="cupy", seed=4, matmul_precision=precision)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XPNET_GRAPH_STEP", "fused")
+        h_hi = highest.fit(X, y, epochs=2, batch_size=128)
+    h_lo = reduced.fit(X, y, epochs=2, batch_size=128)
+    assert reduced._captured.fused and reduced._captured.precision == precision
+    assert h_lo.training_step == "cuda-graph"
+    change = np.concatenate([(p.get() - q).ravel() for p, q in zip(reduced.parameters(), base)])
+    want = np.concatenate([(p.get() - q).ravel() for p, q in zip(highest.parameters(), base)])
+    assert np.linalg.norm(change - want) / np.linalg.norm(want) < bound
+    np.testing.assert_allclose(h_lo.loss, h_hi.loss, rtol=1e-2)
+
+
+def test_tensor_core_precision_refuses_what_the_captured_step_cannot_do_before_any_change(cp, rng):
+    with pytest.raises(ValueError, match="graphs=False turns the captured step off"):
+        Sequential([Dense(3, 2)], backend="cupy", graphs=False, matmul_precision="tf32")
+    model = Sequential([Dense(3, 2), Sigmoid(), Dense(2, 2)], backend="cupy", seed=0, matmul_precision="tf32")
+    before = [p.get() for p in model.parameters()]
+    X, y = rng.normal(size=(64, 3)), rng.integers(0, 2, size=64)
+    with pytest.raises(ValueError, match="matmul_precision='tf32', but lr_schedule='adaptive'"):
+        model.fit(X, y, batch_size=8, optimizer=SGD(0.1), lr_schedule="adaptive")
+    with pytest.raises(ValueError, match="matmul_precision='tf32', but the captured CUDA-graph step has no sample weights"):
+        model.fit(X, y, batch_size=8, sample_weight=np.ones(64))
+    with pytest.raises(ValueError, match="matmul_precision='tf32', but this fit cannot replay a CUDA graph: no full batch"):
+        model.fit(X, y, batch_size=128)
+    for a, b in zip(before, model.parameters()):
+        np.testing.assert_array_equal(a, b.get())
+    # a batch too large for the automatic choice still replays: the size rule is for the SIMT product
+    assert model.uses_graphs(Adam(), 4096, 60000) == (True, "")

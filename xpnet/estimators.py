@@ -8,7 +8,8 @@ the estimators derive from its ``BaseEstimator`` and mixins (tags, repr,
 clone); without it a minimal base with the same methods stands in.
 
 Parameter names are scikit-learn's where they overlap, plus ``backend=``,
-``dtype=`` and ``fused=``.
+``dtype=`` and ``fused=``, and for the MLPs ``matmul_precision=`` (see
+:class:`~xpnet.network.Sequential`: "tf32" or "bf16" products on a GPU's tensor cores).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from . import stopping, training
 from .callbacks import Callback
-from .network import Sequential
+from .network import MATMUL_PRECISIONS, Sequential
 from .ops import _device
 from .sources import DataSource, _is_sparse
 from .optim import SGD, Adam
@@ -662,7 +663,10 @@ def _fused_for_fit(fused: bool | None, backend: Any, n_samples: int, widths: lis
 
 class _MLPBase(_Estimator):
     """Shared constructor and training for the MLP estimators: scikit-learn's options, mapped onto
-    ``Sequential.fit``'s stopping rule, early stopping and learning-rate schedules."""
+    ``Sequential.fit``'s stopping rule, early stopping and learning-rate schedules. xpnet's own:
+    ``backend``, ``dtype``, ``fused`` and ``matmul_precision`` ("highest", or "tf32"/"bf16" for
+    tensor-core products in the captured GPU step: float32 on CuPy, adam or sgd with a constant
+    learning rate, no sample weights; anything else is refused at ``fit``)."""
 
     _ACTIVATIONS = ("identity", "logistic", "sigmoid", "tanh", "relu")
     _SOLVERS = ("adam", "sgd", "lbfgs")
@@ -677,6 +681,7 @@ class _MLPBase(_Estimator):
         validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
         n_iter_no_change: Any = 10, max_fun: int = 15000,
         backend: Any = None, dtype: str | None = None, fused: bool | None = None,
+        matmul_precision: str = "highest",
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -704,6 +709,7 @@ class _MLPBase(_Estimator):
         self.backend = backend
         self.dtype = dtype
         self.fused = fused
+        self.matmul_precision = matmul_precision
 
     def _transform(self, Xd: Any) -> Any:
         return Xd
@@ -733,8 +739,13 @@ class _MLPBase(_Estimator):
         self._batch_size(1)
         check_positive_int("max_iter", self.max_iter)
         _check_float("tol", self.tol)
+        if self.matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
         if self.solver == "lbfgs":
             check_positive_int("max_fun", self.max_fun)
+            if self.matmul_precision != "highest":
+                raise ValueError(f"matmul_precision={self.matmul_precision!r} runs in the captured GPU step of the "
+                                 "adam and sgd solvers; solver='lbfgs' has none")
         else:
             self._optimizer()
         n = self.n_iter_no_change
@@ -759,12 +770,14 @@ class _MLPBase(_Estimator):
             epochs = 1 if incremental else int(self.max_iter)
             fused = _fused_for_fit(self.fused, self._backend(), Xd.shape[0], widths, epochs)
             model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self._backend(),
-                               dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha)
+                               dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha,
+                               matmul_precision=self.matmul_precision)
             self._fit_state_ = stopping.FitState()
             self.loss_curve_, self.n_iter_ = [], 0
             self.validation_scores_ = [] if self.early_stopping and not incremental else None
         else:
             model = self.model_
+            model.set_matmul_precision(self.matmul_precision)
             model.l2 = alpha
         yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
         self.model_ = model

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -35,6 +36,10 @@ __all__ = ["Sequential", "History", "NonFiniteLossError", "DeviceMemoryError", "
            "load", "open_xpnet_file", "MODEL_FORMAT"]
 
 MODEL_FORMAT = "xpnet.Sequential"
+
+
+# Sequential's matmul_precision (kernels/cuda_step.PRECISIONS maps them to the products' kernels)
+MATMUL_PRECISIONS = ("highest", "tf32", "bf16")
 
 
 class Sequential:
@@ -75,6 +80,16 @@ class Sequential:
         wherever it applies (Dense layers with sigmoid, tanh or ReLU, the three losses, Adam
         or SGD; see :meth:`uses_compiled_step`); ``True`` requires it; ``False`` runs the
         eager fused step. Same arithmetic as the eager step, up to float rounding.
+    matmul_precision : {"highest", "tf32", "bf16"}
+        The precision of the training step's matrix products (the names of PyTorch's and JAX's
+        knobs). ``"highest"`` (default): float32 or float64 products, as everywhere else.
+        ``"tf32"`` / ``"bf16"``: the products run on the GPU's tensor cores with their inputs
+        rounded to TF32 (10 mantissa bits) or bfloat16 (7), summed in float32; activations,
+        loss and the optimizer update stay float32. They need a float32 model on CuPy with
+        fused kernels, a GPU of compute capability 8.0 or newer, and a fit that replays the
+        captured CUDA-graph step (see ``graphs``; each step is then
+        :mod:`xpnet.kernels.cuda_step`'s fused plan); anything else is a ``ValueError``, never
+        a silent fallback. Inference (``predict``, validation scores) stays at full precision.
     """
 
     def __init__(
@@ -89,6 +104,7 @@ class Sequential:
         graphs: bool | None = None,
         jit: bool = False,
         compiled: bool | None = None,
+        matmul_precision: str = "highest",
     ) -> None:
         layers = list(layers) if isinstance(layers, Iterable) else layers
         if not isinstance(layers, list) or not layers:
@@ -112,8 +128,11 @@ class Sequential:
             raise ValueError(f"jit must be True or False, got {jit!r}")
         if compiled not in (None, True, False):
             raise ValueError(f"compiled must be True, False or None, got {compiled!r}")
+        if matmul_precision not in MATMUL_PRECISIONS:  # checked again below; here before any work is done
+            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
         # the options as given, for pickling
-        self._requested = {"fused": fused, "graphs": graphs, "jit": jit, "compiled": compiled}
+        self._requested = {"fused": fused, "graphs": graphs, "jit": jit, "compiled": compiled,
+                           "matmul_precision": matmul_precision}
         self.layers = layers
         self.loss = get_loss(loss)
         self.backend = get_backend(backend)
@@ -145,11 +164,40 @@ class Sequential:
         if self.graphs and self.ops.captured_training is None:
             why = self.ops.reason or f"the {self.ops.kernel_family} kernels have no CUDA-graph replay"
             raise ValueError(f"graphs=True needs the CuPy backend with fused kernels; this model cannot ({why})")
+        self.matmul_precision = "highest"
+        self.set_matmul_precision(matmul_precision)
         self.compiled = compiled
         if compiled and self.ops.kernel_family != "numba":
             why = self.ops.reason or f"the {self.ops.kernel_family} kernels have no compiled CPU step"
             raise ValueError(f"compiled=True needs the NumPy backend with fused (Numba) kernels; this model cannot ({why})")
         self._captured = None  # the CapturedTraining of the last fit, while its graph may be replayed
+
+    def set_matmul_precision(self, matmul_precision: str) -> None:
+        """Set ``matmul_precision`` (see the class docstring) for later fits, after checking that this
+        model can run it; a ``ValueError`` says why not, and leaves the model as it was."""
+        if matmul_precision not in MATMUL_PRECISIONS:
+            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
+        why = self._tensor_cores_unavailable(matmul_precision)
+        if why:
+            raise ValueError(f"matmul_precision={matmul_precision!r} needs the tensor cores of the captured CUDA-graph "
+                             f"step, and this model cannot use them: {why}")
+        self.matmul_precision = matmul_precision
+        self._requested["matmul_precision"] = matmul_precision
+
+    def _tensor_cores_unavailable(self, matmul_precision: str) -> str:
+        """Why this model cannot run ``matmul_precision`` ("" when it can, or when it is "highest")."""
+        if matmul_precision == "highest":
+            return ""
+        if self.dtype_name != "float32":
+            return f"dtype is {self.dtype_name!r} (TF32 and bfloat16 products round float32 inputs)"
+        if self.ops.captured_training is None:
+            return self.ops.reason or f"the {self.backend.name} backend has no captured CUDA-graph step (CuPy with fused kernels has)"
+        if self.graphs is False:
+            return "graphs=False turns the captured step off"
+        from .kernels.cuda_step import tensor_core_support
+        from .kernels.step_spec import network_unsupported
+
+        return network_unsupported(self) or tensor_core_support(self.backend.device.id)
 
     def _pack_parameters(self) -> tuple[Any, Any]:
         """Move the parameters into one flat buffer (views per layer) and give each layer
@@ -351,15 +399,27 @@ class Sequential:
 
         why = "the data is streamed chunk by chunk (a graph holds the whole set on the device)" if streamed else ""
         why = why or capturable_optimizer(optimizer)
+        if not why and self.matmul_precision != "highest":  # tensor-core products: the fused plan only
+            from .kernels.cuda_step import unsupported
+
+            why = unsupported(self, optimizer)
         if not why and n_samples < batch_size:
             why = f"no full batch of {batch_size} in {n_samples} samples"
         widest = max([self.n_features] + [layer.n_out for layer in self.layers if isinstance(layer, Dense)])
-        if not why and self.graphs is None and batch_size * widest > GRAPH_AUTO_MAX_ELEMENTS:
+        required = self.graph_requirement()
+        if not why and not required and batch_size * widest > GRAPH_AUTO_MAX_ELEMENTS:
             why = (f"batch_size * widest layer = {batch_size * widest} > {GRAPH_AUTO_MAX_ELEMENTS}: "
                    "cuBLAS outruns the captured step's products there")
-        if why and self.graphs:
-            raise ValueError(f"graphs=True, but this fit cannot replay a CUDA graph: {why}")
+        if why and required:
+            raise ValueError(f"{required}, but this fit cannot replay a CUDA graph: {why}")
         return not why, why
+
+    def graph_requirement(self) -> str:
+        """The option that makes ``fit`` require the captured CUDA-graph step ("" if none):
+        ``graphs=True``, or a ``matmul_precision`` other than "highest" (only that step has it)."""
+        if self.graphs is True:
+            return "graphs=True"
+        return f"matmul_precision={self.matmul_precision!r}" if self.matmul_precision != "highest" else ""
 
     def uses_compiled_step(self, optimizer: Any = None) -> tuple[bool, str]:
         """Whether ``fit`` would run each step as one compiled Numba function (see ``compiled``),
@@ -490,6 +550,11 @@ class Sequential:
             options["jit"] = False
         if options.get("compiled") and Ops(backend, options.get("fused")).kernel_family != "numba":
             options["compiled"] = None  # unpickled where Numba is missing or fusion is off: the eager step
+        if options.get("matmul_precision", "highest") != "highest" and not backend.is_cupy:
+            warnings.warn(f"this model was pickled with matmul_precision={options['matmul_precision']!r}, which needs "
+                          f"a GPU's tensor cores; unpickled on {backend.name!r}, it trains at 'highest' precision",
+                          UserWarning, stacklevel=2)
+            options["matmul_precision"] = "highest"
         layers, arguments = constructor_arguments(config)
         self.__init__(layers, backend=backend, seed=state["seed"], **arguments, **options)
         self.set_parameters(state["params"])

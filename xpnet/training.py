@@ -162,11 +162,13 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
             val_weights = check_sample_weight(validation_data[2], n_val, model.backend, model.dtype)
     n = source.n_rows if source is not None else data[0].shape[0]
     captured = None
-    if rules["lr_schedule"] != "constant" and model.graphs:
-        raise ValueError(f"graphs=True, but lr_schedule={rules['lr_schedule']!r} changes the learning rate between "
+    required = model.graph_requirement()  # graphs=True, or tensor-core products: only the captured step has them
+    if rules["lr_schedule"] != "constant" and required:
+        raise ValueError(f"{required}, but lr_schedule={rules['lr_schedule']!r} changes the learning rate between "
                          "epochs, which a captured CUDA graph holds fixed")
-    if weights is not None and model.graphs:
-        raise ValueError("graphs=True, but the captured CUDA-graph step has no sample weights; use graphs=None")
+    if weights is not None and required:
+        raise ValueError(f"{required}, but the captured CUDA-graph step has no sample weights"
+                         + ("; use graphs=None" if required == "graphs=True" else ""))
     if (rules["lr_schedule"] == "constant" and weights is None
             and model.uses_graphs(optimizer, batch_size, n, streamed=source is not None)[0]):
         model._captured = captured = model.ops.captured_training(model, optimizer, *data, batch_size)
