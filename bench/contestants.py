@@ -12,6 +12,7 @@ clock read, and the median over the measured epochs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from typing import Callable
@@ -44,8 +45,9 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) ->
 
 # -- xpnet ----------------------------------------------------------------------------
 def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False,
-           compiled: bool | None = None, graph_step: str = "") -> Callable[[Task], dict]:
-    """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``)."""
+           compiled: bool | None = None, graph_step: str = "", matmul_precision: str = "highest") -> Callable[[Task], dict]:
+    """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``).
+    ``matmul_precision``: Sequential's ("tf32"/"bf16": tensor-core products in that plan)."""
     def run(task: Task) -> dict:
         if not graph_step:
             return _run_xpnet(task)
@@ -76,10 +78,15 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
 
         def network():
             return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype,
-                              seed=task.seed, fused=fused, graphs=graphs, jit=jit, compiled=compiled)
+                              seed=task.seed, fused=fused, graphs=graphs, jit=jit, compiled=compiled,
+                              matmul_precision=matmul_precision)
 
-        if fused and not network().ops.fused:  # never report the reference path as "fused"
-            raise Unavailable(f"fused kernels are not active: {network().ops.reason}")
+        try:
+            probe = network()
+        except ValueError as exc:  # e.g. tensor-core products where there are none
+            raise Unavailable(str(exc)) from None
+        if fused and not probe.ops.fused:  # never report the reference path as "fused"
+            raise Unavailable(f"fused kernels are not active: {probe.ops.reason}")
         X_train, y_train, X_test, y_test = load_data(task)
         # Move the data once; fit then only checks it.
         X_train, y_train, X_test, y_test = (backend.asarray(a) for a in (X_train, y_train, X_test, y_test))
@@ -104,6 +111,7 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
         seconds = list(history.seconds)
         accuracy = model.evaluate(X_test, y_test)["accuracy"]
         extra = {"warmup_seconds": warmup_seconds, "fused": model.ops.fused, "jit": model.jit,
+                 "matmul_precision": model.matmul_precision,
                  "training_step": history.training_step, "backend": backend.describe(), "train_loss": list(history.loss)}
         if backend.is_numpy:  # the BLAS libraries loaded (the compiled step calls NumPy's where it finds it)
             extra["blas"] = _blas_name()
@@ -111,7 +119,8 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
             captured = model._captured
             extra["graph_step"] = "" if captured is None else "fused" if captured.fused else "generic"
-            if graph_step and not (captured is not None and captured.fused):  # never report the generic step as fused
+            if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
+                # never report the generic step as fused, nor as tensor-core products
                 raise Unavailable(f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}")
         if backend.is_cupy:
             import cupy
@@ -156,10 +165,16 @@ def sklearn_mlp(task: Task) -> dict:
 
 
 # -- PyTorch --------------------------------------------------------------------------------
-def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dict]:
+def _torch(device: str, compile_mode: str | None = None, precision: str = "highest") -> Callable[[Task], dict]:
     """PyTorch on ``device``: eager, or with ``compile_mode`` the whole step (forward, loss,
     backward, Adam's update, zeroing the gradients) one ``torch.compile`` function ("reduce-overhead"
-    replays CUDA graphs; "max-autotune" also tunes the GEMMs). Compilation happens in the warm-up."""
+    replays CUDA graphs; "max-autotune" also tunes the GEMMs). Compilation happens in the warm-up.
+
+    ``precision``, xpnet's ``matmul_precision`` at PyTorch's matching setting: "highest" and "tf32"
+    are ``torch.set_float32_matmul_precision("highest" / "high")`` (on CUDA "high" is TF32);
+    "bf16" is ``torch.autocast(dtype=torch.bfloat16)`` around forward and loss, since on CUDA
+    "medium" is TF32 as well. Autocast also keeps the linear layers' outputs (so the activations)
+    in bfloat16, where xpnet keeps everything but the products' inputs in float32."""
 
     def run(task: Task) -> dict:
         try:
@@ -168,6 +183,13 @@ def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dic
             raise Unavailable(f"PyTorch is not installed ({exc})") from None
         if device == "cuda" and not torch.cuda.is_available():
             raise Unavailable("PyTorch sees no CUDA device")
+        if precision != "highest" and (device != "cuda" or task.dtype != "float32"):
+            raise Unavailable(f"precision {precision!r} is a float32 CUDA setting")
+        torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
+        def autocast():
+            return (torch.autocast(device_type="cuda", dtype=torch.bfloat16) if precision == "bf16"
+                    else contextlib.nullcontext())
+
         torch.set_num_threads(usable_cores())
         torch.manual_seed(task.seed)
         dtype = getattr(torch, task.dtype)
@@ -194,7 +216,8 @@ def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dic
         def step_for(net, opt):
             if id(opt) not in steps:
                 def step(x, y):
-                    loss = loss_fn(net(x), y)
+                    with autocast():
+                        loss = loss_fn(net(x), y)
                     loss.backward()
                     opt.step()
                     opt.zero_grad(set_to_none=not compile_mode)  # compiled: in place, a captured graph keeps its buffers
@@ -242,7 +265,8 @@ def _torch(device: str, compile_mode: str | None = None) -> Callable[[Task], dic
         with torch.no_grad():
             pred = net(torch.from_numpy(X_test).to(device=device, dtype=dtype)).argmax(dim=1).cpu().numpy()
         extra = {"warmup_seconds": warmup, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
-                 "compile_mode": compile_mode}
+                 "compile_mode": compile_mode, "matmul_precision": precision,
+                 "float32_matmul_precision": torch.get_float32_matmul_precision()}
         if device == "cuda":
             extra["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated())
             extra["gpu_name"] = torch.cuda.get_device_name()
@@ -302,16 +326,31 @@ def _blas_name() -> str:
 
 
 # -- JAX -----------------------------------------------------------------------------------
-def _jax(platform: str) -> Callable[[Task], dict]:
+# xpnet's matmul_precision -> jax_default_matmul_precision. JAX's own default lets a GPU compute
+# float32 products in TF32, so the "highest" peer pins "float32", as xpnet's default computes.
+JAX_PRECISION = {"highest": "float32", "tf32": "tensorfloat32", "bf16": "bfloat16"}
+
+
+def _jax(platform: str, precision: str = "highest", scan: bool = False) -> Callable[[Task], dict]:
     """The user's alternative: the same network in JAX, its whole step (forward, loss,
-    ``jax.value_and_grad``, Adam as PyTorch computes it) one ``jax.jit`` function."""
+    ``jax.value_and_grad``, Adam as PyTorch computes it) one ``jax.jit`` function; with ``scan``
+    an epoch's full batches are one ``jax.lax.scan`` of that step inside one ``jax.jit`` (the
+    last, smaller batch is one more step). ``precision``: see :data:`JAX_PRECISION`."""
 
     def run(task: Task) -> dict:
         try:
             import jax
-            import jax.numpy as jnp
         except ImportError as exc:
             raise Unavailable(f"JAX is not installed ({exc})") from None
+        if precision != "highest" and (platform != "gpu" or task.dtype != "float32"):
+            raise Unavailable(f"precision {precision!r} is a float32 GPU setting")
+        with jax.default_matmul_precision(JAX_PRECISION[precision]):
+            return _run_jax(task)
+
+    def _run_jax(task: Task) -> dict:
+        import jax
+        import jax.numpy as jnp
+
         try:
             device = jax.devices(platform)[0]
         except RuntimeError as exc:
@@ -343,8 +382,7 @@ def _jax(platform: str) -> Callable[[Task], dict]:
 
         b1, b2, eps, lr = 0.9, 0.999, 1e-8, task.lr
 
-        @jax.jit
-        def step(params, m, v, t, X, Y, idx):
+        def train_step(params, m, v, t, X, Y, idx):
             x, y = jnp.take(X, idx, axis=0), jnp.take(Y, idx, axis=0)
             loss, grads = jax.value_and_grad(loss_fn)(params, x, y)
             m = jax.tree_util.tree_map(lambda m, g: b1 * m + (1 - b1) * g, m, grads)
@@ -353,6 +391,17 @@ def _jax(platform: str) -> Callable[[Task], dict]:
             params = jax.tree_util.tree_map(lambda p, m, v: p - (lr / c1) * m / (jnp.sqrt(v) / c2 + eps), params, m, v)
             return params, m, v, loss
 
+        step = jax.jit(train_step)
+
+        @jax.jit
+        def scanned_steps(params, m, v, t, X, Y, batches):  # batches: (n_batches, batch_size) row indices
+            def body(carry, idx):
+                params, m, v, t = carry
+                params, m, v, _ = train_step(params, m, v, t + 1, X, Y, idx)
+                return (params, m, v, t + 1), None
+
+            return jax.lax.scan(body, (params, m, v, t), batches)[0]
+
         X_train, y_train, X_test, y_test = load_data(task)
         X = jax.device_put(X_train.astype(dtype), device)
         Y = jax.device_put(y_train.astype(np.int32), device)
@@ -360,7 +409,13 @@ def _jax(platform: str) -> Callable[[Task], dict]:
         def epoch(state, n):
             params, m, v, t = state
             perm = jax.device_put(rng.permutation(n).astype(np.int32), device)
-            for lo in range(0, n, task.batch_size):
+            lo = 0
+            if scan:
+                full = n // task.batch_size
+                batches = perm[: full * task.batch_size].reshape(full, task.batch_size)
+                params, m, v, _ = scanned_steps(params, m, v, jnp.asarray(t, dtype), X, Y, batches)
+                t, lo = t + full, full * task.batch_size
+            for lo in range(lo, n, task.batch_size):
                 t += 1
                 params, m, v, loss = step(params, m, v, jnp.asarray(t, dtype), X, Y, perm[lo: lo + task.batch_size])
             jax.block_until_ready(params)
@@ -372,7 +427,8 @@ def _jax(platform: str) -> Callable[[Task], dict]:
             return params, zeros, zeros, 0
 
         t0 = time.perf_counter()
-        epoch(fresh(), 2048 + task.train_samples % task.batch_size)  # compiles both batch shapes
+        # compiles both batch shapes; the scan is compiled for a whole epoch's count of batches
+        epoch(fresh(), task.train_samples if scan else 2048 + task.train_samples % task.batch_size)
         warmup = time.perf_counter() - t0
         rng = np.random.default_rng(task.seed)
         state = fresh()
@@ -387,7 +443,8 @@ def _jax(platform: str) -> Callable[[Task], dict]:
             h = act(h) if i < len(state[0]) - 1 else h
         accuracy = float((np.asarray(jnp.argmax(h, axis=1)) == y_test).mean())
         return _result(task, seconds, accuracy, warmup_seconds=warmup, jax_version=jax.__version__,
-                       jax_device=str(device))
+                       jax_device=str(device), matmul_precision=precision,
+                       jax_default_matmul_precision=str(jax.config.jax_default_matmul_precision), lax_scan=scan)
 
     return run
 
@@ -401,18 +458,34 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     # the captured step as 3L + 2 fused kernels (kernels/cuda_step.py), at every size
     "xpnet-cupy-fused-step": _xpnet("cupy", True, graphs=True, graph_step="fused"),
     "xpnet-cupy-unfused": _xpnet("cupy", False),
+    # tensor-core products (matmul_precision), each against PyTorch and JAX at the matching setting
+    "xpnet-cupy-tf32": _xpnet("cupy", True, matmul_precision="tf32"),
+    "xpnet-cupy-bf16": _xpnet("cupy", True, matmul_precision="bf16"),
     "xpnet-torch": _xpnet("torch:cpu", False),  # xpnet's backprop on PyTorch CPU tensors
     "xpnet-torch-cuda": _xpnet("torch:cuda", False),
     "xpnet-jax": _xpnet("jax", False),
     "xpnet-jax-jit": _xpnet("jax", False, jit=True),
     "jax-cpu": _jax("cpu"),
     "jax-gpu": _jax("gpu"),
+    "jax-cpu-scan": _jax("cpu", scan=True),
+    "jax-gpu-scan": _jax("gpu", scan=True),
+    "jax-gpu-tf32": _jax("gpu", "tf32"),
+    "jax-gpu-bf16": _jax("gpu", "bf16"),
     "sgemm-floor": sgemm_floor,
     "sklearn-mlp": sklearn_mlp,
     "torch-cpu": _torch("cpu"),
     "torch-cuda": _torch("cuda"),
     "torch-cuda-compiled": _torch("cuda", "reduce-overhead"),
     "torch-cuda-autotune": _torch("cuda", "max-autotune"),
+    "torch-cuda-compiled-tf32": _torch("cuda", "reduce-overhead", "tf32"),
+    "torch-cuda-compiled-bf16": _torch("cuda", "reduce-overhead", "bf16"),
+}
+# matmul_precision -> (xpnet's contestant, the peers at the matching setting): the compiled
+# PyTorch step (both modes at "highest") and JAX's jit step (and its lax.scan epoch)
+PRECISION_CONTESTANTS = {
+    "highest": ("xpnet-cupy-fused", ("torch-cuda-compiled", "torch-cuda-autotune", "jax-gpu", "jax-gpu-scan")),
+    "tf32": ("xpnet-cupy-tf32", ("torch-cuda-compiled-tf32", "jax-gpu-tf32")),
+    "bf16": ("xpnet-cupy-bf16", ("torch-cuda-compiled-bf16", "jax-gpu-bf16")),
 }
 CPU_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-numpy-fused-eager", "xpnet-numpy-unfused", "xpnet-torch", "xpnet-jax", "xpnet-jax-jit",
-                   "sklearn-mlp", "torch-cpu", "jax-cpu", "sgemm-floor")
+                   "sklearn-mlp", "torch-cpu", "jax-cpu", "jax-cpu-scan", "sgemm-floor")

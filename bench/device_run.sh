@@ -4,6 +4,8 @@
 #   bash bench/device_run.sh tests     # the whole test suite (CuPy tests included), kernel bandwidths, launches per step
 #   bash bench/device_run.sh mnist     # the MNIST harness with every contestant (and the roofline)
 #   bash bench/device_run.sh sweep     # the sweep: xpnet's GPU steps against eager and compiled PyTorch and jax-gpu
+#   bash bench/device_run.sh precision # matmul_precision highest/tf32/bf16 against compiled PyTorch and JAX at the
+#                                      # matching setting, 10 epochs each (accuracy per precision; not yet timed)
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
@@ -54,7 +56,12 @@ fi
 if [ "$STAGE" = sweep ]; then
   echo "== sweep (GPU contestants; torch-cuda-autotune compiles for minutes per point, so it is left to --sweep-contestants)"
   mkdir -p "$OUT/sweep"
-  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,jax-gpu --sweep \
+  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,jax-gpu,jax-gpu-scan --sweep \
     --timeout 300 --out "$OUT/sweep" 2>/dev/null | tail -25
+fi
+if [ "$STAGE" = precision ]; then
+  echo "== matmul_precision: xpnet and its peers at each setting, 10 epochs"
+  mkdir -p "$OUT/precision"
+  $PY -m bench.mnist --contestants precision --epochs 10 --timeout 300 --out "$OUT/precision" 2>/dev/null | tail -25
 fi
 ls "$OUT"

@@ -32,7 +32,8 @@ SWEEP_BATCH_SIZES = (32, 128, 512, 2048, 4096)
 SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024), (4096, 2048))
 # the compiled GPU peers too: a performance-minded user's choice on a GPU (they skip without CUDA)
 SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "xpnet-cupy-fused-step",
-                     "torch-cpu", "torch-cuda", "torch-cuda-compiled", "torch-cuda-autotune", "jax-cpu", "jax-gpu")
+                     "torch-cpu", "torch-cuda", "torch-cuda-compiled", "torch-cuda-autotune", "jax-cpu", "jax-gpu",
+                     "jax-gpu-scan")
 
 
 # -- one contestant, in a child process ------------------------------------------------------
@@ -129,6 +130,46 @@ def markdown_table(results: dict, task: Task, environment: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def precision_summary(results: dict) -> dict:
+    """Per ``matmul_precision`` that xpnet ran at: its epoch and accuracy, the fastest peer at the
+    matching setting (``contestants.PRECISION_CONTESTANTS``) and xpnet's time as a multiple of it,
+    and xpnet's accuracy minus compiled PyTorch's in points (issue 12: within 0.3)."""
+    from .contestants import PRECISION_CONTESTANTS
+
+    summary = {}
+    for precision, (mine, peers) in PRECISION_CONTESTANTS.items():
+        r = results.get(mine, {})
+        if r.get("status") != "ok":
+            continue
+        ran = {p: results[p] for p in peers if results.get(p, {}).get("status") == "ok"}
+        row = {"xpnet": mine, "epoch_seconds": r["median_epoch_seconds"], "accuracy": r["test_accuracy"],
+               "best_peer": None, "vs_best_peer": None, "torch_accuracy": None, "accuracy_minus_torch_points": None}
+        if ran:
+            best = min(ran, key=lambda p: ran[p]["median_epoch_seconds"])
+            row.update(best_peer=best, vs_best_peer=r["median_epoch_seconds"] / ran[best]["median_epoch_seconds"])
+        torch_peer = ran.get(peers[0])
+        if torch_peer:
+            row.update(torch_accuracy=torch_peer["test_accuracy"],
+                       accuracy_minus_torch_points=100 * (r["test_accuracy"] - torch_peer["test_accuracy"]))
+        summary[precision] = row
+    return summary
+
+
+def precision_markdown(summary: dict, epochs: int) -> str:
+    lines = [f"Matrix-product precision (`matmul_precision`), each against the peers at the matching setting; "
+             f"accuracy after {epochs} epochs:", "",
+             "| precision | xpnet | s/epoch | fastest peer | xpnet / peer | accuracy | compiled PyTorch's | difference (points) |",
+             "|---|---|---:|---|---:|---:|---:|---:|"]
+    for precision, row in summary.items():
+        peer = f"{row['best_peer']}" if row["best_peer"] else "none ran"
+        ratio = f"{row['vs_best_peer']:.2f}x" if row["vs_best_peer"] is not None else "n/a"
+        torch_acc = f"{row['torch_accuracy']:.4f}" if row["torch_accuracy"] is not None else "n/a"
+        diff = f"{row['accuracy_minus_torch_points']:+.2f}" if row["accuracy_minus_torch_points"] is not None else "n/a"
+        lines.append(f"| {precision} | {row['xpnet']} | {row['epoch_seconds']:.4f} | {peer} | {ratio} | "
+                     f"{row['accuracy']:.4f} | {torch_acc} | {diff} |")
+    return "\n".join(lines) + "\n"
+
+
 def bar_chart(results: dict, path: Path, title: str) -> None:
     from xpnet.plotting import _pyplot, save_figure
 
@@ -196,7 +237,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None, help=f"measured epochs (default {REFERENCE.epochs}; quick: 2)")
     p.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
     p.add_argument("--hidden", default=",".join(map(str, REFERENCE.hidden)), help="hidden widths, e.g. 256,128")
-    p.add_argument("--contestants", default="all", help="comma-separated names, 'all' or 'cpu'")
+    p.add_argument("--contestants", default="all",
+                   help="comma-separated names, 'all', 'cpu' or 'precision' (each matmul_precision and its peers)")
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="output folder")
     p.add_argument("--quick", action="store_true", help="CI smoke test: 6000 training images, CPU contestants, 2 epochs")
     p.add_argument("--sweep", action="store_true", help="also time epochs over batch sizes and hidden widths")
@@ -276,7 +318,7 @@ def gpu_rooflines(results: dict, task: Task) -> tuple[dict, dict | None]:
 
 
 def choose_contestants(spec: str, quick: bool) -> list[str]:
-    from .contestants import CONTESTANTS, CPU_CONTESTANTS
+    from .contestants import CONTESTANTS, CPU_CONTESTANTS, PRECISION_CONTESTANTS
 
     if quick and spec == "all":
         spec = "cpu"
@@ -284,6 +326,8 @@ def choose_contestants(spec: str, quick: bool) -> list[str]:
         return list(CONTESTANTS)
     if spec == "cpu":
         return list(CPU_CONTESTANTS)
+    if spec == "precision":  # xpnet at each matmul_precision and its peers at the matching setting
+        return [name for mine, peers in PRECISION_CONTESTANTS.values() for name in (mine, *peers)]
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONTESTANTS]
     if unknown:
@@ -356,6 +400,7 @@ def main(argv=None) -> int:
 
     crossovers = {axis: crossover(sweep, axis, key) for axis, key in (("batch_size", "batch_size"), ("hidden", "hidden_total"))}
     rooflines, limits = gpu_rooflines(results, task)
+    precisions = precision_summary(results)
     report = {
         "gpu_faster_from": crossovers if sweep else None,
         "task": task.to_dict(),
@@ -365,6 +410,7 @@ def main(argv=None) -> int:
         "sweep": sweep,
         "roofline": rooflines,
         "machine_limits": limits,
+        "matmul_precision": precisions,
         "total_seconds": time.perf_counter() - started,
     }
     table = markdown_table(results, task, env)
@@ -372,6 +418,8 @@ def main(argv=None) -> int:
         from .roofline import markdown
 
         table += "\n\n" + markdown(rooflines, limits) + "\n"
+    if precisions:
+        table += "\n" + precision_markdown(precisions, task.epochs)
     atomic_write(out / "mnist.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
     atomic_write(out / "mnist.md", lambda fh: fh.write(table.encode()))
     try:

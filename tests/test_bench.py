@@ -14,7 +14,8 @@ pytestmark = pytest.mark.mnist
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    contestants = "xpnet-numpy-fused,xpnet-numpy-unfused,xpnet-cupy-fused,sklearn-mlp,torch-cpu"
+    contestants = ("xpnet-numpy-fused,xpnet-numpy-unfused,xpnet-cupy-fused,sklearn-mlp,torch-cpu,jax-cpu,jax-cpu-scan,"
+                   "xpnet-cupy-tf32,torch-cuda-compiled-bf16")
     proc = subprocess.run(
         [sys.executable, "-m", "bench.mnist", "--quick", "--epochs", "1", "--contestants", contestants, "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=900,
@@ -58,6 +59,41 @@ def test_unavailable_contestants_are_skipped_with_a_reason(quick_run):
         assert gpu["status"] == "skipped" and gpu["reason"]
     for name, r in report["results"].items():
         assert r["status"] in ("ok", "skipped"), (name, r)
+    if not cupy_usable()[0]:  # tensor-core contestants refuse, saying why, rather than run another precision
+        for name in ("xpnet-cupy-tf32", "torch-cuda-compiled-bf16"):
+            assert report["results"][name]["status"] == "skipped" and report["results"][name]["reason"]
+        assert report["matmul_precision"] == {}
+
+
+def test_jax_scan_epoch_trains_as_the_jit_step(quick_run):
+    # one lax.scan per epoch runs the same steps as one jit call per batch: same accuracy
+    _, report, _ = quick_run
+    step, scan = report["results"]["jax-cpu"], report["results"]["jax-cpu-scan"]
+    if step["status"] != "ok":
+        pytest.skip(f"jax-cpu did not run: {step.get('reason')}")
+    assert scan["status"] == "ok" and scan["lax_scan"] is True and step["lax_scan"] is False
+    assert scan["jax_default_matmul_precision"] == step["jax_default_matmul_precision"] == "float32"
+    assert abs(scan["test_accuracy"] - step["test_accuracy"]) <= 0.005
+
+
+def test_precision_summary_compares_with_the_fastest_peer_at_the_same_setting(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.mnist import precision_markdown, precision_summary
+
+    def ok(seconds, accuracy):
+        return {"status": "ok", "median_epoch_seconds": seconds, "test_accuracy": accuracy}
+
+    results = {"xpnet-cupy-fused": ok(0.02, 0.975), "torch-cuda-compiled": ok(0.05, 0.977),
+               "torch-cuda-autotune": ok(0.04, 0.976), "jax-gpu": {"status": "skipped", "reason": "no GPU"},
+               "xpnet-cupy-bf16": ok(0.01, 0.970), "torch-cuda-compiled-bf16": ok(0.03, 0.975)}
+    summary = precision_summary(results)
+    assert set(summary) == {"highest", "bf16"}  # tf32 did not run
+    assert summary["highest"]["best_peer"] == "torch-cuda-autotune"
+    assert summary["highest"]["vs_best_peer"] == pytest.approx(0.5)
+    assert summary["highest"]["accuracy_minus_torch_points"] == pytest.approx(-0.2)
+    assert summary["bf16"]["accuracy_minus_torch_points"] == pytest.approx(-0.5)
+    table = precision_markdown(summary, 10)
+    assert "after 10 epochs" in table and "| bf16 | xpnet-cupy-bf16 | 0.0100 | torch-cuda-compiled-bf16 | 0.33x |" in table
 
 
 def test_crossover_finds_where_the_gpu_overtakes(monkeypatch):
