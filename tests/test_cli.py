@@ -222,3 +222,10 @@ def test_short_real_mnist_run(tmp_path):
     result = json.loads(metrics.read_text())
     assert result["test_accuracy"] > 0.90, result["test_accuracy"]
     assert result["peak_rss_bytes"] < 2**30
+
+
+def test_tensor_core_precision_is_refused_on_the_cpu_with_the_reason(capsys):
+    assert cli.main(["train", "--dataset", "digits", "--hidden", "8", "--epochs", "1", "--backend", "numpy",
+                     "--matmul-precision", "tf32"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("xpnet: error: matmul_precision='tf32' needs the tensor cores") and err.count("\n") == 1

@@ -122,6 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=_non_negative_int, default=0, help="seeds the weights and the shuffling")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32", help="precision")
     train.add_argument("--no-fused", action="store_true", help="use the reference path instead of fused kernels")
+    train.add_argument("--matmul-precision", choices=["highest", "tf32", "bf16"], default="highest",
+                       help="the training step's matrix products: tf32/bf16 run on a GPU's tensor cores "
+                            "(CuPy, float32, the captured step; refused elsewhere)")
     train.add_argument("--tol", type=_non_negative_float, default=None,
                        help="stop once the training loss (with --early-stopping, the validation accuracy) has not "
                             "improved by more than TOL for more than --n-iter-no-change epochs (default: train every epoch)")
@@ -269,7 +272,7 @@ def build_network(n_features: int, n_classes: int, args: argparse.Namespace) -> 
 
     layers = dense_stack([n_features, *args.hidden, n_classes], args.activation)
     return Sequential(layers, loss="softmax_cross_entropy", backend=args.backend, dtype=args.dtype,
-                      seed=args.seed, fused=False if args.no_fused else None)
+                      seed=args.seed, fused=False if args.no_fused else None, matmul_precision=args.matmul_precision)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
