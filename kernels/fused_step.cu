@@ -108,9 +108,7 @@ struct xpnet_tc_tile {
     using S = typename xpnet_staged<float, PREC>::type;
     static constexpr int WK = PREC == XPNET_PREC_TF32 ? 8 : 16;
     static constexpr int SUB = TILE / 16, PER_WARP = (SUB * SUB + 7) / 8;
-    struct tf32_tag { using type = nvcuda::wmma::precision::tf32; };
-    struct bf16_tag { using type = __nv_bfloat16; };
-    using Kind = typename xpnet_pick<PREC == XPNET_PREC_TF32, tf32_tag, bf16_tag>::type::type;
+    using Kind = typename xpnet_pick<PREC == XPNET_PREC_TF32, nvcuda::wmma::precision::tf32, __nv_bfloat16>::type;
     nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, WK, float> acc[PER_WARP];
 
     __device__ void zero() {

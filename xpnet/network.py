@@ -193,7 +193,7 @@ class Sequential:
         if self.ops.captured_training is None:
             return self.ops.reason or f"the {self.backend.name} backend has no captured CUDA-graph step (CuPy with fused kernels has)"
         if self.graphs is False:
-            return "graphs=False turns the captured step off"
+            return "graphs=False (or XPNET_CUDA_GRAPHS=0) turns the captured step off"
         from .kernels.cuda_step import tensor_core_support
         from .kernels.step_spec import network_unsupported
 
