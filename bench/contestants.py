@@ -76,21 +76,17 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
         except (BackendUnavailableError, ImportError) as exc:
             raise Unavailable(str(exc)) from None
 
-        def network():
-            return Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend, dtype=task.dtype,
-                              seed=task.seed, fused=fused, graphs=graphs, jit=jit, compiled=compiled,
-                              matmul_precision=matmul_precision)
-
         try:
-            probe = network()
+            model = Sequential(dense_stack(task.widths, task.activation), loss=task.loss, backend=backend,
+                               dtype=task.dtype, seed=task.seed, fused=fused, graphs=graphs, jit=jit, compiled=compiled,
+                               matmul_precision=matmul_precision)
         except ValueError as exc:  # e.g. tensor-core products where there are none
             raise Unavailable(str(exc)) from None
-        if fused and not probe.ops.fused:  # never report the reference path as "fused"
-            raise Unavailable(f"fused kernels are not active: {probe.ops.reason}")
+        if fused and not model.ops.fused:  # never report the reference path as "fused"
+            raise Unavailable(f"fused kernels are not active: {model.ops.reason}")
         X_train, y_train, X_test, y_test = load_data(task)
         # Move the data once; fit then only checks it.
         X_train, y_train, X_test, y_test = (backend.asarray(a) for a in (X_train, y_train, X_test, y_test))
-        model = network()
         initial = [backend.xp.asarray(p, copy=True) for p in model.parameters()]
         rng_state = model.rng.bit_generator.state
         # Warm-up on the measured model (kernels compiled, CUDA context made, JAX steps compiled for

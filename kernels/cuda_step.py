@@ -102,9 +102,14 @@ def _gemm_name(ctype: str, tile: int, ta: bool, tb: bool, precision: str = "high
             + (f", {code}>" if code else ">"))
 
 
+def _gemm_names(ctype: str, precision: str = "highest") -> list[str]:
+    """Every product a plan in ``ctype`` at ``precision`` may launch."""
+    return [_gemm_name(ctype, tile, ta, tb, precision) for tile in _TILES for ta, tb in _PRODUCTS]
+
+
 def kernel_names(ctype: str, precision: str = "highest") -> list[str]:
     """Every name expression a plan in ``ctype`` ("float" or "double") at ``precision`` may launch."""
-    names = [_gemm_name(ctype, tile, ta, tb, precision) for tile in _TILES for ta, tb in _PRODUCTS]
+    names = _gemm_names(ctype, precision)
     names += [f"xpnet_loss_grad<{ctype}, {u}>" for u in ("long long", ctype)]
     names += [f"xpnet_update_step<{ctype}>"] + [f"xpnet_gather_batch<{ctype}, {u}>" for u in ("long long", ctype)]
     return names
@@ -324,9 +329,8 @@ def _module(ctype: str, precision: str = "highest") -> Any:
     source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
     if precision == "highest":
         return cupy.RawModule(code=source, options=("--std=c++17",), name_expressions=tuple(kernel_names(ctype)))
-    names = tuple(_gemm_name(ctype, tile, ta, tb, precision) for tile in _TILES for ta, tb in _PRODUCTS)
     options = ("--std=c++17", "-DXPNET_TENSOR_CORES", *_cuda_include_options())
-    module = cupy.RawModule(code=source, options=options, name_expressions=names)
+    module = cupy.RawModule(code=source, options=options, name_expressions=tuple(_gemm_names(ctype, precision)))
     try:
         module.compile()
     except cupy.cuda.compiler.CompileException as error:

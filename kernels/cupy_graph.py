@@ -257,14 +257,12 @@ class CapturedTraining:
         # (matmul_precision "tf32"/"bf16") exist only in that plan, so they require it.
         from .cuda_step import fused_step_requested, unsupported
 
-        self.precision = getattr(model, "matmul_precision", "highest")
-        if self.precision != "highest":
-            self.fused_why = unsupported(model, optimizer)
-            if self.fused_why:
-                raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
-                                 f"cannot use: {self.fused_why}")
-        else:
-            self.fused_why = unsupported(model, optimizer) if fused_step_requested() else "XPNET_GRAPH_STEP is not 'fused'"
+        self.precision = model.matmul_precision
+        wanted = self.precision != "highest" or fused_step_requested()
+        self.fused_why = unsupported(model, optimizer) if wanted else "XPNET_GRAPH_STEP is not 'fused'"
+        if self.fused_why and self.precision != "highest":  # Sequential.uses_graphs refuses it first
+            raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
+                             f"cannot use: {self.fused_why}")
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
 
     @property

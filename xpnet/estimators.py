@@ -27,7 +27,7 @@ from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from . import stopping, training
 from .callbacks import Callback
-from .network import MATMUL_PRECISIONS, Sequential
+from .network import Sequential, check_matmul_precision
 from .ops import _device
 from .sources import DataSource, _is_sparse
 from .optim import SGD, Adam
@@ -739,8 +739,7 @@ class _MLPBase(_Estimator):
         self._batch_size(1)
         check_positive_int("max_iter", self.max_iter)
         _check_float("tol", self.tol)
-        if self.matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {self.matmul_precision!r}")
+        check_matmul_precision(self.matmul_precision)
         if self.solver == "lbfgs":
             check_positive_int("max_fun", self.max_fun)
             if self.matmul_precision != "highest":

@@ -42,6 +42,13 @@ MODEL_FORMAT = "xpnet.Sequential"
 MATMUL_PRECISIONS = ("highest", "tf32", "bf16")
 
 
+def check_matmul_precision(value: Any) -> str:
+    """``value`` if it is one of :data:`MATMUL_PRECISIONS`, else a ``ValueError`` naming them."""
+    if value not in MATMUL_PRECISIONS:
+        raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {value!r}")
+    return value
+
+
 class Sequential:
     """A feed-forward network: layers applied in order, then a loss.
 
@@ -128,8 +135,7 @@ class Sequential:
             raise ValueError(f"jit must be True or False, got {jit!r}")
         if compiled not in (None, True, False):
             raise ValueError(f"compiled must be True, False or None, got {compiled!r}")
-        if matmul_precision not in MATMUL_PRECISIONS:  # checked again below; here before any work is done
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
+        check_matmul_precision(matmul_precision)  # with the other options, before any work is done
         # the options as given, for pickling
         self._requested = {"fused": fused, "graphs": graphs, "jit": jit, "compiled": compiled,
                            "matmul_precision": matmul_precision}
@@ -175,9 +181,7 @@ class Sequential:
     def set_matmul_precision(self, matmul_precision: str) -> None:
         """Set ``matmul_precision`` (see the class docstring) for later fits, after checking that this
         model can run it; a ``ValueError`` says why not, and leaves the model as it was."""
-        if matmul_precision not in MATMUL_PRECISIONS:
-            raise ValueError(f"matmul_precision must be one of {MATMUL_PRECISIONS}, got {matmul_precision!r}")
-        why = self._tensor_cores_unavailable(matmul_precision)
+        why = self._tensor_cores_unavailable(check_matmul_precision(matmul_precision))
         if why:
             raise ValueError(f"matmul_precision={matmul_precision!r} needs the tensor cores of the captured CUDA-graph "
                              f"step, and this model cannot use them: {why}")
