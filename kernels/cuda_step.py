@@ -22,7 +22,8 @@ Opt-in until measured on a GPU: ``XPNET_GRAPH_STEP=fused`` makes the captured st
 Precision: a float32 plan's products can run on the tensor cores (``precision="tf32"`` or
 ``"bf16"``, Sequential's ``matmul_precision``): their inputs rounded to TF32 or bfloat16, their sums
 in float32, everything else unchanged. Those products are compiled in a module of their own
-(:data:`PRECISIONS`), so the default ``"highest"`` never depends on CUDA's ``mma.h``.
+(:data:`PRECISIONS`), with the tensor-core instructions written as inline PTX, so neither module
+needs a CUDA header (NVRTC finds none where CUDA comes from pip wheels).
 """
 
 from __future__ import annotations
@@ -313,27 +314,28 @@ def tensor_core_support(device_id: int = 0) -> str:
                                         "bfloat16 tensor cores need 8.0 or newer")
 
 
-def _cuda_include_options() -> tuple[str, ...]:
-    """``-I`` for the CUDA toolkit's headers (``mma.h``), where CuPy knows the toolkit."""
-    import cupy
+def module_spec(ctype: str, precision: str = "highest") -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """What NVRTC compiles for a plan in ``ctype`` at ``precision``: (source, options, name expressions).
 
-    path = cupy.cuda.get_cuda_path()
-    include = Path(path, "include") if path else None
-    return (f"-I{include}",) if include is not None and (include / "mma.h").exists() else ()
+    "highest" is one module with every kernel; "tf32" / "bf16" add a module of the tensor-core
+    products alone (``-DXPNET_TENSOR_CORES``). Neither takes an include path."""
+    source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
+    if precision == "highest":
+        return source, ("--std=c++17",), tuple(kernel_names(ctype))
+    return source, ("--std=c++17", "-DXPNET_TENSOR_CORES"), tuple(_gemm_names(ctype, precision))
 
 
 @functools.lru_cache(maxsize=None)
 def _module(ctype: str, precision: str = "highest") -> Any:
     import cupy
 
-    source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
+    source, options, names = module_spec(ctype, precision)
+    module = cupy.RawModule(code=source, options=options, name_expressions=names)
     if precision == "highest":
-        return cupy.RawModule(code=source, options=("--std=c++17",), name_expressions=tuple(kernel_names(ctype)))
-    options = ("--std=c++17", "-DXPNET_TENSOR_CORES", *_cuda_include_options())
-    module = cupy.RawModule(code=source, options=options, name_expressions=tuple(_gemm_names(ctype, precision)))
+        return module
     try:
         module.compile()
     except cupy.cuda.compiler.CompileException as error:
-        raise RuntimeError(f"matmul_precision={precision!r}: the tensor-core products did not compile (they need "
-                           f"CUDA's mma.h; options {options}):\n{error}") from error
+        raise RuntimeError(f"matmul_precision={precision!r}: the tensor-core products did not compile "
+                           f"(options {options}):\n{error}") from error
     return module

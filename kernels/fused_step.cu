@@ -42,9 +42,88 @@
 // loss, update) stays float. The bias, one more k of the forward product, and the bias gradient,
 // one more row of the weight-gradient product, go through the tensor cores with the rest. They are
 // compiled only where XPNET_TENSOR_CORES is defined (a module of their own, compute capability
-// 8.0 or newer, CUDA's mma.h), so the highest-precision kernels never depend on that header.
+// 8.0 or newer), so the highest-precision kernels never contain a tensor-core instruction.
+
+template <bool C, typename A, typename B> struct xpnet_pick { using type = A; };
+template <typename A, typename B> struct xpnet_pick<false, A, B> { using type = B; };
+
 #if defined(XPNET_TENSOR_CORES) && !defined(XPNET_CUDA_EMULATION)
-#include <mma.h>  // nvcuda::wmma, and __nv_bfloat16 through cuda_bf16.h
+// The tensor cores through PTX's warp-wide wmma instructions (PTX ISA 7.0, sm_80), written inline
+// so that the module includes no CUDA header: NVRTC has no include path by default, and where CUDA
+// comes from pip wheels, mma.h's crt/mma.h is missing. These are the instructions nvcc emits for
+// mma.h's nvcuda::wmma on the same shapes. A fragment's layout across the warp's lanes is opaque:
+// its registers are only loaded, multiplied and stored, never read element by element.
+struct xpnet_bf16 { unsigned short bits; };  // a bfloat16 as stored (no initialiser: it lives in __shared__)
+
+#define XPNET_WMMA_LOAD(MATRIX_LAYOUT_SHAPE_TYPE)                                                               \
+    asm volatile("wmma.load." MATRIX_LAYOUT_SHAPE_TYPE " {%0, %1, %2, %3}, [%4], %5;"                          \
+                 : "=r"(f.x[0]), "=r"(f.x[1]), "=r"(f.x[2]), "=r"(f.x[3]) : "l"(p), "r"(ldm) : "memory")
+#define XPNET_WMMA_MMA(SHAPE_TYPES)                                                                             \
+    asm volatile("wmma.mma.sync.aligned.col.row." SHAPE_TYPES                                                  \
+                 " {%0, %1, %2, %3, %4, %5, %6, %7}, {%8, %9, %10, %11}, {%12, %13, %14, %15},"                \
+                 " {%0, %1, %2, %3, %4, %5, %6, %7};"                                                          \
+                 : "+f"(d.x[0]), "+f"(d.x[1]), "+f"(d.x[2]), "+f"(d.x[3]), "+f"(d.x[4]), "+f"(d.x[5]),       \
+                   "+f"(d.x[6]), "+f"(d.x[7])                                                                  \
+                 : "r"(a.x[0]), "r"(a.x[1]), "r"(a.x[2]), "r"(a.x[3]), "r"(b.x[0]), "r"(b.x[1]), "r"(b.x[2]), \
+                   "r"(b.x[3]))
+#define XPNET_WMMA_STORE(SHAPE)                                                                                 \
+    asm volatile("wmma.store.d.sync.aligned.row." SHAPE ".f32 [%0], {%1, %2, %3, %4, %5, %6, %7, %8}, %9;"    \
+                 : : "l"(p), "f"(c.x[0]), "f"(c.x[1]), "f"(c.x[2]), "f"(c.x[3]), "f"(c.x[4]), "f"(c.x[5]),   \
+                   "f"(c.x[6]), "f"(c.x[7]), "r"(ldm) : "memory")
+
+// One warp's 16 x 16 x K product at PREC: K = 8 for TF32 (m16n16k8), 16 for bfloat16 (m16n16k16).
+// Pointers are 32-byte aligned; ldm (in elements) a multiple of 16 bytes' worth.
+template <int PREC>
+struct xpnet_wmma {
+    static_assert(PREC == XPNET_PREC_TF32 || PREC == XPNET_PREC_BF16, "a tensor-core precision");
+    static constexpr bool tf32 = PREC == XPNET_PREC_TF32;
+    static constexpr int K = tf32 ? 8 : 16;
+    using staged = typename xpnet_pick<tf32, float, xpnet_bf16>::type;  // what shared memory holds
+    struct in { unsigned x[4]; };  // a warp's share of A (16 x K) or B (K x 16)
+    struct acc { float x[8]; };    // a warp's share of the 16 x 16 float sums
+
+    // TF32: 10 mantissa bits, round to nearest, ties away; bfloat16: 7, round to nearest even
+    static __device__ __forceinline__ staged round(const float v) {
+        if constexpr (tf32) {
+            unsigned r;
+            asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+            return __uint_as_float(r);
+        } else {
+            xpnet_bf16 r;
+            asm("cvt.rn.bf16.f32 %0, %1;" : "=h"(r.bits) : "f"(v));
+            return r;
+        }
+    }
+    static __device__ __forceinline__ void zero(acc& c) {
+#pragma unroll
+        for (int i = 0; i < 8; ++i) c.x[i] = 0.0f;
+    }
+    // A column-major (element (i, k) at p[k * ldm + i]), B row-major ((k, j) at p[k * ldm + j])
+    static __device__ __forceinline__ void load_a(in& f, const staged* p, const int ldm) {
+        if constexpr (tf32) XPNET_WMMA_LOAD("a.sync.aligned.col.m16n16k8.tf32");
+        else XPNET_WMMA_LOAD("a.sync.aligned.col.m16n16k16.bf16");
+    }
+    static __device__ __forceinline__ void load_b(in& f, const staged* p, const int ldm) {
+        if constexpr (tf32) XPNET_WMMA_LOAD("b.sync.aligned.row.m16n16k8.tf32");
+        else XPNET_WMMA_LOAD("b.sync.aligned.row.m16n16k16.bf16");
+    }
+    static __device__ __forceinline__ void mma(acc& d, const in& a, const in& b) {  // d += a @ b
+        if constexpr (tf32) XPNET_WMMA_MMA("m16n16k8.f32.tf32.tf32.f32");
+        else XPNET_WMMA_MMA("m16n16k16.f32.bf16.bf16.f32");
+    }
+    // row-major: element (i, j) to p[i * ldm + j]
+    static __device__ __forceinline__ void store(float* p, const acc& c, const int ldm) {
+        if constexpr (tf32) XPNET_WMMA_STORE("m16n16k8");
+        else XPNET_WMMA_STORE("m16n16k16");
+    }
+};
+#undef XPNET_WMMA_LOAD
+#undef XPNET_WMMA_MMA
+#undef XPNET_WMMA_STORE
+#endif
+#if defined(XPNET_TENSOR_CORES) && defined(XPNET_CUDA_EMULATION)
+// the emulation's xpnet_wmma (tests/cuda_emulation/cuda_host.h) numbers the precisions as here
+static_assert(xpnet_wmma<XPNET_PREC_TF32>::K == 8 && xpnet_wmma<XPNET_PREC_BF16>::K == 16, "emulated PREC");
 #endif
 
 template <typename T>
@@ -76,17 +155,13 @@ __device__ __forceinline__ T xpnet_epilogue(const T acc, const int epi, const in
     return acc;
 }
 
-template <bool C, typename A, typename B> struct xpnet_pick { using type = A; };
-template <typename A, typename B> struct xpnet_pick<false, A, B> { using type = B; };
-
 // What a product stages in shared memory: its inputs, rounded for the tensor cores.
 template <typename T, int PREC> struct xpnet_staged { using type = T; };
 
 template <int PREC, typename S, typename T>
 __device__ __forceinline__ S xpnet_stage(const T v) {
 #ifdef XPNET_TENSOR_CORES
-    if constexpr (PREC == XPNET_PREC_TF32) return nvcuda::wmma::__float_to_tf32(v);  // round to nearest
-    else if constexpr (PREC == XPNET_PREC_BF16) return __float2bfloat16(v);          // round to nearest even
+    if constexpr (PREC != XPNET_PREC_HIGHEST) return xpnet_wmma<PREC>::round(v);
     else
 #endif
         return v;
@@ -98,40 +173,41 @@ template <int TILE, int PREC> struct xpnet_tc_tile;
 template <int TILE> struct xpnet_tc_tile<TILE, XPNET_PREC_HIGHEST> {};
 
 #ifdef XPNET_TENSOR_CORES
-template <> struct xpnet_staged<float, XPNET_PREC_BF16> { using type = __nv_bfloat16; };
+template <> struct xpnet_staged<float, XPNET_PREC_BF16> { using type = xpnet_bf16; };
 
 // The block's 8 warps take the tile's 16 x 16 sub-tiles in turn (TILE 32: four sub-tiles, for warps
 // 0 to 3; TILE 64: sixteen, two per warp), each summing its sub-tile in a float fragment over the
-// staged k (wmma: m16n16k8 for TF32, m16n16k16 for bfloat16).
+// staged k, W::K at a time.
 template <int TILE, int PREC>
 struct xpnet_tc_tile {
-    using S = typename xpnet_staged<float, PREC>::type;
-    static constexpr int WK = PREC == XPNET_PREC_TF32 ? 8 : 16;
+    using W = xpnet_wmma<PREC>;
+    using S = typename W::staged;
     static constexpr int SUB = TILE / 16, PER_WARP = (SUB * SUB + 7) / 8;
-    using Kind = typename xpnet_pick<PREC == XPNET_PREC_TF32, nvcuda::wmma::precision::tf32, __nv_bfloat16>::type;
-    nvcuda::wmma::fragment<nvcuda::wmma::accumulator, 16, 16, WK, float> acc[PER_WARP];
+    typename W::acc acc[PER_WARP];
 
     __device__ void zero() {
 #pragma unroll
-        for (int p = 0; p < PER_WARP; ++p) nvcuda::wmma::fill_fragment(acc[p], 0.0f);
+        for (int p = 0; p < PER_WARP; ++p) W::zero(acc[p]);
     }
 
     // acc += op(A) @ op(B) over the staged k: As[k][i] is op(A) column-major, Bs[k][j] op(B) row-major.
+    // 8 is a multiple of SUB, so a warp's sub-tiles share one column of sub-tiles: B loads once per step.
+    static_assert(8 % SUB == 0, "a warp's sub-tiles in one column");
     template <int BK, int LD>
     __device__ void add(const S (*As)[LD], const S (*Bs)[LD]) {
         const int warp = threadIdx.x >> 5;
+        if (warp >= SUB * SUB) return;  // TILE 32: warps 4 to 7 have no sub-tile
+        const int c = warp % SUB;
 #pragma unroll
-        for (int p = 0; p < PER_WARP; ++p) {
-            const int s = warp + 8 * p;
-            if (s >= SUB * SUB) break;  // the same for the whole warp
-            const int r = s / SUB, c = s % SUB;
+        for (int kk = 0; kk < BK; kk += W::K) {
+            typename W::in a, b;
+            W::load_b(b, &Bs[kk][16 * c], LD);
 #pragma unroll
-            for (int kk = 0; kk < BK; kk += WK) {
-                nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, WK, Kind, nvcuda::wmma::col_major> a;
-                nvcuda::wmma::fragment<nvcuda::wmma::matrix_b, 16, 16, WK, Kind, nvcuda::wmma::row_major> b;
-                nvcuda::wmma::load_matrix_sync(a, &As[kk][16 * r], LD);
-                nvcuda::wmma::load_matrix_sync(b, &Bs[kk][16 * c], LD);
-                nvcuda::wmma::mma_sync(acc[p], a, b, acc[p]);
+            for (int p = 0; p < PER_WARP; ++p) {
+                const int s = warp + 8 * p;
+                if (s >= SUB * SUB) break;  // the same for the whole warp
+                W::load_a(a, &As[kk][16 * (s / SUB)], LD);
+                W::mma(acc[p], a, b);
             }
         }
     }
@@ -146,8 +222,7 @@ struct xpnet_tc_tile {
         for (int p = 0; p < PER_WARP; ++p) {
             const int s = warp + 8 * p;
             if (s >= SUB * SUB) break;
-            nvcuda::wmma::store_matrix_sync(&Cs[16 * (s / SUB)][16 * (s % SUB)], acc[p], TILE + 4,
-                                            nvcuda::wmma::mem_row_major);
+            W::store(&Cs[16 * (s / SUB)][16 * (s % SUB)], acc[p], TILE + 4);
         }
         __syncthreads();
         const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;

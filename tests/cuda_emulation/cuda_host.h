@@ -8,8 +8,8 @@
 // sums across blocks through a counter sees the last arriving block last, as it may on a GPU.
 //
 // Covered: threadIdx/blockIdx/blockDim/gridDim, __syncthreads, __threadfence, atomicAdd,
-// __ldcg, the float/double math of CUDA's headers, and the tensor cores as mma.h's
-// nvcuda::wmma offers them for TF32 and bfloat16 (see below). Not covered: other warp
+// __ldcg, the float/double math of CUDA's headers, and the tensor cores as fused_step.cu's
+// xpnet_wmma uses them for TF32 and bfloat16 (see below). Not covered: other warp
 // intrinsics, texture or constant memory; the fused step uses none of them.
 #pragma once
 #define XPNET_CUDA_EMULATION 1
@@ -52,89 +52,68 @@ using std::exp; using std::fabs; using std::isfinite; using std::log; using std:
 using std::min; using std::pow; using std::sqrt; using std::tanh;
 
 // -- tensor cores ------------------------------------------------------------------------------
-// bfloat16 as cuda_bf16.h converts it: float to bfloat16 rounds to nearest, ties to even.
-struct __nv_bfloat16 {
+// fused_step.cu's xpnet_wmma<PREC>, which on a GPU is inline PTX (wmma.load / wmma.mma /
+// wmma.store and the cvt roundings). A fragment's layout across a warp's lanes is unspecified
+// in PTX, and code that only loads, multiplies and stores fragments cannot see it; here every
+// lane holds the whole fragment, computes the whole product, and lane 0 stores it.
+struct xpnet_bf16 {  // a bfloat16 as stored
     std::uint16_t bits = 0;
     operator float() const { return std::bit_cast<float>(std::uint32_t(bits) << 16); }
 };
-inline __nv_bfloat16 __float2bfloat16(const float f) {
-    const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
-    if (std::isnan(f)) return {std::uint16_t((u >> 16) | 0x40)};  // stays a NaN
-    return {std::uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
-}
 
-// nvcuda::wmma for the shapes the fused product uses. A fragment's layout across a warp's lanes
-// is unspecified in CUDA, and code that uses only load/mma/store cannot see it; here every lane
-// holds the whole fragment, computes the whole product, and lane 0 stores it.
-namespace nvcuda::wmma {
-struct matrix_a {};
-struct matrix_b {};
-struct accumulator {};
-struct row_major {};
-struct col_major {};
-namespace precision { struct tf32 {}; }
-enum layout_t { mem_row_major, mem_col_major };
+inline unsigned xpnet_emu_lane() { return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32; }
 
-// float to TF32 (cvt.rna.tf32.f32): 10 mantissa bits, round to nearest, ties away from zero.
-inline float __float_to_tf32(const float f) {
-    if (!std::isfinite(f)) return f;
-    return std::bit_cast<float>((std::bit_cast<std::uint32_t>(f) + 0x1000u) & 0xffffe000u);
-}
+// PREC as fused_step.cu numbers it (which checks): 1 TF32 (m16n16k8), 2 bfloat16 (m16n16k16).
+template <int PREC>
+struct xpnet_wmma {
+    static_assert(PREC == 1 || PREC == 2, "a tensor-core precision");
+    static constexpr bool tf32 = PREC == 1;
+    static constexpr int K = tf32 ? 8 : 16;
+    using staged = std::conditional_t<tf32, float, xpnet_bf16>;
+    struct in { float v[16][16]; };  // A: v[i][k], B: v[k][j] (k < K); TF32 and bfloat16 values as floats
+    struct acc { float v[16][16]; };
 
-template <typename Use, int M, int N, int K> struct fragment_shape;
-template <int M, int N, int K> struct fragment_shape<matrix_a, M, N, K> { static constexpr int rows = M, cols = K; };
-template <int M, int N, int K> struct fragment_shape<matrix_b, M, N, K> { static constexpr int rows = K, cols = N; };
-template <int M, int N, int K> struct fragment_shape<accumulator, M, N, K> { static constexpr int rows = M, cols = N; };
-
-template <typename Use, int M, int N, int K, typename T, typename Layout = void>
-struct fragment {
-    static constexpr int rows = fragment_shape<Use, M, N, K>::rows, cols = fragment_shape<Use, M, N, K>::cols;
-    float v[rows][cols];  // TF32 and bfloat16 values are floats here
+    static staged round(const float f) {
+        const std::uint32_t u = std::bit_cast<std::uint32_t>(f);
+        if constexpr (tf32) {  // cvt.rna.tf32.f32: 10 mantissa bits, round to nearest, ties away from zero
+            if (!std::isfinite(f)) return f;
+            return std::bit_cast<float>((u + 0x1000u) & 0xffffe000u);
+        } else {  // cvt.rn.bf16.f32: 7 mantissa bits, round to nearest, ties to even
+            if (std::isnan(f)) return {std::uint16_t((u >> 16) | 0x40)};  // stays a NaN
+            return {std::uint16_t((u + 0x7fffu + ((u >> 16) & 1u)) >> 16)};
+        }
+    }
+    // the tensor cores read a float's top 19 bits as TF32: unrounded inputs are truncated
+    static float read(const staged x) {
+        if constexpr (tf32) return std::bit_cast<float>(std::bit_cast<std::uint32_t>(x) & 0xffffe000u);
+        else return float(x);
+    }
+    static void zero(acc& c) {
+        for (auto& row : c.v)
+            for (auto& x : row) x = 0.0f;
+    }
+    static void load_a(in& f, const staged* p, const int ldm) {  // column-major: (i, k) at p[k * ldm + i]
+        for (int i = 0; i < 16; ++i)
+            for (int k = 0; k < K; ++k) f.v[i][k] = read(p[k * ldm + i]);
+    }
+    static void load_b(in& f, const staged* p, const int ldm) {  // row-major: (k, j) at p[k * ldm + j]
+        for (int k = 0; k < K; ++k)
+            for (int j = 0; j < 16; ++j) f.v[k][j] = read(p[k * ldm + j]);
+    }
+    static void mma(acc& d, const in& a, const in& b) {  // d += a @ b, summed in float
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 16; ++j) {
+                float s = d.v[i][j];
+                for (int k = 0; k < K; ++k) s += a.v[i][k] * b.v[k][j];
+                d.v[i][j] = s;
+            }
+    }
+    static void store(float* p, const acc& c, const int ldm) {  // row-major: (i, j) to p[i * ldm + j]
+        if (xpnet_emu_lane() != 0) return;  // one copy of the warp's result
+        for (int i = 0; i < 16; ++i)
+            for (int j = 0; j < 16; ++j) p[i * ldm + j] = c.v[i][j];
+    }
 };
-
-inline unsigned lane_id() { return (threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z)) % 32; }
-
-template <typename Use, int M, int N, int K, typename T, typename Layout, typename E>
-inline void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const E* p, const unsigned ldm) {
-    static_assert(!std::is_same_v<T, precision::tf32> || std::is_same_v<E, float>, "TF32 loads from float");
-    static_assert(!std::is_same_v<T, __nv_bfloat16> || std::is_same_v<E, __nv_bfloat16>, "bf16 loads from bf16");
-    for (int r = 0; r < f.rows; ++r)
-        for (int c = 0; c < f.cols; ++c) {
-            float x = float(std::is_same_v<Layout, col_major> ? p[c * ldm + r] : p[r * ldm + c]);
-            // the tensor cores read a float's top 19 bits as TF32: unrounded inputs are truncated
-            if constexpr (std::is_same_v<T, precision::tf32>)
-                x = std::bit_cast<float>(std::bit_cast<std::uint32_t>(x) & 0xffffe000u);
-            f.v[r][c] = x;
-        }
-}
-
-template <int M, int N, int K>
-inline void fill_fragment(fragment<accumulator, M, N, K, float>& f, const float value) {
-    for (auto& row : f.v)
-        for (auto& x : row) x = value;
-}
-
-template <int M, int N, int K, typename T, typename LA, typename LB>
-inline void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
-                     const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
-    float out[M][N];
-    for (int i = 0; i < M; ++i)
-        for (int j = 0; j < N; ++j) {
-            float s = c.v[i][j];  // float accumulation
-            for (int k = 0; k < K; ++k) s += a.v[i][k] * b.v[k][j];
-            out[i][j] = s;
-        }
-    std::copy(&out[0][0], &out[0][0] + M * N, &d.v[0][0]);
-}
-
-template <int M, int N, int K>
-inline void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, const unsigned ldm,
-                              const layout_t layout) {
-    if (lane_id() != 0) return;  // one copy of the warp's result
-    for (int r = 0; r < M; ++r)
-        for (int c = 0; c < N; ++c) p[layout == mem_row_major ? r * ldm + c : c * ldm + r] = f.v[r][c];
-}
-}  // namespace nvcuda::wmma
 
 // Run `body` (one kernel call) on every thread of every block of the grid.
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {

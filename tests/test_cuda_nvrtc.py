@@ -1,0 +1,84 @@
+"""The fused step's CUDA modules compile with NVRTC, CUDA's runtime compiler, as CuPy compiles them.
+
+NVRTC needs no GPU. It has no include path unless given one, which nvcc (test_cuda_source.py)
+always has: this is where a kernel that needs a CUDA header would fail. NVRTC comes from pip
+(``nvidia-cuda-nvrtc``, found with ``cuda-pathfinder``); .ci/run installs both when it can, and
+these tests skip, with the reason, where they are missing.
+"""
+
+import ctypes
+
+import pytest
+
+from xpnet.kernels import cuda_step
+
+pathfinder = pytest.importorskip("cuda.pathfinder", reason="cuda-pathfinder (to find NVRTC) is not installed")
+
+
+@pytest.fixture(scope="module")
+def nvrtc():
+    try:
+        found = pathfinder.load_nvidia_dynamic_lib("nvrtc")
+    except pathfinder.DynamicLibNotFoundError as error:
+        pytest.skip(f"NVRTC is not installed (pip install nvidia-cuda-nvrtc): {error}")
+    lib = ctypes.CDLL(found.abs_path)
+    lib.nvrtcGetErrorString.restype = ctypes.c_char_p
+    return lib
+
+
+def nvrtc_ptx(lib, source, options, names):
+    """Compile ``source`` with ``options`` and the kernels ``names`` instantiated: (status, log, PTX)."""
+    program = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"xpnet.cu", 0, None, None) == 0
+    try:
+        for name in names:
+            assert lib.nvrtcAddNameExpression(program, name.encode()) == 0
+        argv = (ctypes.c_char_p * len(options))(*(o.encode() for o in options))
+        status = lib.nvrtcCompileProgram(program, len(options), argv)
+        size = ctypes.c_size_t()
+        lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
+        log = ctypes.create_string_buffer(size.value)
+        lib.nvrtcGetProgramLog(program, log)
+        ptx = b""
+        if status == 0:
+            lib.nvrtcGetPTXSize(program, ctypes.byref(size))
+            buffer = ctypes.create_string_buffer(size.value)
+            lib.nvrtcGetPTX(program, buffer)
+            ptx = buffer.value
+        return status, log.value.decode(errors="replace"), ptx.decode()
+    finally:
+        lib.nvrtcDestroyProgram(ctypes.byref(program))
+
+
+WMMA = {  # the tensor-core instructions each precision's products must contain, and only they
+    "highest": (),
+    "tf32": ("wmma.load.a.sync.aligned.col.m16n16k8.tf32", "wmma.load.b.sync.aligned.row.m16n16k8.tf32",
+             "wmma.mma.sync.aligned.col.row.m16n16k8.f32.tf32.tf32.f32", "wmma.store.d.sync.aligned.row.m16n16k8.f32",
+             "cvt.rna.tf32.f32"),
+    "bf16": ("wmma.load.a.sync.aligned.col.m16n16k16.bf16", "wmma.load.b.sync.aligned.row.m16n16k16.bf16",
+             "wmma.mma.sync.aligned.col.row.m16n16k16.f32.bf16.bf16.f32",
+             "wmma.store.d.sync.aligned.row.m16n16k16.f32", "cvt.rn.bf16.f32"),
+}
+
+
+@pytest.mark.parametrize("arch", ["compute_80", "compute_90"])
+@pytest.mark.parametrize("ctype,precision", [("float", "highest"), ("double", "highest"), ("float", "tf32"),
+                                             ("float", "bf16")])
+def test_fused_step_modules_compile_without_an_include_path(nvrtc, ctype, precision, arch):
+    source, options, names = cuda_step.module_spec(ctype, precision)
+    assert not any(o.startswith(("-I", "--include-path")) for o in options)
+    status, log, ptx = nvrtc_ptx(nvrtc, source, (*options, f"--gpu-architecture={arch}"), names)
+    assert status == 0, f"{nvrtc.nvrtcGetErrorString(status).decode()}:\n{log}"
+    for instruction in WMMA[precision]:
+        assert instruction in ptx, instruction
+    if precision == "highest":
+        assert "wmma." not in ptx and ".tf32" not in ptx and ".bf16" not in ptx
+    entries = ptx.count(".entry ")
+    assert entries == len(names), (entries, names)
+
+
+def test_a_missing_header_fails_as_it_would_under_cupy(nvrtc):
+    # the check above can fail: NVRTC without an include path refuses a CUDA header
+    source = "#include <mma.h>\n" + cuda_step.module_spec("float", "tf32")[0]
+    status, log, _ = nvrtc_ptx(nvrtc, source, ("--std=c++17", "-DXPNET_TENSOR_CORES"), ())
+    assert status != 0 and "mma.h" in log
