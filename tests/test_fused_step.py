@@ -191,6 +191,27 @@ def _run_product(emulator, product, dtype, tile, splits, precision="highest", se
     return (C, got_bias), want, exact
 
 
+@needs_gxx
+@pytest.mark.parametrize("wrong", ["int64 for int", "float64 for float", "float64 array for float*"])
+def test_the_emulation_refuses_arguments_cupy_would_misplace(emulator, wrong):
+    # CuPy packs a scalar at its own size, so a wrong type shifts every parameter after it on a GPU;
+    # the emulation would read the first bytes and pass. It checks the kernel's parameter types.
+    i32, f32 = np.int32, np.float32
+    x, c, counters = np.zeros(64, f32), np.zeros(64, f32), np.zeros(4, np.int32)
+    args = [x, x, c, i32(4), i32(4), i32(4), i32(4), i32(4), i32(4), x, i32(0), i32(0), i32(0), x, i32(0),
+            f32(0), x, counters, i32(16)]
+    name = cuda_step._gemm_name("float", 32, False, False)
+    emulator.launch(name, (1, 1, 1), (256,), args)  # as given: accepted
+    if wrong == "int64 for int":
+        args[3] = np.int64(4)
+    elif wrong == "float64 for float":
+        args[15] = np.float64(0)
+    else:
+        args[0] = np.zeros(64, np.float64)
+    with pytest.raises(TypeError, match="differ from the parameters'"):
+        emulator.launch(name, (1, 1, 1), (256,), args)
+
+
 def _assert_product(got, want, **tol):
     np.testing.assert_allclose(got[0], want[0], **tol)
     if want[1] is not None:

@@ -7,7 +7,8 @@ would get device arrays, and NumPy scalars for the by-value parameters. Blocks r
 another, each on ``blockDim`` threads with a real barrier (see ``cuda_host.h``).
 
 What this checks: the kernels' indexing, tiling, epilogues, split-K finishing, reductions and
-their arithmetic. What it cannot: timing, occupancy, register or shared-memory limits, and
+their arithmetic, and that each launch's arguments have exactly the kernel's parameter types (as
+CuPy needs: it packs a scalar at its own size). What it cannot: timing, occupancy, register or shared-memory limits, and
 races between blocks (which never run at once here). Those need a GPU run.
 """
 
@@ -30,12 +31,16 @@ _SCALARS = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int
 
 
 def _registry(names: Sequence[str]) -> str:
-    table = ",\n".join(f'  {{"{name}", [](dim3 g, dim3 b, void** a) {{ emu_launch_kernel(&{name}, g, b, a); }}}}'
-                       for name in names)
+    table = ",\n".join(f'  {{"{name}", [](dim3 g, dim3 b, void** a) {{ emu_launch_kernel(&{name}, g, b, a); }}, '
+                       f'[] {{ return emu_signature(&{name}); }}}}' for name in names)
     return (
         "#include <cstring>\n"
-        "struct xpnet_emu_entry { const char* name; void (*launch)(dim3, dim3, void**); };\n"
+        "struct xpnet_emu_entry { const char* name; void (*launch)(dim3, dim3, void**); const char* (*signature)(); };\n"
         f"static const xpnet_emu_entry xpnet_emu_entries[] = {{\n{table}\n}};\n"
+        'extern "C" const char* xpnet_emu_signature(const char* name) {\n'
+        "  for (const auto& e : xpnet_emu_entries)\n"
+        "    if (std::strcmp(e.name, name) == 0) return e.signature();\n"
+        "  return nullptr;\n}\n"
         'extern "C" int xpnet_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz,\n'
         "                                unsigned bx, unsigned by, unsigned bz, void** args) {\n"
         "  for (const auto& e : xpnet_emu_entries)\n"
@@ -44,12 +49,24 @@ def _registry(names: Sequence[str]) -> str:
     )
 
 
+# cuda_host.h's emu_type_code of a NumPy dtype, by value; upper case for an array of it
+_CODES = {np.dtype(np.int32): "i", np.dtype(np.int64): "l", np.dtype(np.float32): "f", np.dtype(np.float64): "d",
+          np.dtype(np.bool_): "b"}
+
+
+def _argument_code(a: Any) -> str:
+    if isinstance(a, np.ndarray):
+        return _CODES.get(a.dtype, "?").upper()
+    return _CODES[a.dtype]
+
+
 class Emulator:
     """The kernels named at :func:`load`, launchable on the CPU."""
 
     def __init__(self, library: Path, names: Sequence[str]) -> None:
         self._lib = ctypes.CDLL(str(library))
         self._lib.xpnet_emu_launch.restype = ctypes.c_int
+        self._lib.xpnet_emu_signature.restype = ctypes.c_char_p
         self.names = tuple(names)
         self.launches: list[str] = []  # every kernel launched, in order
 
@@ -65,6 +82,13 @@ class Emulator:
             else:
                 raise TypeError(f"argument {i} of {name}: a NumPy array or int32/int64/float32/float64 scalar, "
                                 f"got {type(a).__name__}")
+        signature = self._lib.xpnet_emu_signature(name.encode())
+        if signature is None:
+            raise KeyError(f"{name} is not among the emulated kernels {self.names}")
+        given = "".join(_argument_code(a) for a in args)
+        if given != signature.decode():  # CuPy would pass these, and the kernel read garbage
+            raise TypeError(f"{name}: the arguments' types {given!r} differ from the parameters' "
+                            f"{signature.decode()!r} (i int32, l int64, f float32, d float64; upper case: array)")
         pointers = (ctypes.c_void_p * len(holders))(*[ctypes.addressof(h) for h in holders])
         grid, block = (*grid, 1, 1)[:3], (*block, 1, 1)[:3]
         if self._lib.xpnet_emu_launch(name.encode(), *grid, *block, pointers) != 0:

@@ -145,6 +145,30 @@ inline void emu_call(void (*kernel)(P...), void** args, std::index_sequence<I...
     kernel(*static_cast<std::remove_cv_t<std::remove_reference_t<P>>*>(args[I])...);
 }
 
+// A parameter type as one letter: i int, l long long, f float, d double, b bool; upper case for a
+// pointer to one (const or not); ? for anything else.
+template <typename P>
+constexpr char emu_type_code() {
+    using Q = std::remove_cv_t<std::remove_reference_t<P>>;
+    if constexpr (std::is_pointer_v<Q>) {
+        const char c = emu_type_code<std::remove_pointer_t<Q>>();
+        return c >= 'a' && c <= 'z' ? char(c - 'a' + 'A') : '?';
+    } else if constexpr (std::is_same_v<Q, int>) return 'i';
+    else if constexpr (std::is_same_v<Q, long long>) return 'l';
+    else if constexpr (std::is_same_v<Q, float>) return 'f';
+    else if constexpr (std::is_same_v<Q, double>) return 'd';
+    else if constexpr (std::is_same_v<Q, bool>) return 'b';
+    else return '?';
+}
+
+// The kernel's parameter types, one letter each: what a launch's arguments must match exactly, as
+// on a GPU, where CuPy packs each scalar at its own size and a wrong one shifts the rest.
+template <typename... P>
+inline const char* emu_signature(void (*)(P...)) {
+    static const char codes[] = {emu_type_code<P>()..., '\0'};
+    return codes;
+}
+
 template <typename... P>
 inline void emu_launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, void** args) {
     emu_launch(grid, block, [&] { emu_call(kernel, args, std::index_sequence_for<P...>{}); });
