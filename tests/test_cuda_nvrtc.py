@@ -27,7 +27,9 @@ def nvrtc():
 
 
 def nvrtc_ptx(lib, source, options, names):
-    """Compile ``source`` with ``options`` and the kernels ``names`` instantiated: (status, log, PTX)."""
+    """Compile ``source`` with ``options`` and the kernels ``names`` instantiated: (status, log, PTX).
+    For a real architecture (``--gpu-architecture=sm_XX``, machine code, as CuPy asks where NVRTC
+    can) the third item is the size of the CUBIN instead."""
     program = ctypes.c_void_p()
     assert lib.nvrtcCreateProgram(ctypes.byref(program), source.encode(), b"xpnet.cu", 0, None, None) == 0
     try:
@@ -39,13 +41,16 @@ def nvrtc_ptx(lib, source, options, names):
         lib.nvrtcGetProgramLogSize(program, ctypes.byref(size))
         log = ctypes.create_string_buffer(size.value)
         lib.nvrtcGetProgramLog(program, log)
-        ptx = b""
+        ptx = ""
+        if status == 0 and any(o.startswith("--gpu-architecture=sm_") for o in options):
+            assert lib.nvrtcGetCUBINSize(program, ctypes.byref(size)) == 0
+            return status, log.value.decode(errors="replace"), size.value
         if status == 0:
             lib.nvrtcGetPTXSize(program, ctypes.byref(size))
             buffer = ctypes.create_string_buffer(size.value)
             lib.nvrtcGetPTX(program, buffer)
-            ptx = buffer.value
-        return status, log.value.decode(errors="replace"), ptx.decode()
+            ptx = buffer.value.decode()
+        return status, log.value.decode(errors="replace"), ptx
     finally:
         lib.nvrtcDestroyProgram(ctypes.byref(program))
 
@@ -75,6 +80,15 @@ def test_fused_step_modules_compile_without_an_include_path(nvrtc, ctype, precis
         assert "wmma." not in ptx and ".tf32" not in ptx and ".bf16" not in ptx
     entries = ptx.count(".entry ")
     assert entries == len(names), (entries, names)
+
+
+@pytest.mark.parametrize("precision", ["highest", "tf32", "bf16"])
+def test_fused_step_modules_assemble_for_the_h100(nvrtc, precision):
+    # machine code for sm_90: NVRTC runs ptxas on the inline PTX too
+    source, options, names = cuda_step.module_spec("float", precision)
+    status, log, cubin_size = nvrtc_ptx(nvrtc, source, (*options, "--gpu-architecture=sm_90"), names)
+    assert status == 0, f"{nvrtc.nvrtcGetErrorString(status).decode()}:\n{log}"
+    assert cubin_size > 0
 
 
 def test_a_missing_header_fails_as_it_would_under_cupy(nvrtc):
