@@ -55,6 +55,9 @@ def nvrtc_ptx(lib, source, options, names):
         lib.nvrtcDestroyProgram(ctypes.byref(program))
 
 
+# what CuPy 14's compiler adds to a RawModule's options (cupy/cuda/compiler.py), besides the architecture
+CUPY_ADDS = ("-ftz=true", "--device-as-default-execution-space")
+
 WMMA = {  # the tensor-core instructions each precision's products must contain, and only they
     "highest": (),
     "tf32": ("wmma.load.a.sync.aligned.col.m16n16k8.tf32", "wmma.load.b.sync.aligned.row.m16n16k8.tf32",
@@ -72,7 +75,7 @@ WMMA = {  # the tensor-core instructions each precision's products must contain,
 def test_fused_step_modules_compile_without_an_include_path(nvrtc, ctype, precision, arch):
     source, options, names = cuda_step.module_spec(ctype, precision)
     assert not any(o.startswith(("-I", "--include-path")) for o in options)
-    status, log, ptx = nvrtc_ptx(nvrtc, source, (*options, f"--gpu-architecture={arch}"), names)
+    status, log, ptx = nvrtc_ptx(nvrtc, source, (*options, *CUPY_ADDS, f"--gpu-architecture={arch}"), names)
     assert status == 0, f"{nvrtc.nvrtcGetErrorString(status).decode()}:\n{log}"
     for instruction in WMMA[precision]:
         assert instruction in ptx, instruction
@@ -86,7 +89,7 @@ def test_fused_step_modules_compile_without_an_include_path(nvrtc, ctype, precis
 def test_fused_step_modules_assemble_for_the_h100(nvrtc, precision):
     # machine code for sm_90: NVRTC runs ptxas on the inline PTX too
     source, options, names = cuda_step.module_spec("float", precision)
-    status, log, cubin_size = nvrtc_ptx(nvrtc, source, (*options, "--gpu-architecture=sm_90"), names)
+    status, log, cubin_size = nvrtc_ptx(nvrtc, source, (*options, *CUPY_ADDS, "--gpu-architecture=sm_90"), names)
     assert status == 0, f"{nvrtc.nvrtcGetErrorString(status).decode()}:\n{log}"
     assert cubin_size > 0
 
