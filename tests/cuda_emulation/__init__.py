@@ -8,8 +8,9 @@ another, each on ``blockDim`` threads with a real barrier (see ``cuda_host.h``).
 
 What this checks: the kernels' indexing, tiling, epilogues, split-K finishing, reductions and
 their arithmetic, and that each launch's arguments have exactly the kernel's parameter types (as
-CuPy needs: it packs a scalar at its own size). What it cannot: timing, occupancy, register or shared-memory limits, and
-races between blocks (which never run at once here). Those need a GPU run.
+CuPy needs: it packs a scalar at its own size). What it cannot: timing, occupancy, register or
+shared-memory limits, and races between blocks (which never run at once here). Those need a GPU
+run.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def _registry(names: Sequence[str]) -> str:
                        f'[] {{ return emu_signature(&{name}); }}}}' for name in names)
     return (
         "#include <cstring>\n"
-        "struct xpnet_emu_entry { const char* name; void (*launch)(dim3, dim3, void**); const char* (*signature)(); };\n"
+        "struct xpnet_emu_entry {\n"
+        "  const char* name; void (*launch)(dim3, dim3, void**); const char* (*signature)();\n};\n"
         f"static const xpnet_emu_entry xpnet_emu_entries[] = {{\n{table}\n}};\n"
         'extern "C" const char* xpnet_emu_signature(const char* name) {\n'
         "  for (const auto& e : xpnet_emu_entries)\n"
