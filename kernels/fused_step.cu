@@ -173,7 +173,9 @@ template <int TILE, int PREC> struct xpnet_tc_tile;
 template <int TILE> struct xpnet_tc_tile<TILE, XPNET_PREC_HIGHEST> {};
 
 #ifdef XPNET_TENSOR_CORES
-template <> struct xpnet_staged<float, XPNET_PREC_BF16> { using type = xpnet_bf16; };
+// xpnet_wmma says what each precision stages; TF32's float is the primary template's (a mismatch
+// would not compile: xpnet_tc_tile::add takes the staged arrays as xpnet_wmma's type)
+template <> struct xpnet_staged<float, XPNET_PREC_BF16> { using type = xpnet_wmma<XPNET_PREC_BF16>::staged; };
 
 // The block's 8 warps take the tile's 16 x 16 sub-tiles in turn (TILE 32: four sub-tiles, for warps
 // 0 to 3; TILE 64: sixteen, two per warp), each summing its sub-tile in a float fragment over the
