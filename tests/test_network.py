@@ -271,3 +271,32 @@ def test_graphs_option_is_checked_at_construction():
         Sequential([Dense(2, 2)], backend="numpy", graphs=True)
     model = Sequential([Dense(2, 2)], backend="numpy")
     assert model.uses_graphs(None, 32, 100)[0] is False
+
+
+def test_ctrl_c_during_a_save_cancels_it_cleanly(tmp_path):
+    # Ctrl-C in the middle of np.savez would surface as zipfile's "Can't close the ZIP file"
+    # ValueError; atomic_write holds it until the temporary file is whole, then raises it
+    import os
+    import signal
+    import time
+
+    from xpnet._io import atomic_write
+
+    handler = signal.getsignal(signal.SIGINT)
+    path = atomic_write(tmp_path / "f.bin", lambda fh: fh.write(b"old"))
+    finished = []
+
+    def interrupted_write(fh):
+        fh.write(b"new, ")
+        os.kill(os.getpid(), signal.SIGINT)
+        fh.write(b"and the rest")  # still runs: the interrupt is held
+        finished.append(True)
+
+    with pytest.raises(KeyboardInterrupt):
+        atomic_write(path, interrupted_write)
+    assert finished and path.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+    assert signal.getsignal(signal.SIGINT) is handler  # the program's handler is back
+    with pytest.raises(KeyboardInterrupt):  # and Ctrl-C works as before after it
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
