@@ -164,6 +164,27 @@ def test_lbfgs_reaches_scikit_learns_loss_from_the_same_weights():
         assert a.shape == b.shape
 
 
+def test_lbfgs_records_what_scikit_learns_lbfgs_records():
+    """lbfgs has no loss curve, best loss or validation scores (scikit-learn sets none); a refit
+    with lbfgs drops an earlier adam fit's, and adam warm-started from lbfgs weights begins them."""
+    X, y = _blobs(n=120)
+    kw = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
+    stochastic_only = {"loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkMLP(solver="lbfgs", **kw).fit(X, y)
+        ours = xpnet.MLPClassifier(solver="adam", early_stopping=True, **kw).fit(X, y)
+        assert stochastic_only <= set(vars(ours))
+        ours.set_params(solver="lbfgs", early_stopping=False).fit(X, y)
+        assert not stochastic_only & set(vars(sk)) and not stochastic_only & set(vars(ours))
+        assert ours.n_iter_ == 5 and np.isfinite(ours.loss_)
+        ours.set_params(solver="adam", warm_start=True).fit(X, y)  # scikit-learn: AttributeError
+        assert len(ours.loss_curve_) == 5 and ours.n_iter_ == 10 and ours.validation_scores_ is None
+        ours.set_params(early_stopping=True).fit(X, y)  # scikit-learn: AttributeError on None
+        assert len(ours.loss_curve_) == 10 and len(ours.validation_scores_) == 5
+        assert ours.best_loss_ is None and ours.best_validation_score_ == max(ours.validation_scores_)
+
+
 # -- shapes, warnings, verbose, warm start, partial_fit ---------------------------------------
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "multilabel"])
 def test_coefficient_shapes_and_output_activation_match_scikit_learn(kind):

@@ -661,6 +661,10 @@ def _fused_for_fit(fused: bool | None, backend: Any, n_samples: int, widths: lis
     return None if n_samples * sum(widths) * epochs >= FUSED_AUTO_MIN_WORK else False
 
 
+# What only adam and sgd record (scikit-learn's lbfgs fit has none of them)
+_STOCHASTIC_ONLY = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_")
+
+
 class _MLPBase(_Estimator):
     """Shared constructor and training for the MLP estimators: scikit-learn's options, mapped onto
     ``Sequential.fit``'s stopping rule, early stopping and learning-rate schedules. xpnet's own:
@@ -772,8 +776,9 @@ class _MLPBase(_Estimator):
                                dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha,
                                matmul_precision=self.matmul_precision)
             self._fit_state_ = stopping.FitState()
-            self.loss_curve_, self.n_iter_ = [], 0
-            self.validation_scores_ = [] if self.early_stopping and not incremental else None
+            self.n_iter_ = 0
+            for name in _STOCHASTIC_ONLY:  # nothing left from an earlier fit, nor set by lbfgs, as in scikit-learn
+                self.__dict__.pop(name, None)
         else:
             model = self.model_
             model.set_matmul_precision(self.matmul_precision)
@@ -820,16 +825,17 @@ class _MLPBase(_Estimator):
             state=self._fit_state_, sample_weight=sample_weight,
         )
         state = self._fit_state_
-        self.loss_curve_ += list(history.loss)
+        # a warm start after lbfgs, or one that turns early stopping on, begins these lists
+        self.loss_curve_ = (getattr(self, "loss_curve_", None) or []) + list(history.loss)
         self.n_iter_ += len(history.loss)
         self.t_ = state.samples_seen
         self.loss_ = self.loss_curve_[-1]
         if early:
-            self.validation_scores_ += list(history.val_score)
+            self.validation_scores_ = (getattr(self, "validation_scores_", None) or []) + list(history.val_score)
             self.best_validation_score_, self.best_loss_ = float(state.watch.best), None
         else:
             self.best_loss_ = float(state.watch.best)
-            self.best_validation_score_ = None
+            self.validation_scores_ = self.best_validation_score_ = None
         if self.verbose:
             for line in history.get("lr_changes", []):
                 print(line)
@@ -870,8 +876,6 @@ class _MLPBase(_Estimator):
         model.set_parameters(unpack(result.x))
         self.n_iter_ = int(result.nit)
         self.loss_ = float(result.fun)
-        self.loss_curve_ = None if not self.loss_curve_ else self.loss_curve_
-        self.best_loss_ = self.loss_
         self.t_ = Xd.shape[0]
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iterations (status={result.status}): "
@@ -888,8 +892,9 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
     Attributes: ``classes_``, ``coefs_``, ``intercepts_`` (backend arrays), ``loss_``,
     ``best_loss_``, ``loss_curve_``, ``validation_scores_``, ``best_validation_score_``, ``t_``,
     ``n_iter_``, ``n_layers_``, ``n_outputs_``, ``out_activation_``, ``n_features_in_``,
-    ``model_`` (the Sequential). ``dtype=None`` (default) follows X: float32 input trains in
-    float32, anything else in float64.
+    ``model_`` (the Sequential); ``best_loss_``, ``loss_curve_``, ``validation_scores_`` and
+    ``best_validation_score_`` only after adam or sgd. ``dtype=None`` (default) follows X: float32
+    input trains in float32, anything else in float64.
     """
 
     def __sklearn_tags__(self) -> Any:
