@@ -139,6 +139,70 @@ def test_single_class_is_refused():
         xpnet.LogisticRegression().fit(np.zeros((4, 2)), [1, 1, 1, 1])
 
 
+def _fitted_state(est):
+    """Every attribute, arrays as host copies, to compare before and after a failed fit."""
+    return {k: [np.array(a) for a in v] if k in ("coefs_", "intercepts_") else
+            np.array(v) if isinstance(v, np.ndarray) else v for k, v in vars(est).items()}
+
+
+def _same_state(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        if k in ("coefs_", "intercepts_"):
+            assert len(a[k]) == len(b[k]) and all(np.array_equal(x, y) for x, y in zip(a[k], b[k])), k
+        elif isinstance(a[k], np.ndarray):
+            assert np.array_equal(a[k], b[k]), k
+        else:
+            assert a[k] is b[k] or a[k] == b[k], k
+
+
+@pytest.mark.parametrize("make", [
+    lambda: xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3),
+    lambda: xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, warm_start=True),
+    lambda: xpnet.LogisticRegression(max_iter=3),
+    lambda: xpnet.Perceptron(max_iter=3),
+], ids=["mlp", "mlp-warm", "logistic", "perceptron"])
+def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was(make, iris_pair):
+    """The checks run as fit goes, each setting what it checked (classes_, n_features_in_): a
+    refused refit used to keep the new classes_ beside the old network, so predict failed."""
+    import warnings
+
+    X, y = load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est = make().fit(X, y)
+    before, predicted = _fitted_state(est), np.asarray(est.predict(X))
+    bad_refits = [(X[:, :3], np.zeros(150)),                      # one class, and another width
+                  (X, np.where(y == 2, 0.5, y)),                   # continuous labels
+                  (np.where(X > 7, np.nan, X), y + 1)]             # NaN in X, after new classes
+    if est.get_params().get("warm_start"):
+        bad_refits += [(X, y + 5), (X, y % 2), (X, np.eye(3, dtype=int)[y])]
+    for bad_X, bad_y in bad_refits:
+        with pytest.raises(ValueError):
+            est.fit(bad_X, bad_y)
+        _same_state(before, _fitted_state(est))
+        np.testing.assert_array_equal(np.asarray(est.predict(X)), predicted)
+
+
+def test_warm_start_refuses_other_classes_as_scikit_learn_does():
+    X, y = load_iris(return_X_y=True)
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, warm_start=True)
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+        with pytest.raises(ValueError, match=r"same classes .* previously \[0, 1, 2\], y has \[5, 6, 7\]"):
+            clf.fit(X, y + 5)  # the same number of classes: it trained on, silently relabelled
+        with pytest.raises(ValueError, match="previously class labels, now a multilabel indicator"):
+            clf.fit(X, np.eye(3, dtype=int)[y])
+        clf.fit(X, y)  # the same classes continue
+    assert clf.n_iter_ == 4
+    with pytest.raises(ValueError, match=r"y holds labels \[3\] not in classes=\[0, 1, 2\]"):
+        clf.partial_fit(X, y + 1)
+    assert clf.n_iter_ == 4 and list(clf.classes_) == [0, 1, 2]
+
+
 def test_estimators_on_array_api_strict(iris_pair):
     X, y = iris_pair
     clf = xpnet.LogisticRegression(backend="array_api_strict").fit(X, y)

@@ -3,7 +3,8 @@
 Conventions follow scikit-learn: the constructor only stores its arguments;
 ``fit`` checks them and the data, returns ``self`` and sets attributes ending
 in ``_``; ``get_params``/``set_params`` make the estimators clone-able, so they
-work in ``Pipeline`` and ``cross_val_score``. When scikit-learn is installed
+work in ``Pipeline`` and ``cross_val_score``. A ``fit`` that raises leaves the
+attributes as they were. When scikit-learn is installed
 the estimators derive from its ``BaseEstimator`` and mixins (tags, repr,
 clone); without it a minimal base with the same methods stands in.
 
@@ -15,6 +16,7 @@ Parameter names are scikit-learn's where they overlap, plus ``backend=``,
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 import numbers
 import warnings
@@ -85,6 +87,33 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
     if value < minimum or (strict and value == minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
     return float(value)
+
+
+def _labels(values: Any) -> str:
+    """Class labels for a message, as Python values: ``[0, 1, 2]``, ``['a', 'b']``."""
+    return repr(np.asarray(values).tolist())
+
+
+def _unchanged_if_it_raises(fit: Any) -> Any:
+    """``fit``/``partial_fit``, leaving the estimator's attributes as they were when it raises.
+
+    Checks run as a fit goes (features, then labels, then the warm-start network), and each sets
+    what it checked: without this, a refit with one class in y raised with the new ``classes_``
+    beside the old network, so ``predict`` failed, or named other classes than it trained on.
+    A fit that raises after training began (Ctrl-C, a non-finite loss) also leaves the attributes
+    of the last complete fit; a warm start's network, trained in place, keeps its updates."""
+
+    @functools.wraps(fit)
+    def checked_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return checked_fit
 
 
 class _Estimator(_SkBase):
@@ -290,7 +319,8 @@ class _ClassifierMixin(_SkClassifier):
             raise TypeError(f"y must hold class labels (numbers or strings), got dtype {y_host.dtype}")
         self.classes_, encoded = np.unique(y_host, return_inverse=True)
         if self.classes_.size < 2:
-            raise ValueError(f"y has only one class ({self.classes_[0]!r}); a classifier needs at least 2 classes")
+            raise ValueError(f"y has only one class ({_labels(self.classes_)[1:-1]}); a classifier needs at least "
+                             "2 classes")
         return encoded.astype(np.int64)
 
     def _decode(self, indices: Any) -> Any:
@@ -442,6 +472,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         self.dtype = dtype
         self.fused = fused
 
+    @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any) -> "LinearRegression":
         rule = self._stopping_rule()
         if self.learning_rate_init != "auto":
@@ -499,6 +530,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.dtype = dtype
         self.fused = fused
 
+    @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any) -> "LogisticRegression":
         max_iter, grad_tol, patience = self._stopping_rule()
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
@@ -558,6 +590,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         self.dtype = dtype
         self.fused = fused
 
+    @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any) -> "Perceptron":
         from .ops import Ops
 
@@ -781,9 +814,10 @@ class _MLPBase(_Estimator):
                 self.__dict__.pop(name, None)
         else:
             model = self.model_
+        yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
+        if not first:  # checked: the warm-started network changes from here
             model.set_matmul_precision(self.matmul_precision)
             model.l2 = alpha
-        yd = model.loss.prepare_targets(targets, Xd.shape[0], n_out, model.backend, model.dtype)
         self.model_ = model
         if self.solver == "lbfgs":
             weights = None
@@ -917,7 +951,8 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             labels = np.ravel(y_host)
             known = np.asarray(classes)
             if not np.isin(labels, known).all():
-                raise ValueError(f"y holds labels {sorted(set(labels) - set(known))} not in classes={list(known)}")
+                raise ValueError(f"y holds labels {_labels(np.setdiff1d(labels, known))} not in "
+                                 f"classes={_labels(known)}")
             self.classes_ = np.unique(known)
             encoded = np.searchsorted(self.classes_, labels)
         else:
@@ -926,13 +961,25 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             return encoded.astype(np.float64).reshape(-1, 1), 1, "binary_cross_entropy"
         return encoded, int(self.classes_.size), "softmax_cross_entropy"
 
+    @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPClassifier":
         """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
+        warm = self.warm_start and hasattr(self, "model_")
+        before = (self.classes_, getattr(self, "_multilabel_", False)) if warm else None
         Xd, y = self._fit_inputs(X, y)
         targets, n_out, loss = self._targets(y, Xd.shape[0])
+        if warm:  # each output unit keeps its class, and its loss
+            kind = {True: "a multilabel indicator", False: "class labels"}
+            if before[1] != self._multilabel_:
+                raise ValueError(f"warm_start can only be used where y is of the same kind as in the previous call "
+                                 f"to fit: previously {kind[before[1]]}, now {kind[self._multilabel_]}")
+            if not np.array_equal(before[0], self.classes_):
+                raise ValueError(f"warm_start can only be used where y has the same classes as in the previous call "
+                                 f"to fit: previously {_labels(before[0])}, y has {_labels(self.classes_)}")
         self._fit_network(Xd, targets, n_out, loss, sample_weight=sample_weight)
         return self
 
+    @_unchanged_if_it_raises
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over ``(X, y)``, continuing from the last call. The first call needs
         ``classes`` (every label that will ever appear), as in scikit-learn."""
@@ -969,6 +1016,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         return y_arr, 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
 
+    @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
         Xd, y = self._fit_inputs(X, y)
@@ -976,6 +1024,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         self._fit_network(Xd, y_arr, n_out, "mse", sample_weight=sample_weight)
         return self
 
+    @_unchanged_if_it_raises
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over ``(X, y)``, continuing from the last call."""
         if self.solver == "lbfgs":
