@@ -62,6 +62,56 @@ def test_fit_three_times_equals_fit_three_epochs(rng):
     assert opt_a.iterations == opt_b.iterations == 36
 
 
+class Recorder(xpnet.Callback):
+    def __init__(self):
+        self.events = []
+
+    def on_epoch_begin(self, epoch, n_batches):
+        self.events.append(("begin", epoch, n_batches))
+
+    def on_batch_end(self, batch, logs):
+        self.events.append(("batch", batch, logs["seen"], float(logs["loss_sum"])))
+
+    def on_epoch_end(self, epoch, logs):
+        self.events.append(("end", epoch, logs["loss"]))
+
+
+def test_callbacks_see_every_epoch_and_batch_across_fits(rng):
+    X, y = blobs(rng, n=100)
+    model = Sequential([Dense(6, 8), Sigmoid(), Dense(8, 3)], seed=0)
+    recorder, opt = Recorder(), Adam(0.01)
+    first = model.fit(X, y, epochs=2, batch_size=32, optimizer=opt, callbacks=[recorder])
+    second = model.fit(X, y, epochs=1, batch_size=32, optimizer=opt, callbacks=(recorder,))
+    kinds = [e[0] for e in recorder.events]
+    assert kinds == (["begin"] + ["batch"] * 4 + ["end"]) * 3
+    assert [e[1] for e in recorder.events if e[0] != "batch"] == [0, 0, 1, 1, 2, 2]  # the model's epochs
+    assert [e[2] for e in recorder.events if e[0] == "begin"] == [4, 4, 4]
+    batches = [e for e in recorder.events if e[0] == "batch"]
+    assert [e[2] for e in batches[:4]] == [32, 64, 96, 100]
+    ends = [e[2] for e in recorder.events if e[0] == "end"]
+    assert ends == first.loss + second.loss
+    assert batches[3][3] / 100 == pytest.approx(ends[0], rel=1e-6)  # the epoch's loss is the summed batch losses / n
+
+
+def test_a_callback_without_the_hooks_is_refused_before_training(rng):
+    X, y = blobs(rng, n=40)
+    model = Sequential([Dense(6, 4), Sigmoid(), Dense(4, 3)], seed=0)
+    before = [np.array(p) for p in model.parameters()]
+    with pytest.raises(TypeError, match=r"callbacks\[1\] must be an xpnet Callback .* dict has no on_epoch_begin, "
+                                        r"on_batch_end, on_epoch_end"):
+        model.fit(X, y, epochs=1, callbacks=[Recorder(), {}])
+    with pytest.raises(TypeError, match=r"a list of Callback objects, got Recorder \(put it in a list"):
+        model.fit(X, y, epochs=1, callbacks=Recorder())
+    assert model.epochs_trained == 0
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.parameters()))
+
+    class DuckTyped:  # any object with the three hooks will do
+        on_epoch_begin = on_batch_end = on_epoch_end = staticmethod(lambda *args: None)
+
+    model.fit(X, y, epochs=1, callbacks=[DuckTyped()])
+    assert model.epochs_trained == 1
+
+
 def test_optimizer_refuses_other_model(rng):
     X, y = blobs(rng)
     opt = Adam()

@@ -42,6 +42,7 @@ _EXPORTS = {
     "SGD": "optim",
     "Adam": "optim",
     "Sequential": "network",
+    "Callback": "callbacks",
     "DataSource": "sources",
     "History": "network",
     "NonFiniteLossError": "network",

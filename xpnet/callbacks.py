@@ -21,6 +21,24 @@ class Callback:
         """``logs``: floats ``loss``, ``seconds`` and, where they apply, ``accuracy``, ``val_loss``, ``val_accuracy``."""
 
 
+HOOKS = ("on_epoch_begin", "on_batch_end", "on_epoch_end")
+
+
+def check_callbacks(callbacks: Any) -> list:
+    """``callbacks`` as a list, each checked to have :class:`Callback`'s three hooks (a subclass of
+    it, or any object with the same methods), before a fit changes anything."""
+    if isinstance(callbacks, Callback) or isinstance(callbacks, (str, bytes)) or not hasattr(callbacks, "__iter__"):
+        raise TypeError(f"callbacks must be a list of Callback objects, got {type(callbacks).__name__}"
+                        + (" (put it in a list: callbacks=[...])" if isinstance(callbacks, Callback) else ""))
+    callbacks = list(callbacks)
+    for i, cb in enumerate(callbacks):
+        missing = [hook for hook in HOOKS if not callable(getattr(cb, hook, None))]
+        if missing:
+            raise TypeError(f"callbacks[{i}] must be an xpnet Callback (with {', '.join(HOOKS)}); "
+                            f"{type(cb).__name__} has no {', '.join(missing)}")
+    return callbacks
+
+
 def format_epoch(epoch: int, logs: dict, held_out: str = "test") -> str:
     """One readable line per epoch: ``epoch 3: loss 0.1234 acc 0.9650 | test loss ... | 1.23 s``;
     ``held_out`` names the validation data (``"test"``, or ``"val"`` for a held-out split)."""

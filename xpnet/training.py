@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ._validation import check_features, check_positive_int
-from .callbacks import EpochPrinter, ProgressBar
+from .callbacks import EpochPrinter, ProgressBar, check_callbacks
 from .layers import Dense
 from .optim import Adam, get_optimizer
 from .sources import ChunkReader, DataSource, as_source
@@ -103,6 +103,7 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
     if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data)
+    callbacks = check_callbacks(callbacks)
     optimizer = Adam() if optimizer is None else get_optimizer(optimizer)
     if state is not None and not isinstance(state, FitState):
         raise TypeError(f"state must be the FitState of an earlier fit (history.state), got {type(state).__name__}")
@@ -180,7 +181,6 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
 
         step = CompiledStep.for_fit(model, optimizer, batch_size)
     optimizer._ensure_state(model.parameters(), model.backend.xp, flat=model._flat is not None)
-    callbacks = list(callbacks)
     if verbose == 2:
         callbacks.append(ProgressBar())
     elif verbose:
