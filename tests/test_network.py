@@ -229,6 +229,15 @@ def test_load_errors(tmp_path):
     np.savez(tmp_path / "other.npz", a=np.zeros(3))
     with pytest.raises(ValueError, match="not an xpnet model file"):
         xpnet.load(tmp_path / "other.npz")
+    model = Sequential([Dense(2, 3)], seed=0)
+    model.save(tmp_path / "m.npz")
+    with pytest.raises(ValueError, match="^backend must be one of") as info:  # the argument's fault, not the file's
+        xpnet.load(tmp_path / "m.npz", backend="tensorflow")
+    assert not isinstance(info.value, xpnet.ModelFileError)
+    (tmp_path / "d").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"d is a directory; give the path of a file to write"):
+        model.save(tmp_path / "d")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "m.npz", "other.npz"]  # no temporary file left
 
 
 def test_regression_network(rng):

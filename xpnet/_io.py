@@ -41,6 +41,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) ->
     would turn it into another error); it is delivered before the move, and then cancels it.
     """
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a directory; give the path of a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     # Created like any new file (mode 0o666 less the umask), unlike mkstemp's private 0o600.
     tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"

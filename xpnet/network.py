@@ -646,6 +646,7 @@ def open_xpnet_file(path: str | Path, expected: str) -> Iterator[tuple[Any, dict
 
 def load(path: str | Path, backend: Any = None, fused: bool | None = None) -> Sequential:
     """Load a model written by :meth:`Sequential.save` onto ``backend``."""
+    backend = get_backend(backend)  # the caller's argument: its errors are not the file's
     with open_xpnet_file(path, MODEL_FORMAT) as (data, config):
         try:
             layers, arguments = constructor_arguments(config)
