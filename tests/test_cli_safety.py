@@ -186,6 +186,8 @@ def test_help_shows_every_default():
     for expected in ("(default: mnist)", "(default: [256, 128])", "(default: sigmoid)", "mnist 10, digits 30, iris 100",
                      "mnist 128, digits 32, iris 16", "adam 1e-3, sgd 0.1", "(default: 0)", "MNIST only"):
         assert expected in text, expected
+    assert "(default: None)" not in text  # where None means "it depends", the help says on what
+    assert "iris 100) (default" not in text and "then a download (default" not in text  # said once each
 
 
 def test_the_defaults_learn_iris():

@@ -53,7 +53,13 @@ class _Parser(argparse.ArgumentParser):
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """Shows ``(default: ...)`` after every option that has a default."""
+    """Shows ``(default: ...)`` after every option that has a default and whose help does not
+    already say it (where ``None`` means "depends on the dataset", the help says what instead)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        if "default:" in (action.help or "") or action.default is None:
+            return action.help or ""
+        return super()._get_help_string(action)
 
 
 def _epochs(n: int) -> str:
