@@ -30,9 +30,9 @@ from .task import REFERENCE, Task
 REPO = Path(__file__).resolve().parents[1]
 SWEEP_BATCH_SIZES = (32, 128, 512, 2048, 4096)
 SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024), (4096, 2048))
-# the compiled GPU peers too: a performance-minded user's choice on a GPU (they skip without CUDA)
+# the compiled peers too (torch.compile, jax.jit): a performance-minded user's choice (the GPU ones skip without CUDA)
 SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "xpnet-cupy-fused-step",
-                     "torch-cpu", "torch-cuda", "torch-cuda-compiled", "torch-cuda-autotune", "jax-cpu", "jax-gpu",
+                     "torch-cpu", "torch-cpu-compiled", "torch-cuda", "torch-cuda-compiled", "torch-cuda-autotune", "jax-cpu", "jax-gpu",
                      "jax-gpu-scan")
 
 
