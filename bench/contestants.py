@@ -31,13 +31,13 @@ class Unavailable(Exception):
 
 
 
-def _result(task: Task, epoch_seconds: list[float], accuracy: float, **extra) -> dict:
+def _result(task: Task, epoch_seconds: list[float], accuracy: float | None, **extra) -> dict:
     median = float(np.median(epoch_seconds))
     return {
         "epoch_seconds": epoch_seconds,
         "median_epoch_seconds": median,
         "samples_per_second": task.train_samples / median,
-        "test_accuracy": float(accuracy),
+        "test_accuracy": None if accuracy is None else float(accuracy),  # None: not a trainer
         "peak_host_memory_bytes": peak_rss_bytes(),
         **extra,
     }
@@ -277,7 +277,7 @@ def sgemm_floor(task: Task) -> dict:
     """Not a trainer: one epoch's matrix products alone (forward ``A @ W``, weight gradients
     ``A.T @ D``, input gradients ``D @ W.T`` except the first layer's), NumPy/BLAS into
     preallocated outputs, on random data of the task's shapes. No training step can be faster
-    on this machine with this BLAS; its accuracy is reported as 0."""
+    on this machine with this BLAS; it has no accuracy (``test_accuracy`` None)."""
     rng = np.random.default_rng(task.seed)
     dtype = np.dtype(task.dtype)
     widths, n, bs = task.widths, task.train_samples, task.batch_size
@@ -308,7 +308,7 @@ def sgemm_floor(task: Task) -> dict:
         epoch()
         seconds.append(time.perf_counter() - t0)
     median = float(np.median(seconds))
-    return _result(task, seconds, 0.0, flop_per_epoch=flops, gflop_per_second=flops / median / 1e9,
+    return _result(task, seconds, None, flop_per_epoch=flops, gflop_per_second=flops / median / 1e9,
                    blas=_blas_name())
 
 

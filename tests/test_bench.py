@@ -14,8 +14,8 @@ pytestmark = pytest.mark.mnist
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    contestants = ("xpnet-numpy-fused,xpnet-numpy-unfused,xpnet-cupy-fused,sklearn-mlp,torch-cpu,jax-cpu,jax-cpu-scan,"
-                   "xpnet-cupy-tf32,torch-cuda-compiled-bf16")
+    contestants = ("xpnet-numpy-fused,xpnet-numpy-unfused,xpnet-cupy-fused,sklearn-mlp,torch-cpu,torch-cpu-compiled,"
+                   "jax-cpu,jax-cpu-scan,xpnet-cupy-tf32,torch-cuda-compiled-bf16,sgemm-floor")
     proc = subprocess.run(
         [sys.executable, "-m", "bench.mnist", "--quick", "--epochs", "1", "--contestants", contestants, "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=900,
@@ -46,6 +46,19 @@ def test_report_has_every_field(quick_run):
     table = (out / "mnist.md").read_text()
     assert "| xpnet-numpy-fused |" in table and table in stdout
     assert (out / "mnist.png").read_bytes()[:4] == b"\x89PNG"
+    floor = report["results"]["sgemm-floor"]  # not a trainer: no accuracy, a blank in the table
+    assert floor["status"] == "ok" and floor["test_accuracy"] is None and floor["gflop_per_second"] > 0
+    assert [line for line in table.splitlines() if line.startswith("| sgemm-floor |")][0].split(" | ")[4] == ""
+
+
+def test_torch_compiled_cpu_step_trains_as_the_eager_one(quick_run):
+    _, report, _ = quick_run
+    eager, compiled = report["results"]["torch-cpu"], report["results"]["torch-cpu-compiled"]
+    if eager["status"] != "ok":
+        pytest.skip(f"torch-cpu did not run: {eager.get('reason')}")
+    assert compiled["status"] == "ok", compiled
+    assert compiled["warmup_seconds"] > 0 and compiled["median_epoch_seconds"] > 0
+    assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) <= 0.02  # other shuffles: the warm-up drew some
 
 
 def test_unavailable_contestants_are_skipped_with_a_reason(quick_run):
