@@ -112,7 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     per_dataset = lambda key: ", ".join(f"{name} {d[key]}" for name, d in DATASET_DEFAULTS.items())  # noqa: E731
     train = sub.add_parser("train", help="train a network (defaults: the reference MNIST network)", formatter_class=_HelpFormatter)
-    train.add_argument("--dataset", choices=["mnist", "digits", "iris"], default="mnist", help="what to train on")
+    train.add_argument("--dataset", choices=["mnist", "digits", "iris"], default="mnist",
+                       help="what to train on: mnist (28x28 digits, 60k/10k), digits (scikit-learn's 8x8), "
+                            "iris (setosa against versicolor, the first two features)")
     train.add_argument("--data-dir", help="MNIST only: folder with the four IDX files (.gz or not); "
                        "default: $XPNET_DATA_DIR, then the user cache, then a download")
     train.add_argument("--backend", choices=["auto", "numpy", "cupy"], default="auto", help="where to train")
