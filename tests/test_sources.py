@@ -127,7 +127,7 @@ def test_bad_chunk_names_rows_and_leaves_model_untouched(tmp_path):
     model.fit(X[:100], y[:100], epochs=1, optimizer=optimizer)
     before, iterations = _params(model), optimizer.iterations
     moments = [np.asarray(m).copy() for m in optimizer.state["m"]]
-    with pytest.raises(ValueError, match=r"X rows 900:1000 contains NaN or infinity"):
+    with pytest.raises(ValueError, match=r"X \(rows 900:1000\) contains NaN or infinity"):
         model.fit(DataSource(Xm, chunk_rows=100), y, epochs=1, optimizer=optimizer, shuffle=False)
     for a, b in zip(before, _params(model)):
         np.testing.assert_array_equal(a, b)

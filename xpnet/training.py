@@ -310,9 +310,9 @@ def _chunk(model: Any, source: DataSource, bounds: tuple[int, int], x: Any, y: A
     """One chunk's rows checked and on the device; ``y`` is the chunk's targets or, for targets
     already checked on the device, None (the caller slices them)."""
     lo, hi = bounds
-    xd = check_features(x, model.backend, model.dtype, model.n_features, name=f"{source.name} rows {lo}:{hi}")
+    xd = check_features(x, model.backend, model.dtype, model.n_features, name=f"{source.name} (rows {lo}:{hi})")
     if y is not None:
-        y = model.loss.prepare_targets(y, hi - lo, model.n_outputs, model.backend, model.dtype, name=f"y rows {lo}:{hi}")
+        y = model.loss.prepare_targets(y, hi - lo, model.n_outputs, model.backend, model.dtype, name=f"y (rows {lo}:{hi})")
     return xd, y
 
 
