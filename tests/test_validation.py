@@ -96,6 +96,8 @@ def test_one_hot_must_be_one_hot():
         (lambda: xpnet.SGD(lr=0.1, momentum=1.5), ValueError, "momentum must lie in"),
         (lambda: xpnet.SGD(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum"),
         (lambda: Sequential([Dense(3, 2)], l2=-1.0), ValueError, "l2 must be"),
+        (lambda: Sequential([Dense(3, 2)], seed=-1), ValueError, "seed must be None, an integer >= 0 or a NumPy random"),
+        (lambda: Sequential([Dense(3, 2)], seed="a"), TypeError, "seed must be None, an integer >= 0 or a NumPy random"),
     ],
 )
 def test_construction_errors(build, exc, message):
@@ -125,6 +127,14 @@ def test_predict_checks_input():
         (xpnet.MLPRegressor(), np.zeros((0, 3)), np.zeros(0), ValueError, r"Found array with 0 sample\(s\)"),
         (xpnet.LogisticRegression(learning_rate_init=0), X_OK, Y_OK, ValueError, "learning_rate_init must be > 0"),
         (xpnet.Perceptron(eta0=-1), X_OK, Y_OK, ValueError, "eta0 must be > 0"),
+        # scikit-learn's names, not the optimizers' (beta1, eps)
+        (xpnet.MLPClassifier(beta_1=1.0), X_OK, Y_OK, ValueError, r"beta_1 must be in \[0, 1\), got 1.0"),
+        (xpnet.MLPClassifier(beta_2=-0.5), X_OK, Y_OK, ValueError, r"beta_2 must be >= 0"),
+        (xpnet.MLPClassifier(epsilon=0), X_OK, Y_OK, ValueError, r"epsilon must be > 0"),
+        (xpnet.MLPClassifier(solver="sgd", momentum=2), X_OK, Y_OK, ValueError, r"momentum must be in \[0, 1\)"),
+        (xpnet.MLPClassifier(validation_fraction=5), X_OK, Y_OK, ValueError, r"validation_fraction must be in \[0, 1\)"),
+        (xpnet.MLPRegressor(random_state=-1), X_OK, Y_OK, ValueError, "random_state must be None, an integer >= 0"),
+        (xpnet.Perceptron(random_state="a"), X_OK, Y_OK, TypeError, "random_state must be None, an integer >= 0"),
         (xpnet.LinearRegression(), X_OK, np.zeros((10, 1, 1)), ValueError, "Found array with dim 3"),
     ],
 )

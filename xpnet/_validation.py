@@ -21,6 +21,19 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_seed(name: str, value: Any) -> Any:
+    """``value`` if NumPy's ``default_rng`` takes it (None, an int >= 0, a sequence of them, a
+    ``Generator`` or ``RandomState``, which the fit then draws from), else an error naming ``name``."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be None, an integer >= 0 or a NumPy random generator, got bool {value!r}")
+    try:
+        np.random.default_rng(value)
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"{name} must be None, an integer >= 0 or a NumPy random generator, "
+                        f"got {type(value).__name__} {value!r} ({exc})") from None
+    return value
+
+
 def check_features(X: Any, backend: Any, dtype: Any, n_features: int | None = None, name: str = "X") -> Any:
     """``X`` as a finite 2-D float array ``(n_samples, n_features)`` on ``backend``."""
     if X is None:

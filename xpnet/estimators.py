@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_features, check_positive_int, check_same_length
+from ._validation import check_features, check_positive_int, check_same_length, check_seed
 from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from . import stopping, training
@@ -87,6 +87,14 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
     if value < minimum or (strict and value == minimum):
         raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
     return float(value)
+
+
+def _check_below_one(name: str, value: Any) -> float:
+    """``value`` in [0, 1) (Adam's betas, SGD's momentum)."""
+    value = _check_float(name, value)
+    if value >= 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value}")
+    return value
 
 
 def _labels(values: Any) -> str:
@@ -208,6 +216,7 @@ class _Estimator(_SkBase):
 
     def _fit_inputs(self, X: Any, y: Any, reset: bool = True) -> tuple[Any, Any]:
         """``(X on the device, y)`` for ``fit`` (``reset``) or a later ``partial_fit``, checked."""
+        check_seed("random_state", self.random_state)
         if reset:
             self._fit_backend_ = self._backend_for(X)
         X, y = self._sklearn_validated(X, y, reset=reset, fitting=True)
@@ -759,9 +768,12 @@ class _MLPBase(_Estimator):
     def _optimizer(self):
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         if self.solver == "adam":
-            return Adam(lr=lr, beta1=self.beta_1, beta2=self.beta_2, eps=self.epsilon)
+            for name in ("beta_1", "beta_2"):  # checked here, so that errors name scikit-learn's parameters
+                _check_below_one(name, getattr(self, name))
+            return Adam(lr=lr, beta1=self.beta_1, beta2=self.beta_2, eps=_check_float("epsilon", self.epsilon, strict=True))
         if self.solver == "sgd":
-            return SGD(lr=lr, momentum=self.momentum, nesterov=self.nesterovs_momentum and self.momentum > 0)
+            momentum = _check_below_one("momentum", self.momentum)
+            return SGD(lr=lr, momentum=momentum, nesterov=self.nesterovs_momentum and momentum > 0)
         raise ValueError(f"solver must be one of {self._SOLVERS}, got {self.solver!r}")
 
     def _check_options(self) -> None:
@@ -776,6 +788,7 @@ class _MLPBase(_Estimator):
         self._batch_size(1)
         check_positive_int("max_iter", self.max_iter)
         _check_float("tol", self.tol)
+        _check_below_one("validation_fraction", self.validation_fraction)  # checked even without early stopping
         check_matmul_precision(self.matmul_precision)
         if self.solver == "lbfgs":
             check_positive_int("max_fun", self.max_fun)

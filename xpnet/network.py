@@ -20,7 +20,7 @@ import numpy as np
 
 from . import training
 from ._io import atomic_write
-from ._validation import check_features, check_same_length
+from ._validation import check_features, check_same_length, check_seed
 from .backend import get_backend
 from .callbacks import Callback
 from .layers import Dense, Layer, Sigmoid, layer_from_config
@@ -144,7 +144,7 @@ class Sequential:
         self.backend = get_backend(backend)
         self.dtype_name = dtype
         self.dtype = self.backend.dtype(dtype)
-        self.seed = seed
+        self.seed = check_seed("seed", seed)
         self.l2 = float(l2)
         if jit and not self.backend.is_jax:
             raise ValueError(f"jit=True compiles the step with jax.jit and needs the JAX backend, not {self.backend.name!r}")
