@@ -32,7 +32,7 @@ from .callbacks import Callback
 from .network import Sequential, check_matmul_precision
 from .ops import _device
 from .sources import DataSource, _is_sparse
-from .optim import SGD, Adam
+from .optim import SGD, Adam, _check_number
 
 __all__ = ["LinearRegression", "LogisticRegression", "Perceptron", "MLPClassifier", "MLPRegressor"]
 
@@ -90,11 +90,9 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
 
 
 def _check_below_one(name: str, value: Any) -> float:
-    """``value`` in [0, 1) (Adam's betas, SGD's momentum)."""
-    value = _check_float(name, value)
-    if value >= 1:
-        raise ValueError(f"{name} must be in [0, 1), got {value}")
-    return value
+    """``value`` in [0, 1) (Adam's betas, SGD's momentum, ``validation_fraction``), checked as the
+    optimizers check theirs, under the estimator's own parameter name."""
+    return _check_number(name, value, low=0.0, high=1.0, low_open=False)
 
 
 def _labels(values: Any) -> str:
