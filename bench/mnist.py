@@ -381,8 +381,11 @@ def main(argv=None) -> int:
             for name in rotated(names, round_no):
                 bar.set_postfix_str(name)
                 runs[name].append(r := run_in_child(name, task, args.timeout, threads))
-                status = (f"{r['median_epoch_seconds']:.3f} s/epoch" + (f", accuracy {_accuracy(r)}" if _accuracy(r) else "")
-                          if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
+                if r["status"] == "ok":
+                    accuracy = _accuracy(r)  # blank for the floor
+                    status = f"{r['median_epoch_seconds']:.3f} s/epoch" + (f", accuracy {accuracy}" if accuracy else "")
+                else:
+                    status = f"{r['status']}: {r['reason']}"
                 tqdm.write(f"  {name:<24} {status}", file=sys.stdout)
                 bar.update()
     results = {name: pool_rounds(rs, task) for name, rs in runs.items()}
