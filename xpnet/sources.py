@@ -30,6 +30,7 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 import math
+import numbers
 from typing import Any, Iterator
 
 import numpy as np
@@ -73,9 +74,9 @@ class DataSource:
         if self.shape[0] == 0:
             raise ValueError(f"{name} is empty: it has 0 samples")
         if chunk_rows is not None:
-            if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, int) or chunk_rows < 1:
+            if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, numbers.Integral) or chunk_rows < 1:
                 raise ValueError(f"chunk_rows must be a positive integer, got {chunk_rows!r}")
-            self.bounds = self._even_bounds(chunk_rows)
+            self.bounds = self._even_bounds(int(chunk_rows))
         else:
             own = self._own_chunks()
             if own is not None:
