@@ -116,6 +116,32 @@ def test_validation_split_is_stratified_and_sized_like_scikit_learns():
         validation_split(np.arange(3), 0.9, np.random.default_rng(0), stratify=False)
 
 
+def test_a_binary_classifiers_split_is_stratified_like_scikit_learns():
+    """A binary classifier trains one logistic unit on a 0/1 column ``(N, 1)``: that column is
+    stratified (it was split at random), and the two-class splits scikit-learn's stratified
+    ``train_test_split`` refuses are refused; multilabel and soft targets split at random."""
+    rng = np.random.default_rng(0)
+    column = np.repeat([0.0, 1.0], [80, 20]).reshape(-1, 1)
+    for seed in range(5):
+        val = validation_split(column, 0.1, np.random.default_rng(seed), stratify=True)[1]
+        assert val.size == 10 and column[val, 0].sum() == 2
+    soft = rng.random((100, 1))
+    assert validation_split(soft, 0.1, np.random.default_rng(0), stratify=True)[1].size == 10
+    X, y = rng.normal(size=(30, 3)), np.arange(30) % 2
+    one_of_class_1 = np.r_[1, np.zeros(29, int)]
+    for y_, fraction, message in [(y, 0.02, r"leaves 1 validation row\(s\), fewer than the 2 classes"),
+                                  (y, 0.95, r"leaves 1 training row\(s\), fewer than the 2 classes"),
+                                  (one_of_class_1, 0.1, "one of the two classes in y has only 1 sample")]:
+        with pytest.raises(ValueError):  # scikit-learn refuses each of them too
+            SkMLP(early_stopping=True, validation_fraction=fraction, max_iter=2).fit(X, y_)
+        clf = xpnet.MLPClassifier(early_stopping=True, validation_fraction=fraction, max_iter=2)
+        with pytest.raises(ValueError, match=message):
+            clf.fit(X, y_)
+        assert not hasattr(clf, "model_")
+    # scikit-learn does not stratify three classes; neither refuses few held-out rows there
+    xpnet.MLPClassifier(early_stopping=True, validation_fraction=0.05, max_iter=2).fit(X, np.arange(30) % 3)
+
+
 def test_early_stopping_keeps_the_best_epoch():
     X, y = _blobs(n=600)
     clf = xpnet.MLPClassifier(hidden_layer_sizes=(16,), early_stopping=True, validation_fraction=0.2,

@@ -234,10 +234,69 @@ def test_load_errors(tmp_path):
     with pytest.raises(ValueError, match="^backend must be one of") as info:  # the argument's fault, not the file's
         xpnet.load(tmp_path / "m.npz", backend="tensorflow")
     assert not isinstance(info.value, xpnet.ModelFileError)
+    with pytest.raises(ValueError, match="^fused must be True, False or None") as info:
+        xpnet.load(tmp_path / "m.npz", fused="no")
+    assert not isinstance(info.value, xpnet.ModelFileError)
+    with np.load(tmp_path / "m.npz") as data:  # a file whose weights are NaN
+        arrays = dict(data)
+    arrays["param_1"] = np.full(3, np.nan, dtype=np.float32)
+    np.savez(tmp_path / "nan.npz", **arrays)
+    with pytest.raises(xpnet.ModelFileError, match=r"nan.npz holds parameters this network cannot take \(parameter 1 contains NaN"):
+        xpnet.load(tmp_path / "nan.npz")
+    (tmp_path / "nan.npz").unlink()
     (tmp_path / "d").mkdir()
     with pytest.raises(IsADirectoryError, match=r"d is a directory; give the path of a file to write"):
         model.save(tmp_path / "d")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "m.npz", "other.npz"]  # no temporary file left
+
+
+def test_a_damaged_checkpoint_leaves_model_and_optimizer_as_they_were(tmp_path, rng):
+    """Every array is read before anything is restored: a checkpoint that lacks an optimizer
+    array (it used to restore the parameters, then fail on the optimizer) or holds NaN weights
+    raises ModelFileError, naming the file, and changes nothing."""
+    from xpnet.checkpoint import load_checkpoint, save_checkpoint
+
+    X, y = blobs(rng)
+    model = Sequential([Dense(6, 5), ReLU(), Dense(5, 3)], seed=0)
+    optimizer = Adam(lr=0.01)
+    model.fit(X, y, epochs=1, optimizer=optimizer)
+    path = save_checkpoint(tmp_path / "ck.npz", model, optimizer, {"loss": [1.0]})
+    with np.load(path) as data:
+        arrays = dict(data)
+    lacking = {k: v for k, v in arrays.items() if k != "opt_v_3"}
+    nan = {**arrays, "param_2": np.full_like(arrays["param_2"], np.nan)}
+    fresh, fresh_opt = Sequential([Dense(6, 5), ReLU(), Dense(5, 3)], seed=1), Adam(lr=0.01)
+    before = [p.copy() for p in fresh.parameters()]
+    for name, content, message in [("lacking.npz", lacking, r"is truncated or corrupt \(KeyError"),
+                                   ("nan.npz", nan, r"holds parameters this network cannot take \(parameter 2 contains NaN")]:
+        np.savez(tmp_path / name, **content)
+        with pytest.raises(xpnet.ModelFileError, match=f"{name} {message}"):
+            load_checkpoint(tmp_path / name, fresh, fresh_opt)
+        for a, b in zip(fresh.parameters(), before):
+            np.testing.assert_array_equal(a, b)
+        assert fresh_opt.state == {} and fresh_opt.iterations == 0
+    load_checkpoint(path, fresh, fresh_opt)  # the whole file restores
+    for a, b in zip(fresh.parameters(), model.parameters()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_set_parameters_refuses_what_the_model_cannot_hold():
+    """NaN, infinity, values that overflow the model's float32, and non-numbers are refused by
+    name (a NaN used to be stored, and 1e300 became inf with only NumPy's RuntimeWarning), and
+    the parameters stay as they were."""
+    model = Sequential([Dense(2, 3)], seed=0)
+    before = [p.copy() for p in model.parameters()]
+    nan_bias = [np.ones((2, 3)), np.array([0.0, np.nan, 0.0])]
+    with pytest.raises(ValueError, match="^parameter 1 contains NaN or infinity"):
+        model.set_parameters(nan_bias)
+    with pytest.raises(ValueError, match=r"^parameter 0 holds values too large for float32 .* this model is float32"):
+        model.set_parameters([np.full((2, 3), 1e300), np.zeros(3)])
+    with pytest.raises(TypeError, match="^parameter 0 must hold real numbers, got dtype <U1"):
+        model.set_parameters([np.full((2, 3), "a"), np.zeros(3)])
+    for a, b in zip(model.parameters(), before):
+        np.testing.assert_array_equal(a, b)
+    model.set_parameters([np.ones((2, 3), dtype=np.int64), np.zeros(3)])  # integers convert
+    assert model.parameters()[0].dtype == np.float32 and model.parameters()[0].sum() == 6
 
 
 def test_regression_network(rng):

@@ -41,6 +41,11 @@ BAD_FIT = [
     ("bad validation X", dict(X=X_OK, y=Y_OK, validation_data=(X_OK[:, :2], Y_OK)), ValueError,
      r"validation_data\[0\] has 2 features"),
     ("unknown optimizer", dict(X=X_OK, y=Y_OK, optimizer="rmsprop"), ValueError, "optimizer must be"),
+    # a string is not taken as true: shuffle="no" used to shuffle
+    ("shuffle string", dict(X=X_OK, y=Y_OK, shuffle="no"), ValueError, "shuffle must be True or False, got str 'no'"),
+    ("restore_best string", dict(X=X_OK, y=Y_OK, restore_best="x"), ValueError, "restore_best must be True or False"),
+    ("early_stopping string", dict(X=X_OK, y=Y_OK, early_stopping="no", tol=1e-4), ValueError,
+     "early_stopping must be True or False"),
 ]
 
 
@@ -95,6 +100,9 @@ def test_one_hot_must_be_one_hot():
         (lambda: Adam(lr=-1), ValueError, "lr must lie in"),
         (lambda: xpnet.SGD(lr=0.1, momentum=1.5), ValueError, "momentum must lie in"),
         (lambda: xpnet.SGD(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum"),
+        (lambda: xpnet.SGD(lr=0.1, momentum=0.9, nesterov="no"), ValueError, "nesterov must be True or False"),
+        (lambda: Sequential([Dense(3, 2)], fused="no"), ValueError, "fused must be True, False or None, got str 'no'"),
+        (lambda: Sequential([Dense(3, 2)], graphs="auto"), ValueError, "graphs must be True, False or None"),
         (lambda: Sequential([Dense(3, 2)], l2=-1.0), ValueError, "l2 must be"),
         (lambda: Sequential([Dense(3, 2)], seed=-1), ValueError, "seed must be None, an integer >= 0 or a NumPy random"),
         (lambda: Sequential([Dense(3, 2)], seed="a"), TypeError, "seed must be None, an integer >= 0 or a NumPy random"),
@@ -136,6 +144,18 @@ def test_predict_checks_input():
         (xpnet.MLPRegressor(random_state=-1), X_OK, Y_OK, ValueError, "random_state must be None, an integer >= 0"),
         (xpnet.Perceptron(random_state="a"), X_OK, Y_OK, TypeError, "random_state must be None, an integer >= 0"),
         (xpnet.LinearRegression(), X_OK, np.zeros((10, 1, 1)), ValueError, "Found array with dim 3"),
+        # flags: "no" is a string, not False (early_stopping="no" used to turn early stopping on)
+        (xpnet.MLPClassifier(early_stopping="no"), X_OK, Y_OK, ValueError, "early_stopping must be True or False, got str"),
+        (xpnet.MLPClassifier(shuffle="yes"), X_OK, Y_OK, ValueError, "shuffle must be True or False"),
+        (xpnet.MLPRegressor(warm_start="no"), X_OK, Y_OK, ValueError, "warm_start must be True or False"),
+        (xpnet.MLPClassifier(solver="sgd", nesterovs_momentum="x"), X_OK, Y_OK, ValueError,
+         "nesterovs_momentum must be True or False"),
+        (xpnet.MLPClassifier(verbose=-1), X_OK, Y_OK, ValueError, "verbose must be True, False or an integer >= 0"),
+        (xpnet.MLPClassifier(fused="no"), X_OK, Y_OK, ValueError, "fused must be True, False or None"),
+        (xpnet.Perceptron(shuffle="no"), X_OK, Y_OK, ValueError, "shuffle must be True or False"),
+        (xpnet.Perceptron(fused="no"), X_OK, Y_OK, ValueError, "fused must be True, False or None"),
+        (xpnet.LogisticRegression(standardize="no"), X_OK, Y_OK, ValueError, "standardize must be True or False"),
+        (xpnet.LinearRegression(standardize="no"), X_OK, Y_OK, ValueError, "standardize must be True or False"),
     ],
 )
 def test_estimator_errors(est, X, y, exc, message):

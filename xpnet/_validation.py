@@ -21,6 +21,17 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def check_flag(name: str, value: Any, *, none_allowed: bool = False) -> bool | None:
+    """``value`` as True or False (a NumPy bool, 0 or 1 too), or None where ``none_allowed``:
+    a string such as ``"no"`` is refused rather than taken as true."""
+    if value is None and none_allowed:
+        return None
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name} must be {'True, False or None' if none_allowed else 'True or False'}, "
+                     f"got {type(value).__name__} {value!r}")
+
+
 def check_seed(name: str, value: Any) -> Any:
     """``value`` if NumPy's ``default_rng`` takes it (None, an int >= 0, a sequence of them, a
     ``Generator`` or ``RandomState``, which the fit then draws from), else an error naming ``name``."""
@@ -56,6 +67,12 @@ def check_features(X: Any, backend: Any, dtype: Any, n_features: int | None = No
         raise ValueError(f"{name} is empty: it has 0 samples")
     if n_features is not None and arr.shape[1] != n_features:
         raise ValueError(f"{name} has {arr.shape[1]} features but the model expects {n_features}")
+    return cast_finite(arr, dtype, xp, name)
+
+
+def cast_finite(arr: Any, dtype: Any, xp: Any, name: str, remedy: str = "scale the data or use dtype='float64'") -> Any:
+    """``arr`` (an array of namespace ``xp``) as ``dtype``, refused if it holds NaN or infinity,
+    or values that overflow ``dtype`` (named as such, with ``remedy``)."""
     source = arr
     with np.errstate(over="ignore"):  # an overflow is reported below, by name
         arr = xp.astype(arr, dtype, copy=False) if arr.dtype != dtype else arr
@@ -64,7 +81,7 @@ def check_features(X: Any, backend: Any, dtype: Any, n_features: int | None = No
             largest = float(xp.max(xp.abs(source)))
             dtype_name = getattr(dtype, "__name__", None) or str(dtype).rsplit(".", 1)[-1]
             raise ValueError(f"{name} holds values too large for {dtype_name} (largest magnitude {largest:.3g}): they "
-                             "overflow to infinity when converted; scale the data or use dtype='float64'")
+                             f"overflow to infinity when converted; {remedy}")
         raise ValueError(f"{name} contains NaN or infinity")
     return arr
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ._io import atomic_write
-from .network import FORMAT_VERSION, History, Sequential, open_xpnet_file
+from .network import FORMAT_VERSION, History, Sequential, open_xpnet_file, set_parameters_from_file
 from .optim import Optimizer
 from .stopping import FitState, NoImprovement
 
@@ -107,10 +107,12 @@ def load_checkpoint(path: str | Path, model: Sequential, optimizer: Optimizer,
             raise ValueError(f"{path} holds {meta['type']} state but this run uses {type(optimizer).__name__}")
         saved = config.get("fit_state") if fit_state is not None else None
         n_params = len(model.parameters())
-        model.set_parameters([data[f"param_{i}"] for i in range(n_params)])
+        # every array is read before anything changes: a truncated file leaves model and optimizer as they were
+        params = [data[f"param_{i}"] for i in range(n_params)]
         slots = {s: [data[f"opt_{s}_{i}"] for i in range(n_params)] for s in meta["slot_names"]}
-        optimizer.load_state_dict({**meta, "slots": slots}, model.backend, model.dtype)
         best = [data[f"best_{i}"] for i in range(n_params)] if "best_0" in data.files else []
+        set_parameters_from_file(model, params, path)
+        optimizer.load_state_dict({**meta, "slots": slots}, model.backend, model.dtype)
     if saved is not None:
         fit_state.samples_seen = int(saved["samples_seen"])
         if saved["lr_init"] is None or saved["lr_init"] == getattr(optimizer, "lr", None):  # the same run, continued

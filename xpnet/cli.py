@@ -402,20 +402,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _load_for_prediction(path: str, backend: str) -> Any:
-    """A saved model, refused when its weights are not all finite (it could only predict garbage)."""
-    import numpy as np
-
-    from .network import ModelFileError, load
-
-    model = load(path, backend=backend)
-    bad = [i for i, p in enumerate(model.parameters()) if not np.all(np.isfinite(model.backend.to_numpy(p)))]
-    if bad:
-        raise ModelFileError(f"{path} has non-finite weights (NaN or inf) in parameter(s) {bad}: it cannot make "
-                             "useful predictions; retrain it (a lower --lr helps)")
-    return model
-
-
 def read_samples(path: str) -> Any:
     """Samples from a .npy, .npz (its one array, or the array ``X``) or .csv (optional header) file,
     as a 2-D float array. Never unpickles. Errors are ValueError/OSError with one line."""
@@ -474,6 +460,7 @@ def _write_predictions(values: Any, output: str | None, proba: bool) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .datasets import load_dataset
+    from .network import load
 
     if args.input is None:
         if args.proba or args.output:
@@ -481,7 +468,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         dataset = args.dataset or "mnist"
         if args.data_dir and dataset != "mnist":
             raise CLIError(f"--data-dir applies to --dataset mnist only ({dataset} ships with scikit-learn)")
-        model = _load_for_prediction(args.model, args.backend)
+        model = load(args.model, backend=args.backend)  # a file of NaN or infinite weights is refused
         X_test, y_test = load_dataset(dataset, args.data_dir, split="test")  # the test files only
         result = model.evaluate(X_test, y_test)
         print(f"accuracy {result['accuracy']:.4f} (loss {result['loss']:.4f}) on {X_test.shape[0]} {dataset} test samples")
@@ -494,7 +481,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         if not args.output.lower().endswith(OUTPUT_SUFFIXES):
             raise CLIError(f"--output: unsupported file type {Path(args.output).suffix or '(none)'}; use {', '.join(OUTPUT_SUFFIXES)}")
         _check_writable("--output", args.output)
-    model = _load_for_prediction(args.model, args.backend)
+    model = load(args.model, backend=args.backend)
     if args.proba and not model.loss.is_classifier:
         raise CLIError(f"--proba needs a classifier; {args.model} was trained with the {model.loss.name!r} loss")
     X = read_samples(args.input)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_features, check_positive_int, check_same_length, check_seed
+from ._validation import check_features, check_flag, check_positive_int, check_same_length, check_seed
 from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from . import stopping, training
@@ -482,6 +482,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any) -> "LinearRegression":
         rule = self._stopping_rule()
+        check_flag("standardize", self.standardize)
         if self.learning_rate_init != "auto":
             _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         Xd, y = self._fit_inputs(X, y)
@@ -540,6 +541,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any) -> "LogisticRegression":
         max_iter, grad_tol, patience = self._stopping_rule()
+        check_flag("standardize", self.standardize)
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         alpha = _check_float("alpha", self.alpha)
         Xd, y = self._fit_inputs(X, y)
@@ -605,6 +607,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         max_iter = check_positive_int("max_iter", self.max_iter)
         tol = None if self.tol is None else _check_float("tol", self.tol)
         patience = check_positive_int("n_iter_no_change", self.n_iter_no_change)
+        shuffle = check_flag("shuffle", self.shuffle)
         Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
         backend = self._backend()
@@ -620,7 +623,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         self.errors_, self.loss_curve_ = [], []
         best, stale = np.inf, 0
         for _ in range(max_iter):
-            order = rng.permutation(n) if self.shuffle else np.arange(n)
+            order = rng.permutation(n) if shuffle else np.arange(n)
             W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0)
             self.errors_.append(mistakes)
             self.loss_curve_.append(loss)
@@ -783,6 +786,12 @@ class _MLPBase(_Estimator):
         if self.learning_rate not in stopping.LR_SCHEDULES:
             raise ValueError(f"learning_rate must be one of {stopping.LR_SCHEDULES}, got {self.learning_rate!r}")
         _check_float("alpha", self.alpha)
+        for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):  # "no" is not taken as true
+            check_flag(name, getattr(self, name))
+        check_flag("fused", self.fused, none_allowed=True)
+        v = self.verbose
+        if not isinstance(v, (numbers.Integral, np.bool_)) or v < 0:  # scikit-learn's: a bool or an integer >= 0
+            raise ValueError(f"verbose must be True, False or an integer >= 0, got {type(v).__name__} {v!r}")
         self._batch_size(1)
         check_positive_int("max_iter", self.max_iter)
         _check_float("tol", self.tol)
@@ -805,8 +814,8 @@ class _MLPBase(_Estimator):
 
     def _fit_network(self, Xd: Any, targets: Any, n_out: int, loss: str, incremental: bool = False,
                      sample_weight: Any = None) -> None:
-        """Train (or, ``incremental``, one more epoch of) the network; sets the fitted attributes."""
-        self._check_options()
+        """Train (or, ``incremental``, one more epoch of) the network; sets the fitted attributes.
+        The caller has run :meth:`_check_options`."""
         alpha = float(self.alpha)
         widths = [self.n_features_in_, *self._hidden(), n_out]
         first = not hasattr(self, "model_") or not (self.warm_start or incremental)
@@ -848,14 +857,14 @@ class _MLPBase(_Estimator):
             optimizer = self._optimizer_
         else:
             optimizer = self._optimizer_ = self._optimizer()
-        early = bool(self.early_stopping) and not incremental
+        early = self.early_stopping and not incremental
         schedule = self.learning_rate if self.solver == "sgd" else "constant"  # Adam ignores it, as in scikit-learn
         callbacks = [_SklearnLines(self.n_iter_)] if self.verbose else []
         validation = None
         if early and isinstance(Xd, DataSource):  # sparse X: hold out rows here, both parts stay sparse
             labels = model.backend.to_numpy(yd) if model.loss.is_classifier else np.zeros(Xd.shape[0])
             train_rows, val_rows = stopping.validation_split(labels, float(self.validation_fraction), model.rng,
-                                                             stratify=model.loss.is_classifier and yd.ndim == 1)
+                                                             stratify=model.loss.is_classifier)
             take = lambda rows: model.backend.xp.take(yd, model.backend.asarray(rows), axis=0)  # noqa: E731
             validation = (DataSource(Xd.data[val_rows]), take(val_rows))
             if sample_weight is not None:
@@ -864,7 +873,7 @@ class _MLPBase(_Estimator):
             Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
         history = model.fit(
             Xd, yd, epochs=1 if incremental else int(self.max_iter), batch_size=self._batch_size(Xd.shape[0]),
-            optimizer=optimizer, shuffle=bool(self.shuffle), callbacks=callbacks, tol=float(self.tol),
+            optimizer=optimizer, shuffle=self.shuffle, callbacks=callbacks, tol=float(self.tol),
             n_iter_no_change=self.n_iter_no_change, early_stopping=early, validation_data=validation,
             validation_fraction=self.validation_fraction, lr_schedule=schedule, power_t=float(self.power_t),
             state=self._fit_state_, sample_weight=sample_weight,
@@ -975,6 +984,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
     @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPClassifier":
         """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
+        self._check_options()
         warm = self.warm_start and hasattr(self, "model_")
         before = (self.classes_, getattr(self, "_multilabel_", False)) if warm else None
         Xd, y = self._fit_inputs(X, y)
@@ -999,6 +1009,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             raise ValueError("classes must be passed on the first call to partial_fit")
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
+        self._check_options()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         Xd, y = self._fit_inputs(X, y, reset=first)
@@ -1030,6 +1041,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
     @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
+        self._check_options()
         Xd, y = self._fit_inputs(X, y)
         y_arr, n_out = self._targets(y)
         self._fit_network(Xd, y_arr, n_out, "mse", sample_weight=sample_weight)
@@ -1040,6 +1052,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         """One epoch over ``(X, y)``, continuing from the last call."""
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
+        self._check_options()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_")

@@ -20,7 +20,7 @@ import numpy as np
 
 from . import training
 from ._io import atomic_write
-from ._validation import check_features, check_same_length, check_seed
+from ._validation import cast_finite, check_features, check_flag, check_same_length, check_seed
 from .backend import get_backend
 from .callbacks import Callback
 from .layers import Dense, Layer, Sigmoid, layer_from_config
@@ -129,12 +129,9 @@ class Sequential:
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
         if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0 or not math.isfinite(l2):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
-        if graphs not in (None, True, False):
-            raise ValueError(f"graphs must be True, False or None, got {graphs!r}")
-        if jit not in (True, False):
-            raise ValueError(f"jit must be True or False, got {jit!r}")
-        if compiled not in (None, True, False):
-            raise ValueError(f"compiled must be True, False or None, got {compiled!r}")
+        for name, flag in (("fused", fused), ("graphs", graphs), ("compiled", compiled)):
+            check_flag(name, flag, none_allowed=True)
+        check_flag("jit", jit)
         check_matmul_precision(matmul_precision)  # with the other options, before any work is done
         # the options as given, for pickling
         self._requested = {"fused": fused, "graphs": graphs, "jit": jit, "compiled": compiled,
@@ -236,10 +233,13 @@ class Sequential:
             raise ValueError(f"expected {len(current)} parameter arrays, got {len(arrays)}")
         new = []
         for i, (old, a) in enumerate(zip(current, arrays)):
-            arr = self.backend.asarray(a, dtype=self.dtype, name=f"parameter {i}")
+            arr = self.backend.asarray(a, name=f"parameter {i}")
+            if not self.backend.xp.isdtype(arr.dtype, ("integral", "real floating")):
+                raise TypeError(f"parameter {i} must hold real numbers, got dtype {arr.dtype}")
             if tuple(arr.shape) != tuple(old.shape):
                 raise ValueError(f"parameter {i} must have shape {tuple(old.shape)}, got {tuple(arr.shape)}")
-            new.append(arr)
+            new.append(cast_finite(arr, self.dtype, self.backend.xp, f"parameter {i}",
+                                   remedy=f"this model is {self.dtype_name}"))
         if self._flat is not None:  # write into the flat buffer's views
             for view, arr in zip(current, new):
                 view[...] = arr
@@ -646,12 +646,22 @@ def open_xpnet_file(path: str | Path, expected: str) -> Iterator[tuple[Any, dict
 
 def load(path: str | Path, backend: Any = None, fused: bool | None = None) -> Sequential:
     """Load a model written by :meth:`Sequential.save` onto ``backend``."""
-    backend = get_backend(backend)  # the caller's argument: its errors are not the file's
+    backend = get_backend(backend)  # the caller's arguments: their errors are not the file's
+    check_flag("fused", fused, none_allowed=True)
     with open_xpnet_file(path, MODEL_FORMAT) as (data, config):
         try:
             layers, arguments = constructor_arguments(config)
             model = Sequential(layers, backend=backend, fused=fused, **arguments)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{path} describes a network xpnet cannot build ({exc})") from None
-        model.set_parameters([data[f"param_{i}"] for i in range(len(model.parameters()))])
+        set_parameters_from_file(model, [data[f"param_{i}"] for i in range(len(model.parameters()))], path)
     return model
+
+
+def set_parameters_from_file(model: Sequential, arrays: Sequence[Any], path: Any) -> None:
+    """``model.set_parameters(arrays)``, read from ``path``: a parameter the model cannot take
+    (NaN, infinity, another shape) is the file's fault, and the error names the file."""
+    try:
+        model.set_parameters(arrays)
+    except (TypeError, ValueError) as exc:
+        raise ModelFileError(f"{path} holds parameters this network cannot take ({exc})") from None

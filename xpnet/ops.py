@@ -19,6 +19,8 @@ import contextlib
 import os
 from typing import Any, Callable
 
+from ._validation import check_flag
+
 __all__ = [
     "Ops",
     "fused_default",
@@ -256,7 +258,8 @@ class Ops:
     def __init__(self, backend: Any, fused: bool | None = None) -> None:
         self.backend = backend
         self.xp = xp = backend.xp
-        requested = fused_default() if fused is None else bool(fused)
+        fused = check_flag("fused", fused, none_allowed=True)
+        requested = fused_default() if fused is None else fused
         family, self.kernel_family, self.reason = None, None, "fusion switched off"
         if requested:
             family, label = _load_kernel_family(backend.name)

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validation import check_flag
+
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
 
 
@@ -142,9 +144,9 @@ class SGD(Optimizer):
         super().__init__()
         self.lr = _check_number("lr", lr, low=0.0)
         self.momentum = _check_number("momentum", momentum, low=0.0, high=1.0, low_open=False)
-        if nesterov and self.momentum == 0:
+        self.nesterov = check_flag("nesterov", nesterov)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.nesterov = bool(nesterov)
         self.slots = ("velocity",) if self.momentum > 0 else ()
 
     def hyperparameters(self):

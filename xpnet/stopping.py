@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from ._validation import check_flag
+
 __all__ = ["LR_SCHEDULES", "NoImprovement", "FitState", "scheduled_lr", "check_stopping_options", "validation_split"]
 
 LR_SCHEDULES = ("constant", "invscaling", "adaptive")
@@ -80,8 +82,7 @@ def check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fra
         raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
     if isinstance(n_iter_no_change, float) and math.isfinite(n_iter_no_change) and not n_iter_no_change.is_integer():
         raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
-    if early_stopping not in (True, False):
-        raise ValueError(f"early_stopping must be True or False, got {early_stopping!r}")
+    check_flag("early_stopping", early_stopping)
     if early_stopping and tol is None:
         raise ValueError("early_stopping=True stops on the validation score and needs tol (scikit-learn's default is 1e-4)")
     if early_stopping and validation_data is None:
@@ -96,16 +97,23 @@ def check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fra
 
 def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, validation_rows)``: ``ceil(fraction * n)`` rows held out (scikit-learn's
-    count), drawn per class in proportion to its size when ``stratify`` (classifiers)."""
+    count), drawn per class in proportion to its size when ``stratify`` (classifiers) and ``y``
+    holds one class per row: labels ``(N,)``, or one 0/1 column ``(N, 1)`` (binary
+    cross-entropy). Multilabel or soft targets are split at random, as scikit-learn splits
+    multilabel ones."""
     n = y.shape[0]
     n_val = math.ceil(fraction * n)
     if n_val < 1 or n - n_val < 1:
         raise ValueError(f"validation_fraction={fraction} of {n} samples leaves no training or no validation rows")
-    if not stratify:
+    if stratify and y.ndim == 2:
+        y = y[:, 0] if y.shape[1] == 1 and np.isin(y, (0, 1)).all() else None
+    if not stratify or y is None:
         order = rng.permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
     classes, labels = np.unique(y, return_inverse=True)
     counts = np.bincount(labels)
+    if classes.size == 2:  # scikit-learn stratifies two classes (its MLP's one output unit) and refuses these
+        check_two_class_split(classes, counts, n_val, n - n_val, fraction)
     share = counts * n_val / n
     take = np.floor(share).astype(int)
     for i in np.argsort(-(share - take), kind="stable")[: n_val - take.sum()]:  # largest remainders
@@ -114,3 +122,16 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, s
     mask = np.zeros(n, dtype=bool)
     mask[val] = True
     return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def check_two_class_split(classes: np.ndarray, counts: np.ndarray, n_val: int, n_train: int, fraction: float) -> None:
+    """Refuse the two-class stratified splits that scikit-learn's ``train_test_split`` refuses: a
+    class with one sample, or a part with fewer rows than classes (whose score, over one row,
+    would make early stopping follow noise)."""
+    if counts.min() < 2:
+        raise ValueError(f"early stopping holds out rows of each class, but one of the two classes in y has only "
+                         f"{counts.min()} sample; each class needs at least 2")
+    for part, rows in (("validation", n_val), ("training", n_train)):
+        if rows < classes.size:
+            raise ValueError(f"validation_fraction={fraction} of {n_train + n_val} samples leaves {rows} {part} row(s), "
+                             f"fewer than the {classes.size} classes; the stratified split needs one row per class")

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._validation import check_features, check_positive_int
+from ._validation import check_features, check_flag, check_positive_int
 from .callbacks import EpochPrinter, ProgressBar, check_callbacks
 from .layers import Dense
 from .optim import Adam, get_optimizer
@@ -100,6 +100,7 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
     """:meth:`xpnet.Sequential.fit` (see there)."""
     epochs = check_positive_int("epochs", epochs, minimum=0)
     batch_size = check_positive_int("batch_size", batch_size)
+    shuffle, restore_best = check_flag("shuffle", shuffle), check_flag("restore_best", restore_best)
     if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data)
@@ -109,7 +110,7 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
         raise TypeError(f"state must be the FitState of an earlier fit (history.state), got {type(state).__name__}")
     rules = dict(tol=tol, n_iter_no_change=n_iter_no_change, early_stopping=early_stopping,
                  validation_fraction=validation_fraction, lr_schedule=lr_schedule, power_t=power_t,
-                 state=state if state is not None else FitState(), restore_best=bool(restore_best),
+                 state=state if state is not None else FitState(), restore_best=restore_best,
                  sample_weight=sample_weight)
     try:
         return _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, verbose, callbacks, rules)
@@ -143,7 +144,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     if rules["early_stopping"] and validation_data is None:
         rows = validation_split(model.backend.to_numpy(data[1]) if model.loss.is_classifier else np.zeros(data[0].shape[0]),
                                 rules["validation_fraction"], model.rng,
-                                stratify=model.loss.is_classifier and data[1].ndim == 1)
+                                stratify=model.loss.is_classifier)
         xp = model.backend.xp
         train_rows, val_rows = (model.backend.asarray(r) for r in rows)
         val = (xp.take(data[0], val_rows, axis=0), xp.take(data[1], val_rows, axis=0))
