@@ -22,6 +22,8 @@ import sys
 import time
 from pathlib import Path
 
+from .arguments import positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 
 FIT = """
@@ -62,7 +64,7 @@ def time_process(code: str) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeats", type=int, default=5, help="processes per program (median reported)")
+    p.add_argument("--repeats", type=positive_int, default=5, help="processes per program (median reported)")
     p.add_argument("--out", type=Path, default=None, help="folder for coldstart.json")
     args = p.parse_args(argv)
     for code in PROGRAMS.values():  # one untimed run each: the OS file cache and Numba's disk cache warm

@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .arguments import positive_int
+
 REPO = Path(__file__).resolve().parents[1]
 ELEMENT_SIZES = (10**4, 10**5, 10**6, 10**7)
 LOGIT_SHAPES = ((128, 10), (1024, 100), (8192, 1000))
@@ -234,7 +236,7 @@ def markdown(rows: list[dict], env: dict, gpu: dict | None) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.kernels", description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", default=str(REPO / "bench" / "out"))
-    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--repeats", type=positive_int, default=15)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--no-gpu", action="store_true")
     parser.add_argument("--no-cpu", action="store_true", help="GPU kernels only")

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Callable
 
+from .arguments import positive_int
+
 LAUNCH_CALLS = ("cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernel", "cudaLaunchKernelExC",
                 "cudaLaunchKernelEx", "cudaGraphLaunch", "cuGraphLaunch", "cudaLaunchCooperativeKernel")
 
@@ -112,9 +114,11 @@ def torch_case(hidden=(256, 128), batch_size: int = 128) -> Callable[[int], None
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
-    p.add_argument("--n1", type=int, default=10)
-    p.add_argument("--n2", type=int, default=50)
+    p.add_argument("--n1", type=positive_int, default=10)
+    p.add_argument("--n2", type=positive_int, default=50)
     args = p.parse_args(argv)
+    if args.n2 <= args.n1:
+        p.error(f"--n2 must exceed --n1 (launches per step are the difference over n2 - n1 steps), got {args.n1} and {args.n2}")
     from xpnet.backend import cupy_usable
 
     ok, why = cupy_usable()

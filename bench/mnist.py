@@ -25,6 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from .arguments import batch_size_list, networks, positive_int, positive_seconds, widths
 from .task import REFERENCE, Task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -240,22 +241,22 @@ def sweep_chart(points: list[dict], path: Path, title: str) -> None:
 # -- main ---------------------------------------------------------------------------------------
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m bench.mnist", description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=None, help=f"measured epochs (default {REFERENCE.epochs}; quick: 2)")
-    p.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
-    p.add_argument("--hidden", default=",".join(map(str, REFERENCE.hidden)), help="hidden widths, e.g. 256,128")
+    p.add_argument("--epochs", type=positive_int, default=None, help=f"measured epochs (default {REFERENCE.epochs}; quick: 2)")
+    p.add_argument("--batch-size", type=positive_int, default=REFERENCE.batch_size)
+    p.add_argument("--hidden", type=widths, default=REFERENCE.hidden, help="hidden widths, e.g. 256,128")
     p.add_argument("--contestants", default="all",
                    help="comma-separated names, 'all', 'cpu' or 'precision' (each matmul_precision and its peers)")
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="output folder")
     p.add_argument("--quick", action="store_true", help="CI smoke test: 6000 training images, CPU contestants, 2 epochs")
     p.add_argument("--sweep", action="store_true", help="also time epochs over batch sizes and hidden widths")
-    p.add_argument("--sweep-batch-sizes", default=",".join(map(str, SWEEP_BATCH_SIZES)),
+    p.add_argument("--sweep-batch-sizes", type=batch_size_list, default=",".join(map(str, SWEEP_BATCH_SIZES)),
                    help="batch sizes for --sweep (default %(default)s)")
-    p.add_argument("--sweep-hidden", default=";".join(",".join(map(str, h)) for h in SWEEP_HIDDEN),
+    p.add_argument("--sweep-hidden", type=networks, default=";".join(",".join(map(str, h)) for h in SWEEP_HIDDEN),
                    help="hidden widths for --sweep, networks separated by ';' (default %(default)s)")
     p.add_argument("--sweep-contestants", default=",".join(SWEEP_CONTESTANTS),
                    help="contestants timed in --sweep, of those that ran (default %(default)s)")
-    p.add_argument("--timeout", type=float, default=1800, help="seconds allowed per contestant")
-    p.add_argument("--rounds", type=int, default=1,
+    p.add_argument("--timeout", type=positive_seconds, default=1800, help="seconds allowed per contestant")
+    p.add_argument("--rounds", type=positive_int, default=1,
                    help="run every contestant this many times, interleaved, and pool the epochs (default 1)")
     p.add_argument("--threads", default="all",
                    help="CPU cores each contestant may use: a number, or 'all' (default); see thread_settings")
@@ -341,6 +342,17 @@ def choose_contestants(spec: str, quick: bool) -> list[str]:
     return names
 
 
+def choose_sweep_contestants(spec: str) -> list[str]:
+    """``--sweep-contestants``: names of contestants (those that ran are timed at every point)."""
+    from .contestants import CONTESTANTS
+
+    names = [n.strip() for n in spec.split(",") if n.strip()]
+    unknown = [n for n in names if n not in CONTESTANTS]
+    if unknown or not names:
+        raise SystemExit(f"bench.mnist: unknown --sweep-contestants {unknown or spec!r}; choose from {list(CONTESTANTS)}")
+    return names
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.run_one:  # child process
@@ -354,16 +366,14 @@ def main(argv=None) -> int:
 
     from .env import environment
 
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-    task = REFERENCE.but(batch_size=args.batch_size, hidden=hidden)
+    task = REFERENCE.but(batch_size=args.batch_size, hidden=args.hidden)
     if args.quick:
         task = task.but(train_samples=6000, test_samples=2000, epochs=2)
     if args.epochs is not None:
         task = task.but(epochs=args.epochs)
     names = choose_contestants(args.contestants, args.quick)
     threads = parse_threads(args.threads)
-    if args.rounds < 1:
-        raise SystemExit(f"bench.mnist: --rounds must be at least 1, got {args.rounds}")
+    sweep_names = choose_sweep_contestants(args.sweep_contestants) if args.sweep else []  # checked before any run
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -392,12 +402,11 @@ def main(argv=None) -> int:
 
     sweep = []
     if args.sweep:
-        sweep_names = [n for n in args.sweep_contestants.split(",") if results.get(n, {}).get("status") == "ok"]
+        sweep_names = [n for n in sweep_names if results.get(n, {}).get("status") == "ok"]
         base = task.but(epochs=2, train_samples=min(task.train_samples, 20000))
-        batch_sizes = [int(b) for b in args.sweep_batch_sizes.split(",") if b.strip()]
-        widths = [tuple(int(w) for w in net.split(",")) for net in args.sweep_hidden.split(";") if net.strip()]
+        batch_sizes, hidden_widths = args.sweep_batch_sizes, args.sweep_hidden
         grid = [("batch_size", base.but(batch_size=b)) for b in batch_sizes]
-        grid += [("hidden", base.but(hidden=h)) for h in widths]
+        grid += [("hidden", base.but(hidden=h)) for h in hidden_widths]
         point_runs: dict = {}
         jobs = [(name, axis, t, i) for i, (axis, t) in enumerate(grid) for round_no in range(args.rounds)
                 for name in rotated(sweep_names, round_no + i)]

@@ -28,6 +28,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from .arguments import positive_int, widths
 from .task import REFERENCE
 
 KINDS = {"compiled": dict(compiled=None), "eager": dict(compiled=False), "reference": dict(fused=False)}
@@ -46,10 +47,10 @@ def blas_limit(threads: int | None):
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.steps", description=__doc__.split("\n\n")[0])
-    p.add_argument("--batch-size", type=int, default=REFERENCE.batch_size)
-    p.add_argument("--hidden", default=",".join(map(str, REFERENCE.hidden)), help="hidden widths, e.g. 256,128")
-    p.add_argument("--train-samples", type=int, default=REFERENCE.train_samples)
-    p.add_argument("--rounds", type=int, default=6, help="epochs per kind, alternated (default 6)")
+    p.add_argument("--batch-size", type=positive_int, default=REFERENCE.batch_size)
+    p.add_argument("--hidden", type=widths, default=REFERENCE.hidden, help="hidden widths, e.g. 256,128")
+    p.add_argument("--train-samples", type=positive_int, default=REFERENCE.train_samples)
+    p.add_argument("--rounds", type=positive_int, default=6, help="epochs per kind, alternated (default 6)")
     p.add_argument("--kinds", default=",".join(KINDS), help="comma-separated, of " + ", ".join(KINDS))
     p.add_argument("--threads", default="all", help="CPU cores to use: a number, or 'all' (default)")
     p.add_argument("--blas-threads", default="",
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
         if pin is not None:
             pin()
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    if not kinds or any(k not in KINDS for k in kinds) or args.rounds < 1:
-        raise SystemExit(f"bench.steps: --kinds must name some of {list(KINDS)} and --rounds must be >= 1")
+    if not kinds or any(k not in KINDS for k in kinds):
+        raise SystemExit(f"bench.steps: --kinds must name some of {list(KINDS)}, got {args.kinds!r}")
 
     import xpnet
     from xpnet.layers import dense_stack
@@ -76,8 +77,7 @@ def main(argv=None) -> int:
     from .env import environment
     from .task import load_data
 
-    hidden = tuple(int(h) for h in args.hidden.split(",") if h.strip())
-    task = REFERENCE.but(batch_size=args.batch_size, hidden=hidden, train_samples=args.train_samples, epochs=args.rounds)
+    task = REFERENCE.but(batch_size=args.batch_size, hidden=args.hidden, train_samples=args.train_samples, epochs=args.rounds)
     X, y, _, _ = load_data(task)
     # Variants: each step kind, at each BLAS thread count of --blas-threads (threadpoolctl limits
     # NumPy's OpenBLAS, which both the compiled and the eager step call, epoch by epoch).
@@ -133,7 +133,7 @@ def main(argv=None) -> int:
 
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        stem = f"steps-b{task.batch_size}-h{'-'.join(map(str, hidden))}-t{threads or 'all'}"
+        stem = f"steps-b{task.batch_size}-h{'-'.join(map(str, args.hidden))}-t{threads or 'all'}"
         if args.blas_threads:
             stem += "-blas" + "-".join(map(str, counts))
         report = {"task": task.to_dict(), "rounds": args.rounds, "threads": threads or env["cpu_cores"], "environment": env,

@@ -151,6 +151,29 @@ def test_rounds_pool_and_rotate():
     assert pool_rounds([skipped, skipped], REFERENCE) == skipped
 
 
+def test_bad_arguments_are_refused_before_anything_runs(capsys):
+    """--epochs 0 used to run every contestant and then raise StatisticsError; --batch-size 0
+    ran them all to a ZeroDivisionError each; a misspelt --sweep-contestants name was dropped."""
+    from bench.mnist import main, parse_args
+
+    args = parse_args(["--hidden", "64,32", "--sweep-batch-sizes", "32,4096", "--sweep-hidden", "64,32;4096,2048",
+                       "--timeout", "1.5"])
+    assert args.hidden == (64, 32) and args.sweep_batch_sizes == [32, 4096] and args.timeout == 1.5
+    assert args.sweep_hidden == [(64, 32), (4096, 2048)] and parse_args([]).sweep_batch_sizes[0] == 32
+    for argv, message in [(["--epochs", "0"], "--epochs: expected a whole number >= 1, got '0'"),
+                          (["--batch-size", "0"], "--batch-size: expected a whole number >= 1"),
+                          (["--rounds", "x"], "--rounds: expected a whole number >= 1, got 'x'"),
+                          (["--hidden", "256,,128"], "--hidden: expected comma-separated widths >= 1"),
+                          (["--timeout", "nan"], "--timeout: expected a number of seconds > 0"),
+                          (["--sweep-batch-sizes", "0,32"], "--sweep-batch-sizes: expected comma-separated batch sizes"),
+                          (["--sweep-hidden", "64,32;"], "--sweep-hidden: expected networks separated by ';'")]:
+        with pytest.raises(SystemExit) as info:
+            parse_args(argv)
+        assert info.value.code == 2 and message in capsys.readouterr().err
+    with pytest.raises(SystemExit, match=r"unknown --sweep-contestants \['torch-cuda-compield'\]"):
+        main(["--sweep", "--sweep-contestants", "xpnet-cupy-fused,torch-cuda-compield", "--out", "/nonexistent/never"])
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="no CPU affinity on this platform")
 def test_threads_pin_the_child_and_size_its_pools():
     from bench.mnist import parse_threads, thread_settings
