@@ -287,6 +287,7 @@ def test_core_fit_options_are_checked_before_training():
         (dict(early_stopping=True), "early_stopping=True stops on the validation score and needs tol"),
         (dict(lr_schedule="cosine"), "lr_schedule must be one of"),
         (dict(validation_data=(X, y), lr_schedule="adaptive", power_t=float("nan")), "power_t must be a finite number"),
+        (dict(lr_schedule="invscaling", power_t=-0.5), r"power_t must be a finite number >= 0, got -0.5"),
     ]:
         before = [np.array(p) for p in model.parameters()]
         with pytest.raises(ValueError, match=message):

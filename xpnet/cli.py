@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr-schedule", choices=["constant", "invscaling", "adaptive"], default="constant",
                        help="invscaling: lr / (samples seen + 1) ** power_t after each epoch; adaptive: lr / 5 "
                             "whenever --tol's rule fires, stopping below 1e-6")
-    train.add_argument("--power-t", type=_argument(float, math.isfinite, "a finite number"), default=0.5, help="exponent of --lr-schedule invscaling")
+    train.add_argument("--power-t", type=_argument(float, lambda v: math.isfinite(v) and v >= 0, "a finite number >= 0"), default=0.5,
+                       help="exponent of --lr-schedule invscaling")
     train.add_argument("--limit-train", type=_positive_int, help="train on the first N training samples only (default: all)")
     train.add_argument("--save", metavar="MODEL.npz", help="write the trained model here (default: not saved)")
     train.add_argument("--checkpoint-dir", metavar="DIR", help="write a checkpoint after every epoch (default: none)")

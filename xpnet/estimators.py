@@ -763,7 +763,11 @@ class _MLPBase(_Estimator):
 
     def _hidden(self) -> list[int]:
         sizes = self.hidden_layer_sizes
-        sizes = [sizes] if isinstance(sizes, numbers.Integral) else list(sizes)
+        if isinstance(sizes, numbers.Integral):
+            sizes = [sizes]
+        elif isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__iter__"):
+            raise TypeError(f"hidden_layer_sizes must be an integer or a sequence of integers (one width per hidden "
+                            f"layer), got {type(sizes).__name__} {sizes!r}")
         return [check_positive_int("hidden_layer_sizes entries", s) for s in sizes]
 
     def _optimizer(self):
@@ -786,6 +790,7 @@ class _MLPBase(_Estimator):
         if self.learning_rate not in stopping.LR_SCHEDULES:
             raise ValueError(f"learning_rate must be one of {stopping.LR_SCHEDULES}, got {self.learning_rate!r}")
         _check_float("alpha", self.alpha)
+        _check_float("power_t", self.power_t)  # >= 0, as scikit-learn's: a negative one makes invscaling's rate grow
         for name in ("shuffle", "warm_start", "nesterovs_momentum", "early_stopping"):  # "no" is not taken as true
             check_flag(name, getattr(self, name))
         check_flag("fused", self.fused, none_allowed=True)

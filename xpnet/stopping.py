@@ -91,8 +91,9 @@ def check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fra
             raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    if isinstance(power_t, bool) or not isinstance(power_t, (int, float)) or not math.isfinite(power_t):
-        raise ValueError(f"power_t must be a finite number, got {power_t!r}")
+    if isinstance(power_t, bool) or not isinstance(power_t, (int, float)) or not math.isfinite(power_t) or power_t < 0:
+        # a negative exponent would make invscaling's rate grow without bound (scikit-learn refuses it too)
+        raise ValueError(f"power_t must be a finite number >= 0, got {power_t!r}")
 
 
 def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
