@@ -74,6 +74,18 @@ def test_classifier_estimators_export_original_labels(make, labels):
         np.testing.assert_allclose(got["probabilities"], np.asarray(est.predict_proba(X)), rtol=1e-5, atol=1e-6)
 
 
+def test_multilabel_mlp_exports_its_indicator_rows():
+    """A multilabel MLPClassifier's label is the 0/1 row predict returns (its export used to fail
+    inside ndonnx, taking classes_ at a 2-D index)."""
+    X, y = _blobs()
+    Y = np.stack([y == 0, y == 1, X[:, 0] > 0], axis=1).astype(int)
+    est = xpnet.MLPClassifier(hidden_layer_sizes=(12,), max_iter=30, random_state=0).fit(X, Y)
+    got = _run(est.to_onnx(), X.astype(est.dtype))
+    assert got["label"].shape == Y.shape and 0 < got["label"].sum() < Y.size
+    np.testing.assert_array_equal(got["label"], np.asarray(est.predict(X)))
+    np.testing.assert_allclose(got["probabilities"], np.asarray(est.predict_proba(X)), rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("make", [
     lambda: xpnet.MLPRegressor(hidden_layer_sizes=(8,), max_iter=20, random_state=0),
     lambda: xpnet.LinearRegression(),

@@ -352,8 +352,8 @@ class _ClassifierMixin(_SkClassifier):
     def _onnx_outputs(self, xt: Any) -> dict:
         from .export import sequential_outputs
 
-        if isinstance(self.model_, Sequential):
-            return sequential_outputs(self.model_, xt, classes=self.classes_)
+        if isinstance(self.model_, Sequential):  # a multilabel label is the 0/1 indicator row, as predict returns it
+            return sequential_outputs(self.model_, xt, classes=None if getattr(self, "_multilabel_", False) else self.classes_)
         xp = self.model_.backend.xp  # the perceptron: labels only
         return {"label": xp.take(xp.asarray(self.classes_), self.model_.predict(xt), axis=0)}
 
