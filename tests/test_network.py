@@ -1,5 +1,7 @@
 """Sequential: training, prediction, persistence, on every backend."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -91,6 +93,25 @@ def test_callbacks_see_every_epoch_and_batch_across_fits(rng):
     ends = [e[2] for e in recorder.events if e[0] == "end"]
     assert ends == first.loss + second.loss
     assert batches[3][3] / 100 == pytest.approx(ends[0], rel=1e-6)  # the epoch's loss is the summed batch losses / n
+
+
+@pytest.mark.parametrize("verbose", [1, 2])
+def test_verbose_prints_an_epoch_line_naming_the_validation_data(verbose, rng, capsys):
+    """verbose=1 prints each epoch's line, verbose=2 a tqdm bar first whose samples/s is read
+    from the bar's elapsed time (tqdm's smoothed rate was unset on fast epochs, so it showed 0).
+    validation_data is called "val" (it was "test", the CLI's name for its test set)."""
+    X, y = blobs(rng, n=800)
+    model = Sequential([Dense(6, 8), Sigmoid(), Dense(8, 3)], seed=0)
+    model.fit(X, y, epochs=2, batch_size=10, verbose=verbose, validation_data=(X[:50], y[:50]))  # 80 batches an epoch
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert len(lines) == 2 and all(re.fullmatch(rf"epoch {i + 1}: loss [\d.]+ acc [\d.]+ \| val loss [\d.]+ "
+                                                rf"val acc [\d.]+ \| [\d.]+ s", line) for i, line in enumerate(lines))
+    rates = [int(r) for r in re.findall(r"samples_s=(\d+)", captured.err)]
+    if verbose == 1:
+        assert captured.err == ""
+    else:
+        assert len(rates) == 8 and all(r > 0 for r in rates), captured.err[-500:]  # every 20 batches
 
 
 def test_a_callback_without_the_hooks_is_refused_before_training(rng):

@@ -39,9 +39,10 @@ def check_callbacks(callbacks: Any) -> list:
     return callbacks
 
 
-def format_epoch(epoch: int, logs: dict, held_out: str = "test") -> str:
-    """One readable line per epoch: ``epoch 3: loss 0.1234 acc 0.9650 | test loss ... | 1.23 s``;
-    ``held_out`` names the validation data (``"test"``, or ``"val"`` for a held-out split)."""
+def format_epoch(epoch: int, logs: dict, held_out: str = "val") -> str:
+    """One readable line per epoch: ``epoch 3: loss 0.1234 acc 0.9650 | val loss ... | 1.23 s``;
+    ``held_out`` names the validation data (``"val"``, or ``"test"`` where it is a test set, as
+    the CLI's is)."""
     parts = [f"epoch {epoch + 1}: loss {logs['loss']:.4f}"]
     if "accuracy" in logs:
         parts.append(f"acc {logs['accuracy']:.4f}")
@@ -56,7 +57,7 @@ def format_epoch(epoch: int, logs: dict, held_out: str = "test") -> str:
 class EpochPrinter(Callback):
     """Prints one line per epoch (see :func:`format_epoch`)."""
 
-    def __init__(self, stream: Any = None, held_out: str = "test") -> None:
+    def __init__(self, stream: Any = None, held_out: str = "val") -> None:
         self.stream = stream
         self.held_out = held_out
 
@@ -71,7 +72,7 @@ class ProgressBar(Callback):
     the bar costs one synchronisation per ``refresh`` batches on a GPU.
     """
 
-    def __init__(self, refresh: int = 20, stream: Any = None, held_out: str = "test") -> None:
+    def __init__(self, refresh: int = 20, stream: Any = None, held_out: str = "val") -> None:
         self.held_out = held_out
         self.refresh = max(1, int(refresh))
         self.stream = stream
@@ -92,8 +93,9 @@ class ProgressBar(Callback):
         bar.update(1)
         if (batch + 1) % self.refresh == 0:
             seen = logs["seen"]
-            rate = bar.format_dict.get("rate") or 0.0
-            bar.set_postfix(loss=f"{float(logs['loss_sum']) / seen:.4f}", samples_s=f"{rate * logs['batch_size']:.0f}")
+            elapsed = bar.format_dict["elapsed"]  # tqdm's smoothed "rate" is None until its display first refreshes
+            bar.set_postfix(loss=f"{float(logs['loss_sum']) / seen:.4f}",
+                            samples_s=f"{seen / elapsed:.0f}" if elapsed > 0 else "-")
 
     def on_epoch_end(self, epoch, logs):
         if self._bar is not None:
