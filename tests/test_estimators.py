@@ -117,6 +117,33 @@ def test_sklearn_clone_pipeline_and_cross_val_score():
     np.testing.assert_allclose(ours, theirs, rtol=1e-4)
 
 
+def test_score_is_scikit_learns_metric_with_sample_weight():
+    """score(X, y, sample_weight) equals accuracy_score / r2_score on predict(X). A multilabel
+    score is the share of rows predicted exactly (it was the share of labels), and score took
+    no sample_weight at all."""
+    from sklearn.metrics import accuracy_score, r2_score
+
+    rng = np.random.default_rng(0)
+    X, w = rng.normal(size=(80, 4)), rng.random(80)
+    Y = (X[:, :3] > 0).astype(int)
+    multilabel = xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=5, random_state=0).fit(X, Y)
+    P = multilabel.predict(X)
+    assert (P == Y).all(axis=1).mean() < (P == Y).mean()  # the two readings differ here
+    assert multilabel.score(X, Y) == pytest.approx(accuracy_score(Y, P))
+    assert multilabel.score(X, Y, sample_weight=w) == pytest.approx(accuracy_score(Y, P, sample_weight=w))
+    for clf in (xpnet.LogisticRegression(), xpnet.Perceptron(random_state=0)):
+        clf.fit(X, Y[:, 0])
+        assert clf.score(X, Y[:, 0], w) == pytest.approx(accuracy_score(Y[:, 0], clf.predict(X), sample_weight=w))
+    t = X @ np.arange(4.0) + rng.normal(size=80)
+    targets = np.c_[t, np.full(80, 2.0)]  # a constant column: r2_score's 1.0 or 0.0
+    for reg, y in [(xpnet.MLPRegressor(max_iter=20, random_state=0), t), (xpnet.LinearRegression(), targets)]:
+        reg.fit(X, y)
+        assert reg.score(X, y) == pytest.approx(r2_score(y, reg.predict(X)))
+        assert reg.score(X, y, sample_weight=w) == pytest.approx(r2_score(y, reg.predict(X), sample_weight=w))
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(80,\)"):
+        multilabel.score(X, Y, sample_weight=w[:3])
+
+
 def test_constructor_only_stores_and_fit_returns_self(iris_pair):
     X, y = iris_pair
     est = xpnet.MLPClassifier(hidden_layer_sizes="nonsense")  # no check before fit

@@ -164,6 +164,17 @@ class _Estimator(_SkBase):
         if not hasattr(self, "model_"):
             raise _not_fitted_error(self)
 
+    def _scored(self, X: Any, y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``score``'s host arrays: ``predict(X)``, ``y`` and the checked ``sample_weight`` (or None)."""
+        backend = self.model_.backend if hasattr(self, "model_") else self._backend()
+        pred = backend.to_numpy(self.predict(X))
+        truth = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
+        if truth.shape[0] != pred.shape[0]:
+            raise ValueError(f"X has {pred.shape[0]} samples but y has {truth.shape[0]}: lengths must match")
+        if sample_weight is None:
+            return pred, truth, None
+        return pred, truth, training.host_sample_weight(sample_weight, pred.shape[0], backend)
+
     def to_onnx(self, path: Any = None) -> Any:
         """The fitted estimator as an ONNX model (``onnx.ModelProto``), written to ``path`` if given.
 
@@ -357,14 +368,12 @@ class _ClassifierMixin(_SkClassifier):
         xp = self.model_.backend.xp  # the perceptron: labels only
         return {"label": xp.take(xp.asarray(self.classes_), self.model_.predict(xt), axis=0)}
 
-    def score(self, X: Any, y: Any) -> float:
-        """Mean accuracy of ``predict(X)`` against ``y``."""
-        backend = self.model_.backend if hasattr(self, "model_") else self._backend()
-        pred = backend.to_numpy(self.predict(X))
-        truth = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
-        if truth.shape[0] != pred.shape[0]:
-            raise ValueError(f"X has {pred.shape[0]} samples but y has {truth.shape[0]}: lengths must match")
-        return float(np.mean(pred == truth.reshape(pred.shape)))
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(X)`` against ``y``, weighted by ``sample_weight`` ``(N,)``; for
+        a multilabel ``y``, the share of rows whose labels all match (scikit-learn's subset accuracy)."""
+        pred, truth, weights = self._scored(X, y, sample_weight)
+        right = pred == truth.reshape(pred.shape)
+        return float(np.average(right.all(axis=1) if right.ndim == 2 else right, weights=weights))
 
 
 class _RegressorMixin(_SkRegressor):
@@ -382,15 +391,17 @@ class _RegressorMixin(_SkRegressor):
         out = sequential_outputs(self.model_, xt)["output"]
         return {"output": out[:, 0] if self.n_outputs_ == 1 else out}
 
-    def score(self, X: Any, y: Any) -> float:
-        """Coefficient of determination R^2 (uniform average over outputs)."""
-        backend = self.model_.backend if hasattr(self, "model_") else self._backend()
-        pred = backend.to_numpy(self.predict(X)).reshape(len(X) if not hasattr(X, "shape") else X.shape[0], -1)
-        truth = (backend.to_numpy(y) if backend.owns(y) else np.asarray(y, dtype=float)).reshape(pred.shape[0], -1)
-        ss_res = ((truth - pred) ** 2).sum(axis=0)
-        ss_tot = ((truth - truth.mean(axis=0)) ** 2).sum(axis=0)
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Coefficient of determination R^2, weighted by ``sample_weight`` ``(N,)`` and averaged
+        uniformly over outputs, as scikit-learn's ``r2_score``: a constant target scores 1.0 when
+        predicted exactly, else 0.0."""
+        pred, truth, weights = self._scored(X, y, sample_weight)
+        pred, truth = pred.reshape(pred.shape[0], -1), truth.astype(float).reshape(pred.shape[0], -1)
+        w = np.ones(pred.shape[0]) if weights is None else weights
+        ss_res = (w[:, None] * (truth - pred) ** 2).sum(axis=0)
+        ss_tot = (w[:, None] * (truth - np.average(truth, axis=0, weights=w)) ** 2).sum(axis=0)
         with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, 0.0)
+            r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
         return float(np.mean(r2))
 
 

@@ -272,6 +272,11 @@ def validation_score(model: Any, Xv: Any, yv: Any, wv: Any = None) -> float:
 
 def check_sample_weight(sample_weight: Any, n: int, backend: Any, dtype: Any) -> Any:
     """Sample weights as a ``(n,)`` array on the device: finite, >= 0, not all zero."""
+    return backend.asarray(host_sample_weight(sample_weight, n, backend), dtype=dtype)
+
+
+def host_sample_weight(sample_weight: Any, n: int, backend: Any) -> np.ndarray:
+    """Sample weights (host, or ``backend``'s arrays) as a checked float64 NumPy array ``(n,)``."""
     host = backend.to_numpy(sample_weight) if backend.owns(sample_weight) else np.asarray(sample_weight)
     if host.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must be numeric, got dtype {host.dtype}")
@@ -280,7 +285,7 @@ def check_sample_weight(sample_weight: Any, n: int, backend: Any, dtype: Any) ->
         raise ValueError(f"sample_weight must have shape ({n},), one weight per sample, got {host.shape}")
     if not np.all(np.isfinite(host)) or np.any(host < 0) or not host.sum() > 0:
         raise ValueError("sample_weight must be finite and >= 0, and not all zero")
-    return backend.asarray(host, dtype=dtype)
+    return host
 
 
 def check_streamed_features(model: Any, source: DataSource) -> None:
