@@ -144,6 +144,16 @@ def test_score_is_scikit_learns_metric_with_sample_weight():
         multilabel.score(X, Y, sample_weight=w[:3])
 
 
+def test_probabilistic_classifiers_have_predict_log_proba_and_the_perceptron_has_neither():
+    """LogisticRegression had predict_proba but no predict_log_proba (scikit-learn's has both)."""
+    X, y = load_iris(return_X_y=True)
+    for clf in (xpnet.LogisticRegression().fit(X, y), xpnet.LogisticRegression().fit(X, y == 0),
+                xpnet.MLPClassifier(max_iter=20, random_state=0).fit(X, y)):
+        np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X), rtol=1e-10)
+    perceptron = xpnet.Perceptron().fit(X, y)
+    assert not hasattr(perceptron, "predict_proba") and not hasattr(perceptron, "predict_log_proba")
+
+
 def test_constructor_only_stores_and_fit_returns_self(iris_pair):
     X, y = iris_pair
     est = xpnet.MLPClassifier(hidden_layer_sizes="nonsense")  # no check before fit

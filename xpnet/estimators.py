@@ -360,6 +360,11 @@ class _ClassifierMixin(_SkClassifier):
             proba = self.model_.backend.xp.concat([1.0 - proba, proba], axis=1)
         return proba
 
+    def predict_log_proba(self, X: Any) -> Any:
+        """``log(predict_proba(X))``, shape ``(N, n_classes)``."""
+        proba = self.predict_proba(X)
+        return self.model_.backend.xp.log(proba)
+
     def _onnx_outputs(self, xt: Any) -> dict:
         from .export import sequential_outputs
 
@@ -657,6 +662,11 @@ class Perceptron(_ClassifierMixin, _Estimator):
     def predict_proba(self) -> Any:
         """Not available: the perceptron has no probabilities (``hasattr`` is False, as in scikit-learn)."""
         raise AttributeError("Perceptron has no predict_proba; use decision_function")
+
+    @property
+    def predict_log_proba(self) -> Any:
+        """Not available, as :attr:`predict_proba`."""
+        raise AttributeError("Perceptron has no predict_log_proba; use decision_function")
 
     def decision_function(self, X: Any) -> Any:
         self._check_fitted()
@@ -1037,11 +1047,6 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         if getattr(self, "_multilabel_", False):
             return indices
         return super()._decode(indices)
-
-    def predict_log_proba(self, X: Any) -> Any:
-        """``log(predict_proba(X))``, shape ``(N, n_classes)``."""
-        proba = self.predict_proba(X)
-        return self.model_.backend.xp.log(proba)
 
 
 class MLPRegressor(_RegressorMixin, _MLPBase):
