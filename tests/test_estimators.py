@@ -221,6 +221,18 @@ def test_a_refit_that_raises_leaves_the_fitted_estimator_as_it_was(make, iris_pa
         np.testing.assert_array_equal(np.asarray(est.predict(X)), predicted)
 
 
+def test_partial_fit_refuses_other_classes_as_scikit_learn_does():
+    """A later partial_fit given other classes= used to ignore them silently."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(30, 3)), np.arange(30) % 3
+    clf = xpnet.MLPClassifier(random_state=0).partial_fit(X, y, classes=[2, 0, 1])
+    clf.partial_fit(X, y, classes=np.array([0, 1, 2]))  # the same classes, in any order
+    before = [np.array(c) for c in clf.coefs_]
+    with pytest.raises(ValueError, match=r"classes=\[0, 1\] is not the same as on the last call .* was \[0, 1, 2\]"):
+        clf.partial_fit(X, y % 2, classes=[0, 1])
+    assert all(np.array_equal(a, b) for a, b in zip(before, clf.coefs_)) and clf.classes_.tolist() == [0, 1, 2]
+
+
 def test_warm_start_refuses_other_classes_as_scikit_learn_does():
     X, y = load_iris(return_X_y=True)
     clf = xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, warm_start=True)

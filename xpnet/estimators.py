@@ -1033,6 +1033,9 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         first = not hasattr(self, "model_")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
+        if not first and classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+            raise ValueError(f"classes={_labels(np.asarray(classes))} is not the same as on the last call to "
+                             f"partial_fit or fit, was {_labels(self.classes_)}")  # as scikit-learn refuses it
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
         self._check_options()
