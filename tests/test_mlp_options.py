@@ -106,6 +106,46 @@ def test_schedule_is_applied_only_to_sgd_as_in_scikit_learn():
     assert sgd.t_ == 900
 
 
+# -- initial weights -------------------------------------------------------------------------
+@pytest.mark.parametrize("activation, factor", [("relu", 6.0), ("tanh", 6.0), ("logistic", 2.0)])
+def test_initial_weights_are_drawn_as_scikit_learns(activation, factor):
+    """Weights and biases uniform in +-sqrt(factor / (fan_in + fan_out)), as scikit-learn's
+    _init_coef (the estimators used He-normal weights before a ReLU and zero biases)."""
+    X, y = _blobs(n=60, d=30, k=3)
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(40,), activation=activation, max_iter=1, random_state=0,
+                              learning_rate_init=1e-12)  # one epoch that leaves the weights where they began
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+    model = Sequential(xpnet.layers.dense_stack([30, 40, 3], activation), seed=0, dtype="float64")
+    xpnet.estimators.scikit_learn_initial_weights(model, activation)
+    for (W, b), (fan_in, fan_out) in zip(zip(model.parameters()[0::2], model.parameters()[1::2]), [(30, 40), (40, 3)]):
+        bound = (factor / (fan_in + fan_out)) ** 0.5
+        for values in (W, b):
+            assert np.abs(values).max() <= bound and np.all(values != 0)
+            if values.size >= 40:  # enough draws to see the whole interval, centred
+                assert np.abs(values).max() > 0.75 * bound and abs(values.mean()) < 0.25 * bound
+    for ours, drawn in zip([*clf.coefs_, *clf.intercepts_], [*model.parameters()[0::2], *model.parameters()[1::2]]):
+        np.testing.assert_allclose(ours, drawn, atol=1e-9)  # the estimator starts from these
+
+
+def test_accuracy_early_in_training_matches_scikit_learns_on_digits():
+    """The same options give scikit-learn's accuracy after 30 epochs of adam on unscaled digits
+    (relu, mean of 3 seeds: 0.896 against 0.944 with the old initial weights, 0.946 now)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    scores = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for name, make in (("xpnet", xpnet.MLPClassifier), ("sklearn", SkMLP)):
+            scores[name] = np.mean([make(hidden_layer_sizes=(64,), max_iter=30, random_state=seed).fit(X_tr, y_tr)
+                                    .score(X_te, y_te) for seed in range(3)])
+    assert abs(scores["xpnet"] - scores["sklearn"]) < 0.02, scores
+
+
 # -- early stopping -------------------------------------------------------------------------
 def test_validation_split_is_stratified_and_sized_like_scikit_learns():
     y = np.repeat([0, 1, 2], [50, 30, 20])
@@ -153,6 +193,7 @@ def test_early_stopping_keeps_the_best_epoch():
     # the kept weights are the best epoch's: rescoring the same held-out rows gives the best score
     # (the split is drawn from the model's generator right after the weights, so a twin finds it)
     twin = Sequential(xpnet.layers.dense_stack([4, 16, 3], "relu"), seed=0, dtype="float64")
+    xpnet.estimators.scikit_learn_initial_weights(twin, "relu")
     rows = validation_split(y, 0.2, twin.rng, stratify=True)[1]
     assert clf.model_.evaluate(X[rows], y[rows])["accuracy"] == pytest.approx(clf.best_validation_score_)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import math
 import numbers
 import warnings
 from typing import Any
@@ -725,6 +726,21 @@ def _fused_for_fit(fused: bool | None, backend: Any, n_samples: int, widths: lis
     return None if n_samples * sum(widths) * epochs >= FUSED_AUTO_MIN_WORK else False
 
 
+def scikit_learn_initial_weights(model: Sequential, activation: str) -> None:
+    """Draw ``model``'s weights and biases from its generator as scikit-learn's MLP draws them
+    (``_init_coef``): each uniform in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for the logistic
+    activation, else 6. With Sequential's own choice (He-normal weights in front of a ReLU, zero
+    biases) a relu MLPClassifier scored about 4 points below scikit-learn's after 30 epochs on
+    unscaled digits; with these it scores as scikit-learn's does."""
+    factor = 2.0 if activation in ("logistic", "sigmoid") else 6.0
+    arrays = []
+    for layer in model.layers:
+        if isinstance(layer, Dense):
+            bound = math.sqrt(factor / (layer.n_in + layer.n_out))
+            arrays += [model.rng.uniform(-bound, bound, (layer.n_in, layer.n_out)), model.rng.uniform(-bound, bound, layer.n_out)]
+    model.set_parameters(arrays)
+
+
 # What only adam and sgd record (scikit-learn's lbfgs fit has none of them)
 _STOCHASTIC_ONLY = ("loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_")
 
@@ -854,6 +870,7 @@ class _MLPBase(_Estimator):
             model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self._backend(),
                                dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha,
                                matmul_precision=self.matmul_precision)
+            scikit_learn_initial_weights(model, self.activation)
             self._fit_state_ = stopping.FitState()
             self.n_iter_ = 0
             for name in _STOCHASTIC_ONLY:  # nothing left from an earlier fit, nor set by lbfgs, as in scikit-learn
