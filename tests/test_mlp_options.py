@@ -106,6 +106,32 @@ def test_schedule_is_applied_only_to_sgd_as_in_scikit_learn():
     assert sgd.t_ == 900
 
 
+# -- the regressor's loss --------------------------------------------------------------------
+def test_multi_output_regressor_loss_is_scikit_learns_squared_error():
+    """For k outputs scikit-learn's loss is the mean over rows and outputs (/2); MLPRegressor used
+    MSE, summed over outputs, so loss_ was k times scikit-learn's (and tol and alpha weighed
+    differently). One output keeps MSE, the same loss, and its compiled step."""
+    from sklearn.neural_network._base import squared_loss
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 4))
+    Y = np.c_[X @ np.arange(4.0), X[:, 0] ** 2, -X[:, 1]]
+    loss = xpnet.losses.SquaredError()
+    out = rng.normal(size=Y.shape)
+    value, grad = loss.value_and_grad(out, Y, Sequential([Dense(4, 3)], loss="mse").ops)
+    assert float(value) == pytest.approx(squared_loss(Y, out), rel=1e-12)
+    np.testing.assert_allclose(grad, (out - Y) / Y.size, rtol=1e-12)
+    alpha = 1e-3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        several = xpnet.MLPRegressor(hidden_layer_sizes=(8,), alpha=alpha, max_iter=200, random_state=0).fit(X, Y)
+        one = xpnet.MLPRegressor(hidden_layer_sizes=(8,), max_iter=5, random_state=0).fit(X, Y[:, 0])
+    assert type(several.model_.loss).__name__ == "SquaredError" and type(one.model_.loss).__name__ == "MSE"
+    # loss_ is the last epoch's mean over its batches: close to, not equal to, the final weights' loss
+    penalty = 0.5 * alpha * sum(float((w ** 2).sum()) for w in several.coefs_) / X.shape[0]
+    assert several.loss_ == pytest.approx(squared_loss(Y, several.predict(X)) + penalty, rel=0.02)
+
+
 # -- initial weights -------------------------------------------------------------------------
 @pytest.mark.parametrize("activation, factor", [("relu", 6.0), ("tanh", 6.0), ("logistic", 2.0)])
 def test_initial_weights_are_drawn_as_scikit_learns(activation, factor):

@@ -852,7 +852,8 @@ class _MLPBase(_Estimator):
         self._hidden()
 
     def _out_activation(self, loss: str) -> str:
-        return {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "logistic", "mse": "identity"}[loss]
+        return {"softmax_cross_entropy": "softmax", "binary_cross_entropy": "logistic", "mse": "identity",
+                "squared_error": "identity"}[loss]
 
     def _fit_network(self, Xd: Any, targets: Any, n_out: int, loss: str, incremental: bool = False,
                      sample_weight: Any = None) -> None:
@@ -1069,6 +1070,13 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         return super()._decode(indices)
 
 
+def _regression_loss(n_outputs: int) -> str:
+    """MLPRegressor's loss: scikit-learn's squared error, averaged over outputs too. For one output
+    that is "mse", which keeps the compiled whole step; several outputs need "squared_error" (with
+    "mse", loss_ was k times scikit-learn's for k outputs, and tol and alpha weighed differently)."""
+    return "mse" if n_outputs == 1 else "squared_error"
+
+
 class MLPRegressor(_RegressorMixin, _MLPBase):
     """Multi-layer perceptron regressor (MSE, identity output) with scikit-learn's parameters
     and attributes (see :class:`MLPClassifier`); a 2-D ``y`` trains one output per column."""
@@ -1085,7 +1093,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         self._check_options()
         Xd, y = self._fit_inputs(X, y)
         y_arr, n_out = self._targets(y)
-        self._fit_network(Xd, y_arr, n_out, "mse", sample_weight=sample_weight)
+        self._fit_network(Xd, y_arr, n_out, _regression_loss(n_out), sample_weight=sample_weight)
         return self
 
     @_unchanged_if_it_raises
@@ -1099,5 +1107,5 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         first = not hasattr(self, "model_")
         Xd, y = self._fit_inputs(X, y, reset=first)
         y_arr, n_out = self._targets(y)
-        self._fit_network(Xd, y_arr, n_out, "mse", incremental=True, sample_weight=sample_weight)
+        self._fit_network(Xd, y_arr, n_out, _regression_loss(n_out), incremental=True, sample_weight=sample_weight)
         return self

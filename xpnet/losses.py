@@ -19,7 +19,7 @@ import numpy as np
 from .backend import default_int_dtype
 from .ops import _device, log_softmax_reference
 
-__all__ = ["Loss", "MSE", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "get_loss", "LOSSES"]
+__all__ = ["Loss", "MSE", "SquaredError", "BinaryCrossEntropy", "SoftmaxCrossEntropy", "get_loss", "LOSSES"]
 
 
 class Loss:
@@ -121,6 +121,21 @@ class MSE(Loss):
         return 0.5 * inv_n * ops.xp.sum(w * diff * diff), diff * (w * inv_n)
 
 
+class SquaredError(MSE):
+    """scikit-learn's MLPRegressor loss, ``1/(2 N k) sum (output - y)^2`` over ``k`` outputs: the
+    mean over outputs too, so :class:`MSE` divided by ``k`` (the same loss for one output).
+    MLPRegressor trains several outputs with it, so that ``loss_``, ``tol`` and the weight of
+    ``alpha`` mean what they mean in scikit-learn. It has no compiled whole step; the eager
+    step runs it."""
+
+    name = "squared_error"
+
+    def value_and_grad(self, output, target, ops, weights=None):
+        loss, grad = super().value_and_grad(output, target, ops, weights)
+        inv_k = 1.0 / output.shape[1]
+        return loss * inv_k, grad * inv_k
+
+
 class BinaryCrossEntropy(Loss):
     """Binary cross-entropy on logits (log-sigmoid form); targets in ``[0, 1]`` shaped ``(N,)`` or ``(N, k)``."""
 
@@ -215,6 +230,7 @@ class SoftmaxCrossEntropy(Loss):
 LOSSES = {
     "mse": MSE,
     "mean_squared_error": MSE,
+    "squared_error": SquaredError,
     "binary_cross_entropy": BinaryCrossEntropy,
     "bce": BinaryCrossEntropy,
     "softmax_cross_entropy": SoftmaxCrossEntropy,

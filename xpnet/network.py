@@ -58,7 +58,9 @@ class Sequential:
         For example ``[Dense(784, 256), Sigmoid(), Dense(256, 10)]``. The last
         layer's output is what the loss sees (logits for classification).
     loss : Loss or str
-        ``"softmax_cross_entropy"`` (default), ``"binary_cross_entropy"`` or ``"mse"``.
+        ``"softmax_cross_entropy"`` (default), ``"binary_cross_entropy"``, ``"mse"`` (``1/(2N)``
+        times the sum over rows and outputs) or ``"squared_error"`` (scikit-learn's: also averaged
+        over outputs).
     backend : str, module or Backend
         See :func:`xpnet.get_backend`.
     dtype : {"float32", "float64"}
