@@ -224,6 +224,22 @@ def test_early_stopping_keeps_the_best_epoch():
     assert clf.model_.evaluate(X[rows], y[rows])["accuracy"] == pytest.approx(clf.best_validation_score_)
 
 
+def test_early_stopping_r2_of_a_constant_target_is_r2_scores():
+    """The validation R^2 of a constant target column is 1.0 when predicted exactly, else 0.0, as
+    scikit-learn's r2_score (it was always 0.0); averaged uniformly with the other columns."""
+    from sklearn.metrics import r2_score
+
+    from xpnet.training import validation_score
+
+    model = Sequential([Dense(2, 2)], loss="mse", seed=0, dtype="float64")
+    model.set_parameters([np.zeros((2, 2)), np.array([3.0, 1.0])])  # predicts (3, 1) everywhere
+    rng = np.random.default_rng(0)
+    X = rng.random((10, 2))
+    for constant in (3.0, 2.0):
+        Y = np.c_[np.full(10, constant), rng.random(10)]
+        assert validation_score(model, X, Y) == pytest.approx(r2_score(Y, model.predict(X)), rel=1e-12)
+
+
 def test_early_stopping_regressor_scores_r2():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(400, 3))

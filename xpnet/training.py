@@ -267,7 +267,8 @@ def validation_score(model: Any, Xv: Any, yv: Any, wv: Any = None) -> float:
     ss_res = xp.sum(wc * (truth - pred) ** 2, axis=0)
     ss_tot = xp.sum(wc * (truth - mean) ** 2, axis=0)
     r2 = model.backend.to_numpy(1.0 - ss_res / xp.where(ss_tot > 0, ss_tot, xp.ones_like(ss_tot)))
-    return float(np.mean(np.where(model.backend.to_numpy(ss_tot) > 0, r2, 0.0)))
+    exact = model.backend.to_numpy(ss_res) == 0  # a constant target: 1.0 when predicted exactly, as r2_score
+    return float(np.mean(np.where(model.backend.to_numpy(ss_tot) > 0, r2, np.where(exact, 1.0, 0.0))))
 
 
 def check_sample_weight(sample_weight: Any, n: int, backend: Any, dtype: Any) -> Any:
