@@ -229,7 +229,9 @@ class Sequential:
         return [g for layer in self.layers for g in layer.grads]
 
     def set_parameters(self, arrays: Sequence[Any]) -> None:
-        """Replace the parameters (same order and shapes as :meth:`parameters`) with copies of ``arrays``."""
+        """Replace the parameters (same order and shapes as :meth:`parameters`) with copies of ``arrays``.
+        Arrays holding NaN, infinity, values the model's dtype cannot hold, or non-numbers are
+        refused before any parameter changes."""
         current = self.parameters()
         if len(arrays) != len(current):
             raise ValueError(f"expected {len(current)} parameter arrays, got {len(arrays)}")
