@@ -1,43 +1,23 @@
 """argparse types shared by the bench scripts: each refuses a bad value with a message that says
 what was expected, before anything runs (``--epochs 0`` used to end in a StatisticsError after
-the runs, ``--batch-size 0`` in every contestant failing)."""
+the runs, ``--batch-size 0`` in every contestant failing). They are the ``xpnet`` command's own
+types (``xpnet.cli``), so both say the same thing about the same mistake."""
 
 from __future__ import annotations
 
 import argparse
-import math
+
+from xpnet.cli import _hidden, _positive_float, _positive_int
 
 __all__ = ["positive_int", "positive_seconds", "widths", "batch_size_list", "networks"]
 
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return value
-
-
-def positive_seconds(text: str) -> float:
-    """An argparse type: a finite number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value > 0):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}")
-    return value
+positive_int = _positive_int  # a whole number >= 1
+positive_seconds = _positive_float  # a finite number > 0
 
 
 def widths(text: str) -> tuple[int, ...]:
-    """An argparse type: comma-separated hidden widths, each >= 1 (``256,128``)."""
-    parts = [w.strip() for w in text.split(",")]
-    if not all(w.isdigit() and int(w) >= 1 for w in parts):
-        raise argparse.ArgumentTypeError(f"expected comma-separated widths >= 1 such as 256,128, got {text!r}")
-    return tuple(int(w) for w in parts)
+    """An argparse type: comma-separated hidden widths, each >= 1 (``256,128``), as a tuple (a Task's)."""
+    return tuple(_hidden(text))
 
 
 def batch_size_list(text: str) -> list[int]:

@@ -153,18 +153,19 @@ def test_rounds_pool_and_rotate():
 
 def test_bad_arguments_are_refused_before_anything_runs(capsys):
     """--epochs 0 used to run every contestant and then raise StatisticsError; --batch-size 0
-    ran them all to a ZeroDivisionError each; a misspelt --sweep-contestants name was dropped."""
+    ran them all to a ZeroDivisionError each; a misspelt --sweep-contestants name was dropped.
+    The messages are the xpnet command's (its argparse types)."""
     from bench.mnist import main, parse_args
 
     args = parse_args(["--hidden", "64,32", "--sweep-batch-sizes", "32,4096", "--sweep-hidden", "64,32;4096,2048",
                        "--timeout", "1.5"])
     assert args.hidden == (64, 32) and args.sweep_batch_sizes == [32, 4096] and args.timeout == 1.5
     assert args.sweep_hidden == [(64, 32), (4096, 2048)] and parse_args([]).sweep_batch_sizes[0] == 32
-    for argv, message in [(["--epochs", "0"], "--epochs: expected a whole number >= 1, got '0'"),
-                          (["--batch-size", "0"], "--batch-size: expected a whole number >= 1"),
-                          (["--rounds", "x"], "--rounds: expected a whole number >= 1, got 'x'"),
-                          (["--hidden", "256,,128"], "--hidden: expected comma-separated widths >= 1"),
-                          (["--timeout", "nan"], "--timeout: expected a number of seconds > 0"),
+    for argv, message in [(["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+                          (["--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
+                          (["--rounds", "x"], "--rounds: expected a positive integer, got 'x'"),
+                          (["--hidden", "256,,128"], "--hidden: expected comma-separated layer widths such as 256,128, got '256,,128'"),
+                          (["--timeout", "nan"], "--timeout: expected a positive number, got nan"),
                           (["--sweep-batch-sizes", "0,32"], "--sweep-batch-sizes: expected comma-separated batch sizes"),
                           (["--sweep-hidden", "64,32;"], "--sweep-hidden: expected networks separated by ';'")]:
         with pytest.raises(SystemExit) as info:
