@@ -335,21 +335,25 @@ def choose_contestants(spec: str, quick: bool) -> list[str]:
         return list(CPU_CONTESTANTS)
     if spec == "precision":  # xpnet at each matmul_precision and its peers at the matching setting
         return [name for mine, peers in PRECISION_CONTESTANTS.values() for name in (mine, *peers)]
-    names = [n.strip() for n in spec.split(",") if n.strip()]
-    unknown = [n for n in names if n not in CONTESTANTS]
-    if unknown:
-        raise SystemExit(f"bench.mnist: unknown contestant(s) {unknown}; choose from {list(CONTESTANTS)}")
-    return names
+    return contestant_names(spec, "contestant(s)")
 
 
 def choose_sweep_contestants(spec: str) -> list[str]:
     """``--sweep-contestants``: names of contestants (those that ran are timed at every point)."""
+    names = contestant_names(spec, "--sweep-contestants")
+    if not names:
+        raise SystemExit(f"bench.mnist: --sweep-contestants names no contestant: {spec!r}")
+    return names
+
+
+def contestant_names(spec: str, what: str) -> list[str]:
+    """The comma-separated names in ``spec``; a name that is no contestant ends the run, naming ``what``."""
     from .contestants import CONTESTANTS
 
     names = [n.strip() for n in spec.split(",") if n.strip()]
     unknown = [n for n in names if n not in CONTESTANTS]
-    if unknown or not names:
-        raise SystemExit(f"bench.mnist: unknown --sweep-contestants {unknown or spec!r}; choose from {list(CONTESTANTS)}")
+    if unknown:
+        raise SystemExit(f"bench.mnist: unknown {what} {unknown}; choose from {list(CONTESTANTS)}")
     return names
 
 
