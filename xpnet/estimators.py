@@ -167,8 +167,9 @@ class _Estimator(_SkBase):
 
     def _scored(self, X: Any, y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """``score``'s host arrays: ``predict(X)``, ``y`` and the checked ``sample_weight`` (or None)."""
-        backend = self.model_.backend if hasattr(self, "model_") else self._backend()
-        pred = backend.to_numpy(self.predict(X))
+        pred = self.predict(X)  # raises first where the estimator is not fitted
+        backend = self.model_.backend
+        pred = backend.to_numpy(pred)
         truth = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
         if truth.shape[0] != pred.shape[0]:
             raise ValueError(f"X has {pred.shape[0]} samples but y has {truth.shape[0]}: lengths must match")
