@@ -42,6 +42,24 @@ def test_logistic_regression_multiclass_and_string_labels():
     assert set(clf.predict(iris.data[:5])) <= set(names)
 
 
+@pytest.mark.parametrize("kind", ["object", "pandas string", "pandas category"])
+def test_object_labels_give_scikit_learns_classes_and_prediction_dtype(kind):
+    """Labels held as Python objects (what pandas hands over) come back as scikit-learn returns them,
+    '<U' strings rather than an object array; partial_fit's classes= may be objects too."""
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = np.array(["a", "b", "c"], dtype=object)[rng.integers(0, 3, 60)]
+    if kind != "object":
+        pd = pytest.importorskip("pandas")
+        y = pd.Series(y, dtype="string" if kind == "pandas string" else "category")
+    sk = SkMLP(max_iter=2, random_state=0).fit(X, y)
+    for est in (xpnet.MLPClassifier(max_iter=2, random_state=0).fit(X, y), xpnet.LogisticRegression().fit(X, y),
+                xpnet.MLPClassifier(random_state=0).partial_fit(X, y, classes=np.array(["c", "b", "a"], dtype=object))):
+        assert est.classes_.dtype == sk.classes_.dtype and est.classes_.tolist() == ["a", "b", "c"]
+        assert est.predict(X).dtype == sk.predict(X).dtype
+
 def test_perceptron_converges_on_separable_data(iris_pair):
     X, y = iris_pair
     p = xpnet.Perceptron(random_state=0, tol=None).fit(X, y)  # tol=None: run until an epoch without mistakes

@@ -378,6 +378,23 @@ def test_core_fit_options_are_checked_before_training():
         assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, model.parameters()))
 
 
+
+
+def test_options_scikit_learn_takes_are_taken():
+    """NumPy scalars (what a grid built with np.linspace or np.arange holds) and momentum=1, which
+    scikit-learn's MLP accepts; np.float32(0.5) and np.int64(3) used to be refused by fit."""
+    X, y = _blobs(n=120)
+    options = dict(validation_fraction=np.float32(0.25), n_iter_no_change=np.int64(3), tol=np.float32(1e-4),
+                   alpha=np.float32(1e-4), power_t=np.float64(0.5), momentum=1.0)
+    for Estimator in (SkMLP, xpnet.MLPClassifier):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est = Estimator(solver="sgd", early_stopping=True, max_iter=3, random_state=0, **options).fit(X, y)
+        assert est.n_iter_ == 3
+    model = Sequential([Dense(4, 3)], seed=0, l2=np.float32(0.1))
+    history = model.fit(X, y, epochs=2, optimizer=SGD(lr=0.1, momentum=1.0), tol=np.float32(1e-4),
+                        n_iter_no_change=np.int64(1), early_stopping=True, validation_fraction=np.float32(0.25))
+    assert len(history.loss) == 2
 # -- sparse X ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_x_streams_and_equals_the_dense_fit(fmt, monkeypatch):

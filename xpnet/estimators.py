@@ -91,14 +91,20 @@ def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = 
 
 
 def _check_below_one(name: str, value: Any) -> float:
-    """``value`` in [0, 1) (Adam's betas, SGD's momentum, ``validation_fraction``), checked as the
-    optimizers check theirs, under the estimator's own parameter name."""
+    """``value`` in [0, 1) (Adam's betas, ``validation_fraction``), checked as the optimizers
+    check theirs, under the estimator's own parameter name."""
     return _check_number(name, value, low=0.0, high=1.0, low_open=False)
 
 
 def _labels(values: Any) -> str:
     """Class labels for a message, as Python values: ``[0, 1, 2]``, ``['a', 'b']``."""
     return repr(np.asarray(values).tolist())
+
+
+def _typed_labels(labels: np.ndarray) -> np.ndarray:
+    """Object labels (pandas strings, categoricals) as the array NumPy makes of their values ('<U1' for
+    strings), as scikit-learn's ``classes_`` are, so that ``predict`` returns scikit-learn's dtype."""
+    return np.asarray(labels.tolist()) if labels.dtype == object else labels
 
 
 def _unchanged_if_it_raises(fit: Any) -> Any:
@@ -337,7 +343,7 @@ class _ClassifierMixin(_SkClassifier):
                 raise ValueError(f"y must be 1-D class labels of shape ({n_samples},), got shape {y_host.shape}")
         if y_host.dtype.kind not in "biufUSO":
             raise TypeError(f"y must hold class labels (numbers or strings), got dtype {y_host.dtype}")
-        self.classes_, encoded = np.unique(y_host, return_inverse=True)
+        self.classes_, encoded = np.unique(_typed_labels(y_host), return_inverse=True)
         if self.classes_.size < 2:
             raise ValueError(f"y has only one class ({_labels(self.classes_)[1:-1]}); a classifier needs at least "
                              "2 classes")
@@ -808,15 +814,24 @@ class _MLPBase(_Estimator):
                             f"layer), got {type(sizes).__name__} {sizes!r}")
         return [check_positive_int("hidden_layer_sizes entries", s) for s in sizes]
 
+    def _solver_options(self) -> dict:
+        """Every solver's options, checked under scikit-learn's names whichever solver runs, as
+        scikit-learn checks them: a bad ``beta_1`` is refused with ``solver='sgd'`` too."""
+        return {
+            "lr": _check_float("learning_rate_init", self.learning_rate_init, strict=True),
+            "beta1": _check_below_one("beta_1", self.beta_1),
+            "beta2": _check_below_one("beta_2", self.beta_2),
+            "eps": _check_float("epsilon", self.epsilon, strict=True),
+            "momentum": _check_number("momentum", self.momentum, low=0.0, high=1.0, low_open=False, high_open=False),
+            "max_fun": check_positive_int("max_fun", self.max_fun),
+        }
+
     def _optimizer(self):
-        lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        o = self._solver_options()
         if self.solver == "adam":
-            for name in ("beta_1", "beta_2"):  # checked here, so that errors name scikit-learn's parameters
-                _check_below_one(name, getattr(self, name))
-            return Adam(lr=lr, beta1=self.beta_1, beta2=self.beta_2, eps=_check_float("epsilon", self.epsilon, strict=True))
+            return Adam(lr=o["lr"], beta1=o["beta1"], beta2=o["beta2"], eps=o["eps"])
         if self.solver == "sgd":
-            momentum = _check_below_one("momentum", self.momentum)
-            return SGD(lr=lr, momentum=momentum, nesterov=self.nesterovs_momentum and momentum > 0)
+            return SGD(lr=o["lr"], momentum=o["momentum"], nesterov=bool(self.nesterovs_momentum) and o["momentum"] > 0)
         raise ValueError(f"solver must be one of {self._SOLVERS}, got {self.solver!r}")
 
     def _check_options(self) -> None:
@@ -840,13 +855,10 @@ class _MLPBase(_Estimator):
         _check_float("tol", self.tol)
         _check_below_one("validation_fraction", self.validation_fraction)  # checked even without early stopping
         check_matmul_precision(self.matmul_precision)
-        if self.solver == "lbfgs":
-            check_positive_int("max_fun", self.max_fun)
-            if self.matmul_precision != "highest":
-                raise ValueError(f"matmul_precision={self.matmul_precision!r} runs in the captured GPU step of the "
-                                 "adam and sgd solvers; solver='lbfgs' has none")
-        else:
-            self._optimizer()
+        self._solver_options()
+        if self.solver == "lbfgs" and self.matmul_precision != "highest":
+            raise ValueError(f"matmul_precision={self.matmul_precision!r} runs in the captured GPU step of the "
+                             "adam and sgd solvers; solver='lbfgs' has none")
         n = self.n_iter_no_change
         if not (isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1) and n != np.inf:
             raise ValueError(f"n_iter_no_change must be an integer >= 1 or np.inf, got {n!r}")
@@ -1013,8 +1025,8 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             return y_host.astype(np.float64), int(y_host.shape[1]), "binary_cross_entropy"
         self._multilabel_ = False
         if classes is not None:
-            labels = np.ravel(y_host)
-            known = np.asarray(classes)
+            labels = _typed_labels(np.ravel(y_host))
+            known = _typed_labels(np.asarray(classes))
             if not np.isin(labels, known).all():
                 raise ValueError(f"y holds labels {_labels(np.setdiff1d(labels, known))} not in "
                                  f"classes={_labels(known)}")
@@ -1052,7 +1064,8 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         first = not hasattr(self, "model_")
         if first and classes is None:
             raise ValueError("classes must be passed on the first call to partial_fit")
-        if not first and classes is not None and not np.array_equal(np.unique(np.asarray(classes)), self.classes_):
+        if not first and classes is not None and not np.array_equal(np.unique(_typed_labels(np.asarray(classes))),
+                                                                    self.classes_):
             raise ValueError(f"classes={_labels(np.asarray(classes))} is not the same as on the last call to "
                              f"partial_fit or fit, was {_labels(self.classes_)}")  # as scikit-learn refuses it
         if self.solver == "lbfgs":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import numbers
 import warnings
 import zipfile
 import zlib
@@ -129,7 +130,7 @@ class Sequential:
                 raise ValueError(f"layer widths do not chain: {prev!r} outputs {prev.n_out} but {nxt!r} expects {nxt.n_in}")
         if dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
-        if isinstance(l2, bool) or not isinstance(l2, (int, float)) or not l2 >= 0 or not math.isfinite(l2):
+        if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 >= 0 or not math.isfinite(l2):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         for name, flag in (("fused", fused), ("graphs", graphs), ("compiled", compiled)):
             check_flag(name, flag, none_allowed=True)

@@ -24,14 +24,16 @@ from ._validation import check_flag
 __all__ = ["Optimizer", "SGD", "Adam", "get_optimizer"]
 
 
-def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = True) -> float:
+def _check_number(name: str, value: Any, *, low: float, high: float = math.inf, low_open: bool = True,
+                  high_open: bool = True) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name} must be a number, got {type(value).__name__}")
     value = float(value)
     bad_low = value <= low if low_open else value < low
-    if not math.isfinite(value) or bad_low or value >= high:
-        lo = "(" if low_open else "["
-        raise ValueError(f"{name} must lie in {lo}{low}, {high}), got {value}")
+    bad_high = value >= high if high_open else value > high
+    if not math.isfinite(value) or bad_low or bad_high:
+        lo, hi = "(" if low_open else "[", ")" if high_open else "]"
+        raise ValueError(f"{name} must lie in {lo}{low}, {high}{hi}, got {value}")
     return value
 
 
@@ -143,7 +145,8 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 0.01, momentum: float = 0.0, nesterov: bool = False) -> None:
         super().__init__()
         self.lr = _check_number("lr", lr, low=0.0)
-        self.momentum = _check_number("momentum", momentum, low=0.0, high=1.0, low_open=False)
+        # [0, 1], as scikit-learn's MLP and PyTorch take it (1 keeps every past step)
+        self.momentum = _check_number("momentum", momentum, low=0.0, high=1.0, low_open=False, high_open=False)
         self.nesterov = check_flag("nesterov", nesterov)
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")

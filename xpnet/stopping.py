@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 
@@ -76,22 +77,23 @@ def scheduled_lr(schedule: str, lr_init: float, power_t: float, samples_seen: in
 
 
 def check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data):
-    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, (int, float)) or not tol >= 0):
+    # numbers.Real and numbers.Integral take NumPy scalars too (np.float32(0.5), np.int64(3))
+    if tol is not None and (isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not tol >= 0):
         raise ValueError(f"tol must be None or a number >= 0, got {tol!r}")
-    if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, (int, float)) or not n_iter_no_change >= 1:
+    if isinstance(n_iter_no_change, bool) or not isinstance(n_iter_no_change, numbers.Real) or not n_iter_no_change >= 1:
         raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
-    if isinstance(n_iter_no_change, float) and math.isfinite(n_iter_no_change) and not n_iter_no_change.is_integer():
+    if math.isfinite(n_iter_no_change) and not float(n_iter_no_change).is_integer():
         raise ValueError(f"n_iter_no_change must be an integer >= 1 or inf, got {n_iter_no_change!r}")
     check_flag("early_stopping", early_stopping)
     if early_stopping and tol is None:
         raise ValueError("early_stopping=True stops on the validation score and needs tol (scikit-learn's default is 1e-4)")
     if early_stopping and validation_data is None:
-        if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, (int, float)) \
+        if isinstance(validation_fraction, bool) or not isinstance(validation_fraction, numbers.Real) \
                 or not 0 < validation_fraction < 1:
             raise ValueError(f"validation_fraction must lie in (0, 1), got {validation_fraction!r}")
     if lr_schedule not in LR_SCHEDULES:
         raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {lr_schedule!r}")
-    if isinstance(power_t, bool) or not isinstance(power_t, (int, float)) or not math.isfinite(power_t) or power_t < 0:
+    if isinstance(power_t, bool) or not isinstance(power_t, numbers.Real) or not math.isfinite(power_t) or power_t < 0:
         # a negative exponent would make invscaling's rate grow without bound (scikit-learn refuses it too)
         raise ValueError(f"power_t must be a finite number >= 0, got {power_t!r}")
 
