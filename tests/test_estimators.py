@@ -162,6 +162,32 @@ def test_score_is_scikit_learns_metric_with_sample_weight():
         multilabel.score(X, Y, sample_weight=w[:3])
 
 
+def test_score_refuses_labels_it_could_only_count_wrong():
+    """Scoring with string labels against numeric classes (or the reverse) returned 0.0, every row
+    counted wrong; scikit-learn's accuracy_score refuses the mix, and so does score now. y of
+    another shape than predict's is named too (it was NumPy's reshape error)."""
+    from sklearn.metrics import accuracy_score
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    numeric = xpnet.LogisticRegression().fit(X, y)
+    named = xpnet.MLPClassifier(max_iter=3, random_state=0).fit(X, np.array(["no", "yes"])[y])
+    with pytest.raises(ValueError, match="Mix of label input types"):
+        accuracy_score(y.astype(str), numeric.predict(X))
+    with pytest.raises(ValueError, match=r"y holds strings but the classes are \[0, 1\]: mix of label types"):
+        numeric.score(X, y.astype(str))
+    with pytest.raises(ValueError, match=r"y holds numbers but the classes are \['no', 'yes'\]"):
+        named.score(X, y)
+    assert numeric.score(X, y.astype(object)) == numeric.score(X, y.astype(float)) == numeric.score(X, y)
+    assert named.score(X, np.array(["no", "yes"], dtype=object)[y]) == named.score(X, np.array(["no", "yes"])[y])
+    with pytest.raises(ValueError, match=r"y must have the shape of predict\(X\), \(40,\), got \(40, 2\)"):
+        numeric.score(X, np.c_[y, y])
+    regressor = xpnet.LinearRegression().fit(X, X[:, 0])
+    with pytest.raises(TypeError, match="y must be numeric, got dtype <U"):
+        regressor.score(X, X[:, 0].astype(str))
+
+
 def test_probabilistic_classifiers_have_predict_log_proba_and_the_perceptron_has_neither():
     """LogisticRegression had predict_proba but no predict_log_proba (scikit-learn's has both)."""
     X, y = load_iris(return_X_y=True)
@@ -264,10 +290,10 @@ def test_warm_start_refuses_other_classes_as_scikit_learn_does():
         with pytest.raises(ValueError, match="previously class labels, now a multilabel indicator"):
             clf.fit(X, np.eye(3, dtype=int)[y])
         clf.fit(X, y)  # the same classes continue
-    assert clf.n_iter_ == 4
+    assert len(clf.loss_curve_) == 4
     with pytest.raises(ValueError, match=r"y holds labels \[3\] not in classes=\[0, 1, 2\]"):
         clf.partial_fit(X, y + 1)
-    assert clf.n_iter_ == 4 and list(clf.classes_) == [0, 1, 2]
+    assert len(clf.loss_curve_) == 4 and list(clf.classes_) == [0, 1, 2]
 
 
 def test_estimators_on_array_api_strict(iris_pair):

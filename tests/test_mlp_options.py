@@ -288,7 +288,7 @@ def test_lbfgs_records_what_scikit_learns_lbfgs_records():
         assert not stochastic_only & set(vars(sk)) and not stochastic_only & set(vars(ours))
         assert ours.n_iter_ == 5 and np.isfinite(ours.loss_)
         ours.set_params(solver="adam", warm_start=True).fit(X, y)  # scikit-learn: AttributeError
-        assert len(ours.loss_curve_) == 5 and ours.n_iter_ == 10 and ours.validation_scores_ is None
+        assert len(ours.loss_curve_) == 5 and ours.n_iter_ == 5 and ours.validation_scores_ is None
         ours.set_params(early_stopping=True).fit(X, y)  # scikit-learn: AttributeError on None
         assert len(ours.loss_curve_) == 10 and len(ours.validation_scores_) == 5
         assert ours.best_loss_ is None and ours.best_validation_score_ == max(ours.validation_scores_)
@@ -338,6 +338,30 @@ def test_verbose_prints_scikit_learns_lines(capsys):
     assert out[-1] == "Training loss did not improve more than tol=1.000000 for 2 consecutive epochs. Stopping."
 
 
+def test_n_iter_counts_each_call_as_scikit_learns_does(capsys):
+    """n_iter_ and the verbose lines count the epochs of the last fit or partial_fit call (scikit-learn
+    >= 1.3); they used to count every epoch since the first fit (8 after two warm fits of 4)."""
+    X, y = _blobs()
+    counts = {}
+    for Estimator in (SkMLP, xpnet.MLPClassifier):
+        est = Estimator(hidden_layer_sizes=(5,), max_iter=4, n_iter_no_change=np.inf, warm_start=True, verbose=True,
+                        random_state=0)
+        seen = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            for _ in range(2):
+                est.fit(X, y)
+                seen.append(est.n_iter_)
+            est.set_params(max_iter=3).fit(X, y)
+            seen.append(est.n_iter_)
+            est.partial_fit(X, y)
+            seen.append(est.n_iter_)
+        lines = [line.split(",")[0] for line in capsys.readouterr().out.splitlines() if line.startswith("Iteration")]
+        counts[Estimator] = (seen, lines, len(est.loss_curve_), est.t_)
+    assert counts[SkMLP] == counts[xpnet.MLPClassifier]
+    assert counts[SkMLP][0] == [4, 4, 3, 1] and counts[SkMLP][2] == 12
+
+
 def test_warm_start_continues_and_partial_fit_needs_classes():
     X, y = _blobs()
     clf = xpnet.MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, n_iter_no_change=np.inf, warm_start=True,
@@ -347,7 +371,8 @@ def test_warm_start_continues_and_partial_fit_needs_classes():
         clf.fit(X, y)
         first = [np.array(c) for c in clf.coefs_]
         clf.fit(X, y)
-    assert clf.n_iter_ == 8 and len(clf.loss_curve_) == 8 and clf.t_ == 8 * 300
+    # n_iter_ counts this call's epochs, as in scikit-learn >= 1.3; the loss curve and t_ go on counting
+    assert clf.n_iter_ == 4 and len(clf.loss_curve_) == 8 and clf.t_ == 8 * 300
     assert clf.loss_curve_[4] < clf.loss_curve_[0]
     assert not np.array_equal(first[0], np.asarray(clf.coefs_[0]))
     inc = xpnet.MLPClassifier(hidden_layer_sizes=(5,), random_state=0)
@@ -355,7 +380,7 @@ def test_warm_start_continues_and_partial_fit_needs_classes():
         inc.partial_fit(X, y)
     inc.partial_fit(X[:100], y[:100], classes=[0, 1, 2])
     inc.partial_fit(X[100:], y[100:])
-    assert inc.n_iter_ == 2 and inc.t_ == 300 and list(inc.classes_) == [0, 1, 2]
+    assert inc.n_iter_ == 1 and inc.t_ == 300 and list(inc.classes_) == [0, 1, 2]
     with pytest.raises(ValueError, match=r"not in classes"):
         xpnet.MLPClassifier().partial_fit(X, y, classes=[0, 1])
 
@@ -474,3 +499,23 @@ def test_sample_weight_is_checked():
                          (-np.ones(300), "finite and >= 0"), (np.zeros(300), "not all zero")]:
         with pytest.raises(ValueError, match=message):
             xpnet.MLPClassifier(max_iter=2).fit(X, y, sample_weight=bad)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_one_number_weights_every_sample_alike(sparse):
+    """sample_weight=2.0 is scikit-learn's shorthand for a weight of 2 on every sample; it was refused
+    (and crashed with sparse X and early stopping)."""
+    X, y = _blobs(n=80)
+    if sparse:
+        X = pytest.importorskip("scipy.sparse").csr_matrix(X)
+    kw = dict(hidden_layer_sizes=(5,), max_iter=3, early_stopping=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scalar = xpnet.MLPClassifier(**kw).fit(X, y, sample_weight=2.0)
+        full = xpnet.MLPClassifier(**kw).fit(X, y, sample_weight=np.full(80, 2.0))
+        SkMLP(**kw).fit(X, y, sample_weight=2.0)  # scikit-learn takes it too
+    for a, b in zip(scalar.coefs_, full.coefs_):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert scalar.score(X, y, sample_weight=3) == scalar.score(X, y)
+    with pytest.raises(ValueError, match="not all zero"):
+        xpnet.MLPClassifier(max_iter=2).fit(X, y, sample_weight=0)

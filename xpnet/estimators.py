@@ -179,6 +179,8 @@ class _Estimator(_SkBase):
         truth = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
         if truth.shape[0] != pred.shape[0]:
             raise ValueError(f"X has {pred.shape[0]} samples but y has {truth.shape[0]}: lengths must match")
+        if truth.size != pred.size:
+            raise ValueError(f"y must have the shape of predict(X), {pred.shape}, got {truth.shape}")
         if sample_weight is None:
             return pred, truth, None
         return pred, truth, training.host_sample_weight(sample_weight, pred.shape[0], backend)
@@ -385,6 +387,11 @@ class _ClassifierMixin(_SkClassifier):
         """Mean accuracy of ``predict(X)`` against ``y``, weighted by ``sample_weight`` ``(N,)``; for
         a multilabel ``y``, the share of rows whose labels all match (scikit-learn's subset accuracy)."""
         pred, truth, weights = self._scored(X, y, sample_weight)
+        truth = _typed_labels(truth)
+        strings = [a.dtype.kind in "US" for a in (truth, _typed_labels(pred))]
+        if strings[0] != strings[1]:  # "1" == 1 is never true: every row would count as wrong (scikit-learn refuses it)
+            raise ValueError(f"y holds {'strings' if strings[0] else 'numbers'} but the classes are "
+                             f"{_labels(self.classes_)}: mix of label types")
         right = pred == truth.reshape(pred.shape)
         return float(np.average(right.all(axis=1) if right.ndim == 2 else right, weights=weights))
 
@@ -409,6 +416,9 @@ class _RegressorMixin(_SkRegressor):
         uniformly over outputs, as scikit-learn's ``r2_score``: a constant target scores 1.0 when
         predicted exactly, else 0.0."""
         pred, truth, weights = self._scored(X, y, sample_weight)
+        truth = _typed_labels(truth)
+        if truth.dtype.kind not in "biuf":
+            raise TypeError(f"y must be numeric, got dtype {truth.dtype}")  # as fit says
         pred, truth = pred.reshape(pred.shape[0], -1), truth.astype(float).reshape(pred.shape[0], -1)
         w = np.ones(pred.shape[0]) if weights is None else weights
         ss_res = (w[:, None] * (truth - pred) ** 2).sum(axis=0)
@@ -705,8 +715,8 @@ class _LinearScorer:
 class _SklearnLines(Callback):
     """scikit-learn's MLP ``verbose`` output: ``Iteration N, loss = ...`` (and the validation score)."""
 
-    def __init__(self, first_iteration: int) -> None:
-        self.iteration = first_iteration
+    def __init__(self) -> None:
+        self.iteration = 0  # counted per call, as n_iter_ is
 
     def on_epoch_end(self, epoch, logs):
         self.iteration += 1
@@ -886,7 +896,6 @@ class _MLPBase(_Estimator):
                                matmul_precision=self.matmul_precision)
             scikit_learn_initial_weights(model, self.activation)
             self._fit_state_ = stopping.FitState()
-            self.n_iter_ = 0
             for name in _STOCHASTIC_ONLY:  # nothing left from an earlier fit, nor set by lbfgs, as in scikit-learn
                 self.__dict__.pop(name, None)
         else:
@@ -916,7 +925,7 @@ class _MLPBase(_Estimator):
             optimizer = self._optimizer_ = self._optimizer()
         early = self.early_stopping and not incremental
         schedule = self.learning_rate if self.solver == "sgd" else "constant"  # Adam ignores it, as in scikit-learn
-        callbacks = [_SklearnLines(self.n_iter_)] if self.verbose else []
+        callbacks = [_SklearnLines()] if self.verbose else []
         validation = None
         if early and isinstance(Xd, DataSource):  # sparse X: hold out rows here, both parts stay sparse
             labels = model.backend.to_numpy(yd) if model.loss.is_classifier else np.zeros(Xd.shape[0])
@@ -925,7 +934,7 @@ class _MLPBase(_Estimator):
             take = lambda rows: model.backend.xp.take(yd, model.backend.asarray(rows), axis=0)  # noqa: E731
             validation = (DataSource(Xd.data[val_rows]), take(val_rows))
             if sample_weight is not None:
-                sw = np.asarray(sample_weight, dtype=np.float64)
+                sw = training.host_sample_weight(sample_weight, Xd.shape[0], model.backend)
                 validation, sample_weight = (*validation, sw[val_rows]), sw[train_rows]
             Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
         history = model.fit(
@@ -938,7 +947,9 @@ class _MLPBase(_Estimator):
         state = self._fit_state_
         # a warm start after lbfgs, or one that turns early stopping on, begins these lists
         self.loss_curve_ = (getattr(self, "loss_curve_", None) or []) + list(history.loss)
-        self.n_iter_ += len(history.loss)
+        # this call's epochs, as scikit-learn >= 1.3 counts them (a warm start runs max_iter more; the loss
+        # curve and t_ keep counting)
+        self.n_iter_ = len(history.loss)
         self.t_ = state.samples_seen
         self.loss_ = self.loss_curve_[-1]
         if early:

@@ -277,11 +277,12 @@ def check_sample_weight(sample_weight: Any, n: int, backend: Any, dtype: Any) ->
 
 
 def host_sample_weight(sample_weight: Any, n: int, backend: Any) -> np.ndarray:
-    """Sample weights (host, or ``backend``'s arrays) as a checked float64 NumPy array ``(n,)``."""
+    """Sample weights (host, or ``backend``'s arrays) as a checked float64 NumPy array ``(n,)``; one
+    number weights every sample alike, as scikit-learn takes it."""
     host = backend.to_numpy(sample_weight) if backend.owns(sample_weight) else np.asarray(sample_weight)
     if host.dtype.kind not in "biuf":
         raise TypeError(f"sample_weight must be numeric, got dtype {host.dtype}")
-    host = host.astype(np.float64)
+    host = np.full(n, host, dtype=np.float64) if host.ndim == 0 else host.astype(np.float64)
     if host.shape != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), one weight per sample, got {host.shape}")
     if not np.all(np.isfinite(host)) or np.any(host < 0) or not host.sum() > 0:
