@@ -64,6 +64,37 @@ def test_fit_three_times_equals_fit_three_epochs(rng):
     assert opt_a.iterations == opt_b.iterations == 36
 
 
+def test_zero_epochs_change_nothing_and_the_history_reads_empty(rng):
+    """fit(epochs=0) trains nothing; history.loss used to raise AttributeError there."""
+    X, y = blobs(rng)
+    model = Sequential([Dense(6, 4), Sigmoid(), Dense(4, 3)], seed=0)
+    before = [np.array(p) for p in model.parameters()]
+    history = model.fit(X, y, epochs=0)
+    assert history.loss == [] and history.seconds == [] and history.lr == [] and model.epochs_trained == 0
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_dtype_takes_numpys_float_types_as_well_as_names():
+    """np.float32 was refused by Sequential ("dtype must be 'float32' or 'float64'"), and so by every
+    estimator given dtype=np.float32; a linear model with dtype=None failed after checking X."""
+    for given, name in [(np.float32, "float32"), ("f8", "float64"), (np.dtype("float32"), "float32")]:
+        assert Sequential([Dense(2, 2)], dtype=given).dtype_name == name
+    for bad in ["float16", None, int, True]:
+        with pytest.raises(ValueError, match=r"dtype must be 'float32' or 'float64' \(or NumPy's"):
+            Sequential([Dense(2, 2)], dtype=bad)
+    X, y = np.random.default_rng(0).normal(size=(20, 2)), np.arange(20) % 2
+    def weights_dtype(est):
+        return np.asarray(est.coef_ if hasattr(est, "coef_") else est.coefs_[0]).dtype
+
+    for est in (xpnet.MLPClassifier(max_iter=2), xpnet.LogisticRegression(), xpnet.Perceptron(), xpnet.LinearRegression()):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            assert weights_dtype(est.set_params(dtype=np.float32).fit(X, y)) == np.float32
+            assert weights_dtype(est.set_params(dtype=None).fit(X.astype(np.float32), y)) == np.float32
+            assert weights_dtype(est.set_params(dtype=None).fit(X, y)) == np.float64
+
 class Recorder(xpnet.Callback):
     def __init__(self):
         self.events = []

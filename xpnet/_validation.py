@@ -21,6 +21,18 @@ def check_positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     return int(value)
 
 
+def float_dtype_name(value: Any, name: str = "dtype") -> str:
+    """``"float32"`` or ``"float64"`` for those names or anything NumPy reads as them (``np.float32``,
+    ``np.dtype("float64")``, ``"f4"``); anything else is refused, naming ``name``."""
+    try:
+        resolved = None if value is None or isinstance(value, bool) else np.dtype(value).name
+    except TypeError:
+        resolved = None
+    if resolved not in ("float32", "float64"):
+        raise ValueError(f"{name} must be 'float32' or 'float64' (or NumPy's float32, float64), got {value!r}")
+    return resolved
+
+
 def check_flag(name: str, value: Any, *, none_allowed: bool = False) -> bool | None:
     """``value`` as True or False (a NumPy bool, 0 or 1 too), or None where ``none_allowed``:
     a string such as ``"no"`` is refused rather than taken as true."""

@@ -11,6 +11,8 @@ clone); without it a minimal base with the same methods stands in.
 Parameter names are scikit-learn's where they overlap, plus ``backend=``,
 ``dtype=`` and ``fused=``, and for the MLPs ``matmul_precision=`` (see
 :class:`~xpnet.network.Sequential`: "tf32" or "bf16" products on a GPU's tensor cores).
+``dtype`` is "float32" or "float64" (or NumPy's types), or None to follow X: float32 X trains
+in float32, anything else in float64 (the MLPs' default; the linear models default to "float64").
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validation import check_features, check_flag, check_positive_int, check_same_length, check_seed
+from ._validation import check_features, check_flag, check_positive_int, check_same_length, check_seed, float_dtype_name
 from .backend import get_backend, host_state
 from .layers import Dense, dense_stack
 from . import stopping, training
@@ -249,7 +251,8 @@ class _Estimator(_SkBase):
         backend = self.model_.backend if not reset else self._backend()
         if reset:  # dtype=None follows X (float32 stays float32; anything else is float64), as scikit-learn does
             chosen = getattr(self, "dtype", "float32")
-            name = chosen if chosen is not None else ("float32" if "float32" in str(getattr(X, "dtype", "")) else "float64")
+            name = (float_dtype_name(chosen) if chosen is not None
+                    else "float32" if "float32" in str(getattr(X, "dtype", "")) else "float64")
         else:
             name = self._dtype_name_
         if self._accepts_sparse and _is_sparse(X):  # streamed: densified a chunk at a time (xpnet.sources)
@@ -523,7 +526,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
         model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self._backend(),
-                           dtype=self.dtype, seed=self.random_state, fused=self.fused)
+                           dtype=self._dtype_name_, seed=self.random_state, fused=self.fused)
         yd = model.loss.prepare_targets(y_arr, Xd.shape[0], self.n_outputs_, model.backend, model.dtype)
         self.model_ = model
         Xt = self._fit_transform(Xd)
@@ -584,7 +587,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         n_out = 1 if binary else int(self.classes_.size)
         model = Sequential([Dense(self.n_features_in_, n_out, init="zeros")],
                            loss="binary_cross_entropy" if binary else "softmax_cross_entropy",
-                           backend=self._backend(), dtype=self.dtype, seed=self.random_state, fused=self.fused, l2=alpha)
+                           backend=self._backend(), dtype=self._dtype_name_, seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(labels, Xd.shape[0], n_out, model.backend, model.dtype)
         self.model_ = model
         Xt = self._fit_transform(Xd)
@@ -645,7 +648,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
         backend = self._backend()
-        xp, dtype = backend.xp, backend.dtype(self.dtype)
+        xp, dtype = backend.xp, backend.dtype(self._dtype_name_)
         ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
         signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)

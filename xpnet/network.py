@@ -21,7 +21,7 @@ import numpy as np
 
 from . import training
 from ._io import atomic_write
-from ._validation import cast_finite, check_features, check_flag, check_same_length, check_seed
+from ._validation import cast_finite, check_features, check_flag, check_same_length, check_seed, float_dtype_name
 from .backend import get_backend
 from .callbacks import Callback
 from .layers import Dense, Layer, Sigmoid, layer_from_config
@@ -128,8 +128,7 @@ class Sequential:
         for prev, nxt in zip(dense, dense[1:]):
             if prev.n_out != nxt.n_in:
                 raise ValueError(f"layer widths do not chain: {prev!r} outputs {prev.n_out} but {nxt!r} expects {nxt.n_in}")
-        if dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+        dtype = float_dtype_name(dtype)
         if isinstance(l2, bool) or not isinstance(l2, numbers.Real) or not l2 >= 0 or not math.isfinite(l2):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
         for name, flag in (("fused", fused), ("graphs", graphs), ("compiled", compiled)):

@@ -190,7 +190,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     # Streamed rows are checked as they are read: a bad chunk puts the model and the
     # optimizer back as they were before this fit, then raises.
     snapshot = _Snapshot(model, optimizer) if source is not None else None
-    history = History()
+    history = History(loss=[], seconds=[], lr=[])  # present with epochs=0 too
     state = rules["state"]
     watch = None
     if rules["tol"] is not None:  # stop on the training loss, or on the validation score with early stopping
