@@ -420,6 +420,8 @@ def test_options_scikit_learn_takes_are_taken():
     history = model.fit(X, y, epochs=2, optimizer=SGD(lr=0.1, momentum=1.0), tol=np.float32(1e-4),
                         n_iter_no_change=np.int64(1), early_stopping=True, validation_fraction=np.float32(0.25))
     assert len(history.loss) == 2
+
+
 # -- sparse X ---------------------------------------------------------------------------------
 @pytest.mark.parametrize("fmt", ["csr", "csc"])
 def test_sparse_x_streams_and_equals_the_dense_fit(fmt, monkeypatch):
@@ -446,10 +448,35 @@ def test_sparse_x_streams_and_equals_the_dense_fit(fmt, monkeypatch):
     for a, b in zip(sparse_fit.coefs_, dense_fit.coefs_):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(sparse_fit.predict(Xs), dense_fit.predict(X))
-    with pytest.raises(TypeError, match="solver='lbfgs' .* needs dense X"):
-        xpnet.MLPRegressor(solver="lbfgs").fit(Xs, X[:, 0])
     with pytest.raises(TypeError, match="Sparse data was passed"):
         xpnet.LogisticRegression().fit(Xs, y)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_on_sparse_x_sums_chunks_to_the_dense_objective(weighted, monkeypatch):
+    """solver='lbfgs' refused sparse X; it now evaluates the loss and gradient a chunk at a time
+    (each chunk's mean weighted by its share of the rows or of the weight sum, the L2 term once),
+    and reaches the dense fit's weights; a chunk whose weights are all zero adds nothing."""
+    import scipy.sparse as sp
+
+    from xpnet import sources
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 12)) * (rng.random((300, 12)) < 0.3)
+    y = X[:, 0] - 2 * X[:, 1] + 0.1 * rng.normal(size=300)
+    sw = rng.uniform(0.5, 2.0, size=300) if weighted else None
+    if weighted:
+        sw[100:200] = 0.0  # the second 100-row chunk
+    monkeypatch.setattr(sources, "DEFAULT_CHUNK_BYTES", 100 * 12 * 8)  # 100-row chunks: 3 per evaluation
+    kw = dict(hidden_layer_sizes=(6,), activation="tanh", solver="lbfgs", alpha=0.5, max_iter=30, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sparse_fit = xpnet.MLPRegressor(**kw).fit(sp.csr_matrix(X), y, sample_weight=sw)
+        dense_fit = xpnet.MLPRegressor(**kw).fit(X, y, sample_weight=sw)
+    assert sparse_fit.n_iter_ == dense_fit.n_iter_ and sparse_fit.loss_ == pytest.approx(dense_fit.loss_, rel=1e-9)
+    for a, b in zip(sparse_fit.coefs_ + sparse_fit.intercepts_, dense_fit.coefs_ + dense_fit.intercepts_):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-7, atol=1e-9)
+    assert sparse_fit.score(sp.csr_matrix(X), y) > 0.9
 
 
 # -- sample_weight -----------------------------------------------------------------------------

@@ -972,12 +972,10 @@ class _MLPBase(_Estimator):
 
     def _fit_lbfgs(self, model: Sequential, Xd: Any, yd: Any, weights: Any = None) -> None:
         """scikit-learn's lbfgs: scipy's L-BFGS-B on the host, loss and gradient from xpnet's backprop
-        on the model's device (one full-batch forward and backward per evaluation)."""
+        on the model's device (one full-batch forward and backward per evaluation; sparse X a
+        chunk at a time, see :func:`xpnet.training.full_batch_value_and_grad`)."""
         from scipy.optimize import minimize
 
-        if isinstance(Xd, DataSource):
-            raise TypeError("solver='lbfgs' evaluates the loss on all of X at once; it needs dense X "
-                            "(X.toarray()), or use solver='adam' or 'sgd', which stream sparse X")
         backend = model.backend
         shapes = [tuple(p.shape) for p in model.parameters()]
         sizes = [int(np.prod(s)) for s in shapes]
@@ -991,9 +989,8 @@ class _MLPBase(_Estimator):
 
         def loss_and_grad(theta):
             model.set_parameters(unpack(theta))
-            loss, out = model._loss_and_backward(Xd, yd, weights)
-            grads = np.concatenate([backend.to_numpy(g).ravel() for g in model._grads()])
-            return float(loss), grads.astype(np.float64)
+            loss, grads = training.full_batch_value_and_grad(model, Xd, yd, weights)
+            return loss, np.concatenate([g.ravel() for g in grads])
 
         theta0 = np.concatenate([backend.to_numpy(p).ravel() for p in model.parameters()]).astype(np.float64)
         result = minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,

@@ -335,6 +335,46 @@ def checked_chunks(model: Any, source: DataSource, y: Any, order: list[int]) -> 
         yield bounds, xd, yd
 
 
+def full_batch_value_and_grad(model: Any, X: Any, y: Any, weights: Any = None) -> tuple[float, list[np.ndarray]]:
+    """``(loss, gradients as host float64 arrays)`` over all of ``X``: the full-batch objective
+    (weighted mean loss plus the L2 term) that scikit-learn's lbfgs minimises. ``y`` (and
+    ``weights`` ``(N,)``) are checked and on the device. In-memory ``X`` is one forward and
+    backward pass; streamed ``X`` (a :class:`DataSource`, such as sparse rows) runs one pass per
+    chunk, each chunk's mean weighted by its share of the rows (or of the weight sum), and the
+    L2 term added once at the end, so both give the same objective."""
+    backend = model.backend
+
+    def host(arrays):
+        return [backend.to_numpy(a).astype(np.float64) for a in arrays]
+
+    if not isinstance(X, DataSource):
+        loss, _ = model._loss_and_backward(X, y, weights)
+        return float(loss), host(model._grads())
+    host_w = None if weights is None else backend.to_numpy(weights).astype(np.float64)
+    total = float(X.shape[0] if host_w is None else host_w.sum())
+    loss, grads, l2 = 0.0, None, model.l2
+    model.l2 = 0.0  # per chunk, the L2 term would be counted once per chunk
+    try:
+        for (lo, hi), xd, yd in checked_chunks(model, X, y, list(range(len(X.bounds)))):
+            share = (hi - lo if host_w is None else float(host_w[lo:hi].sum())) / total
+            if share == 0.0:  # every weight in the chunk is zero: it adds nothing
+                continue
+            chunk_loss, _ = model._loss_and_backward(xd, yd, None if weights is None else weights[lo:hi])
+            chunk_grads = host(model._grads())
+            loss += share * float(chunk_loss)
+            grads = [share * g for g in chunk_grads] if grads is None else [a + share * g for a, g in zip(grads, chunk_grads)]
+    finally:
+        model.l2 = l2
+    if l2:
+        weight_ids = {id(layer.W) for layer in model.layers if isinstance(layer, Dense)}
+        for i, p in enumerate(model.parameters()):
+            if id(p) in weight_ids:
+                w = backend.to_numpy(p).astype(np.float64)
+                loss += 0.5 * l2 / total * float(np.sum(w * w))
+                grads[i] = grads[i] + (l2 / total) * w
+    return loss, grads
+
+
 # -- batches --------------------------------------------------------------------------------
 def memory_batches(model: Any, Xd: Any, yd: Any, batch_size: int, shuffle: bool,
                    wd: Any = None) -> Iterator[tuple[Any, Any, Any]]:
