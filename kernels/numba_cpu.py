@@ -246,7 +246,7 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
     return param, velocity
 
 
-def _perceptron_epoch_body(X, Y, W, b, order, eta0):
+def _perceptron_epoch_body(X, Y, W, b, order, etas):
     d, k = W.shape
     mistakes = 0
     loss = 0.0
@@ -261,7 +261,7 @@ def _perceptron_epoch_body(X, Y, W, b, order, eta0):
             if margin <= 0:
                 wrong_any = True
                 loss -= margin
-                step = eta0 * Y[i, j]
+                step = etas[i] * Y[i, j]
                 for f in range(d):
                     W[f, j] += step * X[i, f]
                 b[j] += step
@@ -273,12 +273,15 @@ def _perceptron_epoch_body(X, Y, W, b, order, eta0):
 _perceptron_epoch_serial = _jit(False)(_perceptron_epoch_body)
 
 
-def perceptron_epoch(X, Y, W, b, order, *, eta0):
+def perceptron_epoch(X, Y, W, b, order, *, eta0, weights=None):
     """One perceptron epoch compiled (the per-sample rule cannot be vectorised): ``W`` and ``b`` in
-    place, returns ``(W, b, mistakes, loss)`` like ``ops.perceptron_epoch_reference``."""
+    place, returns ``(W, b, mistakes, loss)`` like ``ops.perceptron_epoch_reference``; sample
+    ``weights`` ``(N,)`` (host) scale each sample's step."""
     if not _contiguous_same(W, W) or not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in (X, Y, b)):
-        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=np)
-    mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), W.dtype.type(eta0))
+        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=np, weights=weights)
+    n = X.shape[0]
+    etas = (np.full(n, eta0) if weights is None else eta0 * np.asarray(weights, dtype=np.float64)).astype(W.dtype)
+    mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), etas)
     return W, b, int(mistakes), float(loss)
 
 

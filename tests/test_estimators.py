@@ -320,6 +320,25 @@ def test_perceptron_compiled_epoch_equals_the_reference_and_stops_like_scikit_le
     assert np.all(losses[-5:] > best_before - 1e-3 * len(X))
 
 
+def test_weighted_perceptron_equals_scikit_learns_and_the_reference():
+    """sample_weight scales each sample's step, as scikit-learn's SGD update does: in a fixed order
+    the compiled epoch, the Array-API reference and scikit-learn's Perceptron reach identical weights
+    (integer features and weights: exact arithmetic). Perceptron took no sample_weight."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    X, y = load_digits(return_X_y=True)
+    w = np.random.default_rng(0).integers(0, 4, size=len(y)).astype(float)
+    kw = dict(shuffle=False, max_iter=3, tol=None)
+    fused = xpnet.Perceptron(**kw).fit(X, y, sample_weight=w)
+    reference = xpnet.Perceptron(fused=False, **kw).fit(X, y, sample_weight=w)
+    theirs = SkPerceptron(**kw).fit(X, y, sample_weight=w)
+    np.testing.assert_array_equal(fused.coef_, reference.coef_)
+    np.testing.assert_array_equal(fused.coef_, theirs.coef_)
+    np.testing.assert_array_equal(fused.intercept_, theirs.intercept_)
+    assert not np.array_equal(fused.coef_, xpnet.Perceptron(**kw).fit(X, y).coef_)
+
+
 def test_constant_features_get_zero_coefficients_and_all_constant_x_fits():
     rng = np.random.default_rng(0)
     X = np.hstack([rng.normal(size=(80, 2)), np.full((80, 1), 3.0)])
@@ -344,6 +363,33 @@ def test_logistic_regression_stops_on_tol_and_matches_scikit_learn(iris_pair):
     np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-6)
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6)
 
+
+def test_linear_models_take_sample_weight_as_scikit_learns_do():
+    """LinearRegression and LogisticRegression took no sample_weight. Integer weights now equal
+    repeated rows (the standardisation is weighted too), and the fits equal scikit-learn's weighted
+    least squares and weighted, C-penalised logistic regression."""
+    from sklearn.linear_model import LinearRegression as SkLinear
+    from sklearn.linear_model import LogisticRegression as SkLogistic
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(150, 3)) * [1.0, 4.0, 0.3] + [0.0, 2.0, -1.0]
+    w = rng.integers(0, 4, size=150).astype(float)  # zeros too: those rows count for nothing
+    repeat = np.repeat(np.arange(150), w.astype(int))
+    y = X @ [1.0, -0.5, 2.0] + rng.normal(size=150)
+    weighted = xpnet.LinearRegression().fit(X, y, sample_weight=w)
+    np.testing.assert_allclose(weighted.coef_, xpnet.LinearRegression().fit(X[repeat], y[repeat]).coef_, rtol=1e-7)
+    np.testing.assert_allclose(weighted.coef_, SkLinear().fit(X, y, sample_weight=w).coef_, rtol=1e-7)
+    labels = (X[:, 0] + 0.3 * X[:, 1] + rng.normal(size=150) > 0.6).astype(int)
+    for standardize in (True, False):
+        kw = dict(standardize=standardize, tol=1e-8, max_iter=20000)
+        ours = xpnet.LogisticRegression(**kw).fit(X, labels, sample_weight=w)
+        np.testing.assert_allclose(ours.coef_, xpnet.LogisticRegression(**kw).fit(X[repeat], labels[repeat]).coef_,
+                                   rtol=1e-6)
+    theirs = SkLogistic(C=1.0, tol=1e-12).fit(X, labels, sample_weight=w)  # alpha=1.0 over the weight sum is C=1.0
+    np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=1e-5)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-5)
+    with pytest.raises(ValueError, match="sample_weight must be finite and >= 0"):
+        xpnet.LogisticRegression().fit(X, labels, sample_weight=-w)
 
 def test_mlp_stopping_rule_waits_until_the_count_exceeds_n_iter_no_change():
     """scikit-learn stops when the no-improvement count *exceeds* n_iter_no_change: with tol so

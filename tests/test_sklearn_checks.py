@@ -20,15 +20,28 @@ ESTIMATORS = [
 ]
 
 
+# The checks scikit-learn itself expects its own estimator of the same algorithm to fail, with its reason
+# (sklearn/utils/_test_common/instance_generator.py); passed to check_estimator, which then reports them
+# as "xfail" rather than "failed", and only these.
+EXPECTED_FAILURES = {
+    "Perceptron": {
+        # an online rule: a weight of 2 takes one step twice as long, a repeated row two steps
+        "check_sample_weight_equivalence_on_dense_data": "sample_weight is not equivalent to removing/repeating samples.",
+    },
+}
+
+
 @pytest.mark.parametrize("estimator", ESTIMATORS, ids=lambda e: type(e).__name__)
 def test_check_estimator_has_no_failures(estimator):
+    expected = EXPECTED_FAILURES.get(type(estimator).__name__, {})
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ConvergenceWarning at small max_iter, checks' own notes
-        results = check_estimator(estimator, on_fail=None)
+        results = check_estimator(estimator, on_fail=None, expected_failed_checks=expected)
     failed = [f"{r['check_name']}: {str(r['exception']).splitlines()[0] if str(r['exception']) else type(r['exception']).__name__}"
               for r in results if r["status"] == "failed"]
     assert len(results) > 40  # the checks ran
     assert failed == []
+    assert {r["check_name"] for r in results if r["status"] == "xfail"} == set(expected)
 
 
 def test_tags_declare_targets_and_array_api_support():

@@ -276,17 +276,18 @@ class _Estimator(_SkBase):
         )
 
     def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, rule,
-                    grad_tol: float | None = None) -> None:
+                    grad_tol: float | None = None, wd: Any = None) -> None:
         """Train until ``max_iter`` epochs, or until the loss has not improved on the best by
         ``tol`` for more than ``n_iter_no_change`` epochs in a row (scikit-learn's MLP rule:
         the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol``, until the largest
         absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
-        lbfgs ``tol``)."""
+        lbfgs ``tol``). ``wd`` are sample weights ``(N,)`` on the device: each batch's loss is
+        their weighted mean."""
         max_iter, tol, patience = rule
         watch = stopping.NoImprovement(tol, patience)
         self.loss_curve_ = []
         for _ in range(max_iter):
-            batches = training.memory_batches(model, Xd, yd, batch_size, shuffle)
+            batches = training.memory_batches(model, Xd, yd, batch_size, shuffle, wd=wd)
             logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
             model.epochs_trained += 1
             self.loss_curve_.append(logs["loss"])
@@ -438,13 +439,19 @@ class _Standardized:
     reported for the original features, as scikit-learn's are.
     """
 
-    def _fit_transform(self, Xd: Any) -> Any:
+    def _fit_transform(self, Xd: Any, wd: Any = None) -> Any:
+        """Standardise with the (``wd``-weighted) mean and standard deviation of each feature, so a
+        weight of 2 standardises as the row repeated twice would."""
         xp = self.model_.backend.xp
         if not self.standardize:
             self.mean_ = self.scale_ = None
             return Xd
-        self.mean_ = xp.mean(Xd, axis=0)
-        std = xp.std(Xd, axis=0)
+        if wd is None:
+            self.mean_, std = xp.mean(Xd, axis=0), xp.std(Xd, axis=0)
+        else:
+            share = xp.reshape(wd / xp.sum(wd), (-1, 1))
+            self.mean_ = xp.sum(share * Xd, axis=0)
+            std = xp.sqrt(xp.sum(share * (Xd - self.mean_) ** 2, axis=0))
         self.scale_ = xp.where(std > 0, std, xp.ones_like(std))
         return self._transform(Xd)
 
@@ -466,11 +473,18 @@ class _Standardized:
 # ----------------------------------------------------------------------------
 # The models
 # ----------------------------------------------------------------------------
-def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100) -> float:
+def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100, wd: Any = None) -> float:
     """``1 / L`` for the MSE ``1/(2N) ||X w + b - y||^2``: L is the largest eigenvalue of
-    ``[X 1].T [X 1] / N``, estimated by power iteration (the safe full-batch step size)."""
+    ``[X 1].T [X 1] / N``, estimated by power iteration (the safe full-batch step size). With
+    sample weights ``wd`` ``(N,)``, the weighted MSE's: ``[X 1].T diag(wd) [X 1] / sum(wd)``."""
     n, d = Xd.shape
-    gram = (Xd.T @ Xd) * (1.0 / n)
+    if wd is None:
+        gram = (Xd.T @ Xd) * (1.0 / n)
+        column_means = xp.mean(Xd, axis=0)  # the intercept column couples through the means
+    else:
+        share = xp.reshape(wd / xp.sum(wd), (-1, 1))
+        gram = Xd.T @ (share * Xd)
+        column_means = xp.sum(share * Xd, axis=0)
     v = xp.ones((d,), dtype=Xd.dtype, device=_device(Xd))
     for _ in range(iterations):
         v = gram @ v
@@ -479,7 +493,6 @@ def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100) -> float:
             break
         v = v / norm
     largest = float(xp.sum(v * (gram @ v)))
-    column_means = xp.mean(Xd, axis=0)  # the intercept column couples through the means
     return 1.0 / (largest + 1.0 + float(xp.sum(column_means * column_means)))
 
 
@@ -517,7 +530,9 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         self.fused = fused
 
     @_unchanged_if_it_raises
-    def fit(self, X: Any, y: Any) -> "LinearRegression":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "LinearRegression":
+        """Fit by gradient descent; ``sample_weight`` ``(N,)`` (or one number) weights each sample's
+        squared error (weighted least squares, scikit-learn's meaning)."""
         rule = self._stopping_rule()
         check_flag("standardize", self.standardize)
         if self.learning_rate_init != "auto":
@@ -528,11 +543,14 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self._backend(),
                            dtype=self._dtype_name_, seed=self.random_state, fused=self.fused)
         yd = model.loss.prepare_targets(y_arr, Xd.shape[0], self.n_outputs_, model.backend, model.dtype)
+        wd = None if sample_weight is None else training.check_sample_weight(sample_weight, Xd.shape[0], model.backend,
+                                                                              model.dtype)
         self.model_ = model
-        Xt = self._fit_transform(Xd)
-        lr = _lipschitz_step(Xt, model.backend.xp) if self.learning_rate_init == "auto" else float(self.learning_rate_init)
+        Xt = self._fit_transform(Xd, wd)
+        lr = (_lipschitz_step(Xt, model.backend.xp, wd=wd) if self.learning_rate_init == "auto"
+              else float(self.learning_rate_init))
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule, wd=wd)
         self._set_linear_attributes()
         if self.n_outputs_ == 1:
             self.coef_, self.intercept_ = self.coef_[0, ...], self.intercept_[0]
@@ -576,7 +594,9 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.fused = fused
 
     @_unchanged_if_it_raises
-    def fit(self, X: Any, y: Any) -> "LogisticRegression":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "LogisticRegression":
+        """Fit by gradient descent; ``sample_weight`` ``(N,)`` (or one number) weights each sample's
+        loss, and the L2 term is divided by the weight sum (scikit-learn's objective)."""
         max_iter, grad_tol, patience = self._stopping_rule()
         check_flag("standardize", self.standardize)
         lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
@@ -589,13 +609,15 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
                            loss="binary_cross_entropy" if binary else "softmax_cross_entropy",
                            backend=self._backend(), dtype=self._dtype_name_, seed=self.random_state, fused=self.fused, l2=alpha)
         yd = model.loss.prepare_targets(labels, Xd.shape[0], n_out, model.backend, model.dtype)
+        wd = None if sample_weight is None else training.check_sample_weight(sample_weight, Xd.shape[0], model.backend,
+                                                                              model.dtype)
         self.model_ = model
-        Xt = self._fit_transform(Xd)
+        Xt = self._fit_transform(Xd, wd)
         optimizer = SGD(lr=lr, momentum=self.momentum)
         batch_size = self._batch_size(Xd.shape[0])
         full_batch = batch_size >= Xd.shape[0]  # momentum overshoots the loss: no loss rule on full batches
         self._run_epochs(model, Xt, yd, optimizer, batch_size, True,
-                         (max_iter, grad_tol, max_iter if full_batch else patience), grad_tol=grad_tol)
+                         (max_iter, grad_tol, max_iter if full_batch else patience), grad_tol=grad_tol, wd=wd)
         self._set_linear_attributes()
         return self
 
@@ -637,7 +659,9 @@ class Perceptron(_ClassifierMixin, _Estimator):
         self.fused = fused
 
     @_unchanged_if_it_raises
-    def fit(self, X: Any, y: Any) -> "Perceptron":
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "Perceptron":
+        """Run the rule over ``(X, y)``; ``sample_weight`` ``(N,)`` (or one number) scales each
+        sample's step, as scikit-learn's does."""
         from .ops import Ops
 
         eta0 = _check_float("eta0", self.eta0, strict=True)
@@ -648,6 +672,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
         backend = self._backend()
+        weights = None if sample_weight is None else training.host_sample_weight(sample_weight, Xd.shape[0], backend)
         xp, dtype = backend.xp, backend.dtype(self._dtype_name_)
         ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
@@ -661,7 +686,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         best, stale = np.inf, 0
         for _ in range(max_iter):
             order = rng.permutation(n) if shuffle else np.arange(n)
-            W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0)
+            W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
             self.errors_.append(mistakes)
             self.loss_curve_.append(loss)
             if mistakes == 0:

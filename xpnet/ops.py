@@ -175,7 +175,7 @@ def sgd_update_reference(
 
 
 def perceptron_epoch_reference(
-    X: Any, Y: Any, W: Any, b: Any, order: Any, *, eta0: float, xp: Any
+    X: Any, Y: Any, W: Any, b: Any, order: Any, *, eta0: float, xp: Any, weights: Any = None
 ) -> tuple[Any, Any, int, float]:
     """One epoch of Rosenblatt's rule over the samples in ``order``; returns ``(W, b, mistakes, loss)``.
 
@@ -183,7 +183,9 @@ def perceptron_epoch_reference(
     ``(k,)``, ``order`` a host sequence of sample indices. For each sample, every unit with
     ``y (w.x + b) <= 0`` gets ``w += eta0 y x`` and ``b += eta0 y``. ``mistakes`` counts samples
     with a wrong unit; ``loss`` sums ``max(0, -y (w.x + b))`` before each update (scikit-learn's
-    perceptron loss). Functional (new ``W``, ``b``), so correct on immutable arrays too.
+    perceptron loss). Functional (new ``W``, ``b``), so correct on immutable arrays too. Sample
+    ``weights`` ``(N,)`` (a host sequence) scale each sample's step, as scikit-learn's
+    ``sample_weight`` scales its update; the loss stays unweighted, as scikit-learn's.
     """
     mistakes, loss = 0, 0.0
     for i in order:
@@ -191,7 +193,7 @@ def perceptron_epoch_reference(
         margin = y * (x @ W + b)
         wrong = margin <= 0
         if bool(xp.any(wrong)):
-            step = xp.where(wrong, y, xp.zeros_like(y)) * eta0
+            step = xp.where(wrong, y, xp.zeros_like(y)) * (eta0 if weights is None else eta0 * float(weights[int(i)]))
             W = W + xp.reshape(x, (-1, 1)) * xp.reshape(step, (1, -1))
             b = b + step
             mistakes += 1
@@ -291,7 +293,8 @@ class Ops:
             self.matmul_into = lambda a, b, out: matmul_into_reference(a, b, out, xp)
             self.sum_rows_into = lambda g, out: sum_rows_into_reference(g, out, xp)
         if not hasattr(family, "perceptron_epoch"):  # the CuPy family has none: a per-sample loop is host-bound
-            self.perceptron_epoch = lambda X, Y, W, b, order, *, eta0: perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=xp)
+            self.perceptron_epoch = lambda X, Y, W, b, order, *, eta0, weights=None: perceptron_epoch_reference(
+                X, Y, W, b, order, eta0=eta0, xp=xp, weights=weights)
 
     def __repr__(self) -> str:
         how = self.kernel_family if self.fused else f"reference ({self.reason})"
