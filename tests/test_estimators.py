@@ -181,6 +181,8 @@ def test_score_refuses_labels_it_could_only_count_wrong():
         named.score(X, y)
     assert numeric.score(X, y.astype(object)) == numeric.score(X, y.astype(float)) == numeric.score(X, y)
     assert named.score(X, np.array(["no", "yes"], dtype=object)[y]) == named.score(X, np.array(["no", "yes"])[y])
+    with pytest.raises(ValueError, match="y mixes strings and numbers"):  # NumPy would make "1" of 1
+        named.score(X, np.array(["no", 1], dtype=object)[y])
     with pytest.raises(ValueError, match=r"y must have the shape of predict\(X\), \(40,\), got \(40, 2\)"):
         numeric.score(X, np.c_[y, y])
     regressor = xpnet.LinearRegression().fit(X, X[:, 0])

@@ -105,8 +105,14 @@ def _labels(values: Any) -> str:
 
 def _typed_labels(labels: np.ndarray) -> np.ndarray:
     """Object labels (pandas strings, categoricals) as the array NumPy makes of their values ('<U1' for
-    strings), as scikit-learn's ``classes_`` are, so that ``predict`` returns scikit-learn's dtype."""
-    return np.asarray(labels.tolist()) if labels.dtype == object else labels
+    strings), as scikit-learn's ``classes_`` are, so that ``predict`` returns scikit-learn's dtype.
+    Strings mixed with numbers are refused (NumPy would turn the numbers into strings)."""
+    if labels.dtype != object:
+        return labels
+    strings = sum(isinstance(v, str) for v in labels.ravel().tolist())
+    if 0 < strings < labels.size:
+        raise ValueError("y mixes strings and numbers (a mix of label input types); give labels of one kind")
+    return np.asarray(labels.tolist())
 
 
 def _unchanged_if_it_raises(fit: Any) -> Any:
