@@ -16,6 +16,7 @@ from xpnet.stopping import NoImprovement, scheduled_lr, validation_split
 sklearn = pytest.importorskip("sklearn")
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.neural_network import MLPClassifier as SkMLP  # noqa: E402
+from sklearn.neural_network import MLPRegressor as SkReg  # noqa: E402
 from sklearn.neural_network._stochastic_optimizers import SGDOptimizer  # noqa: E402
 
 
@@ -178,8 +179,23 @@ def test_validation_split_is_stratified_and_sized_like_scikit_learns():
     train, val = validation_split(y, 0.1, np.random.default_rng(0), stratify=True)
     assert val.size == 10 and train.size == 90 and not set(train) & set(val)
     assert np.bincount(y[val]).tolist() == [5, 3, 2]
-    with pytest.raises(ValueError, match="leaves no training or no validation rows"):
+    with pytest.raises(ValueError, match="leaves no training rows"):
         validation_split(np.arange(3), 0.9, np.random.default_rng(0), stratify=False)
+
+
+def test_a_validation_set_of_one_row_is_refused_as_scikit_learn_refuses_it():
+    """10 samples at validation_fraction=0.1 held out one row, whose R^2 is undefined and whose
+    accuracy is 0 or 1: early stopping followed noise. scikit-learn refuses it; so does xpnet now."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(10, 3)), rng.normal(size=10)
+    for Estimator in (SkReg, xpnet.MLPRegressor):
+        with pytest.raises(ValueError, match="validation set (is too small|needs at least 2)"):
+            Estimator(early_stopping=True, validation_fraction=0.1, max_iter=3).fit(X, y)
+    with pytest.raises(ValueError, match="holds out 1 row; the validation set needs at least 2"):
+        Sequential([Dense(3, 1)], loss="mse").fit(X, y, epochs=1, early_stopping=True, tol=1e-4, validation_fraction=0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        assert xpnet.MLPRegressor(early_stopping=True, validation_fraction=0.2, max_iter=3).fit(X, y).n_iter_ == 3
 
 
 def test_a_binary_classifiers_split_is_stratified_like_scikit_learns():
@@ -195,7 +211,7 @@ def test_a_binary_classifiers_split_is_stratified_like_scikit_learns():
     assert validation_split(soft, 0.1, np.random.default_rng(0), stratify=True)[1].size == 10
     X, y = rng.normal(size=(30, 3)), np.arange(30) % 2
     one_of_class_1 = np.r_[1, np.zeros(29, int)]
-    for y_, fraction, message in [(y, 0.02, r"leaves 1 validation row\(s\), fewer than the 2 classes"),
+    for y_, fraction, message in [(y, 0.02, r"holds out 1 row; the validation set needs at least 2"),
                                   (y, 0.95, r"leaves 1 training row\(s\), fewer than the 2 classes"),
                                   (one_of_class_1, 0.1, "one of the two classes in y has only 1 sample")]:
         with pytest.raises(ValueError):  # scikit-learn refuses each of them too
@@ -484,7 +500,6 @@ def test_lbfgs_on_sparse_x_sums_chunks_to_the_dense_objective(weighted, monkeypa
 def test_lbfgs_with_sample_weight_matches_scikit_learn(kind):
     """Weighted loss and gradient: from the same weights, scipy's L-BFGS-B reaches scikit-learn's
     weighted loss to 1e-6 (binary, softmax and squared losses, with the L2 term over the weight sum)."""
-    from sklearn.neural_network import MLPRegressor as SkReg
 
     X, y = _blobs(n=120, k=2 if kind == "binary" else 3)
     sw = np.random.default_rng(5).uniform(0.1, 3.0, size=X.shape[0])

@@ -106,8 +106,11 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, s
     multilabel ones."""
     n = y.shape[0]
     n_val = math.ceil(fraction * n)
-    if n_val < 1 or n - n_val < 1:
-        raise ValueError(f"validation_fraction={fraction} of {n} samples leaves no training or no validation rows")
+    if n - n_val < 1:
+        raise ValueError(f"validation_fraction={fraction} of {n} samples leaves no training rows")
+    if n_val < 2:  # one row's score is noise to stop on (R^2 is not even defined): scikit-learn refuses it too
+        raise ValueError(f"validation_fraction={fraction} of {n} samples holds out {n_val} row; the validation set "
+                         "needs at least 2: increase validation_fraction or the size of the data")
     if stratify and y.ndim == 2:
         y = y[:, 0] if y.shape[1] == 1 and np.isin(y, (0, 1)).all() else None
     if not stratify or y is None:
