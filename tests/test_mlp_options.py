@@ -561,3 +561,18 @@ def test_one_number_weights_every_sample_alike(sparse):
     assert scalar.score(X, y, sample_weight=3) == scalar.score(X, y)
     with pytest.raises(ValueError, match="not all zero"):
         xpnet.MLPClassifier(max_iter=2).fit(X, y, sample_weight=0)
+
+
+def test_a_batch_size_above_the_training_rows_warns_as_scikit_learns_does():
+    """scikit-learn warns that a batch_size above the training rows (after early stopping's hold-out)
+    is clipped; xpnet clipped it silently. Both warn at the same sizes now, at the caller's line."""
+    X, y = _blobs(n=50)
+    for batch_size, early, warns in [(50, False, False), (51, False, True), (46, True, True), (45, True, False)]:
+        for Estimator in (SkMLP, xpnet.MLPClassifier):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                Estimator(max_iter=2, batch_size=batch_size, early_stopping=early).fit(X, y)
+            clipped = [w for w in caught if "It is going to be clipped" in str(w.message)]
+            assert len(clipped) == warns, (Estimator, batch_size, early)
+            if Estimator is not SkMLP and warns:
+                assert clipped[0].filename == __file__

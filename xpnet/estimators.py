@@ -971,6 +971,11 @@ class _MLPBase(_Estimator):
                 sw = training.host_sample_weight(sample_weight, Xd.shape[0], model.backend)
                 validation, sample_weight = (*validation, sw[val_rows]), sw[train_rows]
             Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
+        n_train = Xd.shape[0] - (math.ceil(float(self.validation_fraction) * Xd.shape[0]) if early and validation is None
+                                 else 0)
+        if isinstance(self.batch_size, numbers.Integral) and self.batch_size > n_train:  # scikit-learn's warning
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
+                          UserWarning, stacklevel=5)  # at the caller of fit
         history = model.fit(
             Xd, yd, epochs=1 if incremental else int(self.max_iter), batch_size=self._batch_size(Xd.shape[0]),
             optimizer=optimizer, shuffle=self.shuffle, callbacks=callbacks, tol=float(self.tol),
