@@ -109,9 +109,11 @@ def test_schedule_is_applied_only_to_sgd_as_in_scikit_learn():
 
 # -- the regressor's loss --------------------------------------------------------------------
 def test_multi_output_regressor_loss_is_scikit_learns_squared_error():
-    """For k outputs scikit-learn's loss is the mean over rows and outputs (/2); MLPRegressor used
-    MSE, summed over outputs, so loss_ was k times scikit-learn's (and tol and alpha weighed
-    differently). One output keeps MSE, the same loss, and its compiled step."""
+    """For k outputs scikit-learn's loss_ is the mean over rows and outputs (/2), while its gradient
+    is that of the sum over outputs (deltas = output - y, divided by N only). MLPRegressor used MSE,
+    so loss_ was k times scikit-learn's; then a loss averaged over outputs in its gradient too, so
+    sgd stepped k times shorter and lbfgs found another optimum. One output keeps MSE (the same
+    loss) and its compiled step."""
     from sklearn.neural_network._base import squared_loss
 
     rng = np.random.default_rng(0)
@@ -121,7 +123,7 @@ def test_multi_output_regressor_loss_is_scikit_learns_squared_error():
     out = rng.normal(size=Y.shape)
     value, grad = loss.value_and_grad(out, Y, Sequential([Dense(4, 3)], loss="mse").ops)
     assert float(value) == pytest.approx(squared_loss(Y, out), rel=1e-12)
-    np.testing.assert_allclose(grad, (out - Y) / Y.size, rtol=1e-12)
+    np.testing.assert_allclose(grad, (out - Y) / Y.shape[0], rtol=1e-12)  # not / Y.size: scikit-learn's deltas
     alpha = 1e-3
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -131,6 +133,29 @@ def test_multi_output_regressor_loss_is_scikit_learns_squared_error():
     # loss_ is the last epoch's mean over its batches: close to, not equal to, the final weights' loss
     penalty = 0.5 * alpha * sum(float((w ** 2).sum()) for w in several.coefs_) / X.shape[0]
     assert several.loss_ == pytest.approx(squared_loss(Y, several.predict(X)) + penalty, rel=0.02)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_multi_output_regressor_trains_as_scikit_learns_from_the_same_weights(solver):
+    """From scikit-learn's weights, 30 more epochs (sgd with momentum, no shuffling) or lbfgs
+    iterations with alpha > 0 on three outputs reach scikit-learn's weights and loss_."""
+    from sklearn.neural_network import MLPRegressor as SkRegressor
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(100, 5))
+    Y = np.c_[X[:, 0], X[:, 1] ** 2, -X[:, 2]]
+    kw = dict(hidden_layer_sizes=(7,), activation="tanh", solver=solver, alpha=0.5, batch_size=25, shuffle=False,
+              learning_rate_init=0.05, momentum=0.9, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk = SkRegressor(max_iter=1, **kw).fit(X, Y)
+        ours = xpnet.MLPRegressor(max_iter=1, dtype="float64", **kw).fit(X, Y)
+        ours.model_.set_parameters([w for pair in zip(sk.coefs_, sk.intercepts_) for w in pair])
+        for est in (sk, ours):
+            est.set_params(warm_start=True, max_iter=30).fit(X, Y)  # a warm fit starts a new optimizer in both
+    for a, b in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-11)
+    assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-10) and ours.n_iter_ == sk.n_iter_
 
 
 # -- initial weights -------------------------------------------------------------------------

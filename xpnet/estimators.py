@@ -1132,9 +1132,10 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
 
 
 def _regression_loss(n_outputs: int) -> str:
-    """MLPRegressor's loss: scikit-learn's squared error, averaged over outputs too. For one output
-    that is "mse", which keeps the compiled whole step; several outputs need "squared_error" (with
-    "mse", loss_ was k times scikit-learn's for k outputs, and tol and alpha weighed differently)."""
+    """MLPRegressor's loss: scikit-learn's squared error, its value averaged over outputs too, its
+    gradient MSE's (scikit-learn's convention). For one output that is "mse", which keeps the
+    compiled whole step; several outputs need "squared_error" (with "mse", loss_ was k times
+    scikit-learn's for k outputs, so tol read it differently)."""
     return "mse" if n_outputs == 1 else "squared_error"
 
 

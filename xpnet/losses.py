@@ -122,18 +122,20 @@ class MSE(Loss):
 
 
 class SquaredError(MSE):
-    """scikit-learn's MLPRegressor loss, ``1/(2 N k) sum (output - y)^2`` over ``k`` outputs: the
-    mean over outputs too, so :class:`MSE` divided by ``k`` (the same loss for one output).
-    MLPRegressor trains several outputs with it, so that ``loss_``, ``tol`` and the weight of
-    ``alpha`` mean what they mean in scikit-learn. It has no compiled whole step; the eager
-    step runs it."""
+    """scikit-learn's MLPRegressor loss over ``k`` outputs, its convention included: the value is
+    ``1/(2 N k) sum (output - y)^2``, averaged over outputs too (scikit-learn's ``loss_``), while
+    the gradient is :class:`MSE`'s, ``(output - y) / N``, summed over outputs (scikit-learn's
+    ``_backprop`` steps with ``deltas = output - y`` divided by ``N`` only). For one output the two
+    agree. For several, the value is not the function the gradient descends: scikit-learn's own
+    mismatch, kept so that ``loss_`` and ``tol`` read as there and the learning rate, ``alpha``
+    and lbfgs's optimum act as there. Use ``"mse"`` for a loss whose gradient is its own. It has
+    no compiled whole step; the eager step runs it."""
 
     name = "squared_error"
 
     def value_and_grad(self, output, target, ops, weights=None):
         loss, grad = super().value_and_grad(output, target, ops, weights)
-        inv_k = 1.0 / output.shape[1]
-        return loss * inv_k, grad * inv_k
+        return loss * (1.0 / output.shape[1]), grad
 
 
 class BinaryCrossEntropy(Loss):

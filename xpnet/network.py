@@ -60,8 +60,9 @@ class Sequential:
         layer's output is what the loss sees (logits for classification).
     loss : Loss or str
         ``"softmax_cross_entropy"`` (default), ``"binary_cross_entropy"``, ``"mse"`` (``1/(2N)``
-        times the sum over rows and outputs) or ``"squared_error"`` (scikit-learn's: also averaged
-        over outputs).
+        times the sum over rows and outputs) or ``"squared_error"`` (scikit-learn's MLPRegressor
+        convention: the value also averaged over outputs, the gradient still MSE's; see
+        :class:`xpnet.losses.SquaredError`).
     backend : str, module or Backend
         See :func:`xpnet.get_backend`.
     dtype : {"float32", "float64"}
