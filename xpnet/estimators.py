@@ -430,12 +430,7 @@ class _RegressorMixin(_SkRegressor):
         if truth.dtype.kind not in "biuf":
             raise TypeError(f"y must be numeric, got dtype {truth.dtype}")  # as fit says
         pred, truth = pred.reshape(pred.shape[0], -1), truth.astype(float).reshape(pred.shape[0], -1)
-        w = np.ones(pred.shape[0]) if weights is None else weights
-        ss_res = (w[:, None] * (truth - pred) ** 2).sum(axis=0)
-        ss_tot = (w[:, None] * (truth - np.average(truth, axis=0, weights=w)) ** 2).sum(axis=0)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            r2 = np.where(ss_tot > 0, 1 - ss_res / ss_tot, np.where(ss_res == 0, 1.0, 0.0))
-        return float(np.mean(r2))
+        return training.r2_score(truth, pred, np.ones(pred.shape[0]) if weights is None else weights, np)
 
 
 class _Standardized:
@@ -971,8 +966,8 @@ class _MLPBase(_Estimator):
                 sw = training.host_sample_weight(sample_weight, Xd.shape[0], model.backend)
                 validation, sample_weight = (*validation, sw[val_rows]), sw[train_rows]
             Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
-        n_train = Xd.shape[0] - (math.ceil(float(self.validation_fraction) * Xd.shape[0]) if early and validation is None
-                                 else 0)
+        n_train = Xd.shape[0] - (stopping.held_out_count(Xd.shape[0], float(self.validation_fraction))
+                                 if early and validation is None else 0)
         if isinstance(self.batch_size, numbers.Integral) and self.batch_size > n_train:  # scikit-learn's warning
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
                           UserWarning, stacklevel=5)  # at the caller of fit

@@ -17,7 +17,8 @@ import numpy as np
 
 from ._validation import check_flag
 
-__all__ = ["LR_SCHEDULES", "NoImprovement", "FitState", "scheduled_lr", "check_stopping_options", "validation_split"]
+__all__ = ["LR_SCHEDULES", "NoImprovement", "FitState", "scheduled_lr", "check_stopping_options", "held_out_count",
+           "validation_split"]
 
 LR_SCHEDULES = ("constant", "invscaling", "adaptive")
 
@@ -98,6 +99,11 @@ def check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fra
         raise ValueError(f"power_t must be a finite number >= 0, got {power_t!r}")
 
 
+def held_out_count(n: int, fraction: float) -> int:
+    """How many of ``n`` rows early stopping holds out: ``ceil(fraction * n)``, scikit-learn's count."""
+    return math.ceil(fraction * n)
+
+
 def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, validation_rows)``: ``ceil(fraction * n)`` rows held out (scikit-learn's
     count), drawn per class in proportion to its size when ``stratify`` (classifiers) and ``y``
@@ -105,7 +111,7 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, s
     cross-entropy). Multilabel or soft targets are split at random, as scikit-learn splits
     multilabel ones."""
     n = y.shape[0]
-    n_val = math.ceil(fraction * n)
+    n_val = held_out_count(n, fraction)
     if n - n_val < 1:
         raise ValueError(f"validation_fraction={fraction} of {n} samples leaves no training rows")
     if n_val < 2:  # one row's score is noise to stop on (R^2 is not even defined): scikit-learn refuses it too
@@ -119,7 +125,7 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, s
     classes, labels = np.unique(y, return_inverse=True)
     counts = np.bincount(labels)
     if classes.size == 2:  # scikit-learn stratifies two classes (its MLP's one output unit) and refuses these
-        check_two_class_split(classes, counts, n_val, n - n_val, fraction)
+        check_two_class_split(counts, n - n_val, fraction)
     share = counts * n_val / n
     take = np.floor(share).astype(int)
     for i in np.argsort(-(share - take), kind="stable")[: n_val - take.sum()]:  # largest remainders
@@ -130,14 +136,13 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, s
     return np.flatnonzero(~mask), np.flatnonzero(mask)
 
 
-def check_two_class_split(classes: np.ndarray, counts: np.ndarray, n_val: int, n_train: int, fraction: float) -> None:
+def check_two_class_split(counts: np.ndarray, n_train: int, fraction: float) -> None:
     """Refuse the two-class stratified splits that scikit-learn's ``train_test_split`` refuses: a
-    class with one sample, or a part with fewer rows than classes (whose score, over one row,
-    would make early stopping follow noise)."""
+    class with one sample, or fewer training rows than classes. (Fewer held-out rows than classes
+    is refused before, by :func:`validation_split`: it needs 2 of them.)"""
     if counts.min() < 2:
         raise ValueError(f"early stopping holds out rows of each class, but one of the two classes in y has only "
                          f"{counts.min()} sample; each class needs at least 2")
-    for part, rows in (("validation", n_val), ("training", n_train)):
-        if rows < classes.size:
-            raise ValueError(f"validation_fraction={fraction} of {n_train + n_val} samples leaves {rows} {part} row(s), "
-                             f"fewer than the {classes.size} classes; the stratified split needs one row per class")
+    if n_train < counts.size:
+        raise ValueError(f"validation_fraction={fraction} of {counts.sum()} samples leaves {n_train} training row(s), "
+                         f"fewer than the {counts.size} classes; the stratified split needs one row per class")

@@ -261,14 +261,20 @@ def validation_score(model: Any, Xv: Any, yv: Any, wv: Any = None) -> float:
     if model.loss.is_classifier:
         right = xp.astype(model.loss.correct_rows(pred, yv, xp), pred.dtype)
         return float(xp.sum(w * right) / xp.sum(w))
-    truth = xp.reshape(yv, pred.shape)
+    return r2_score(xp.reshape(yv, pred.shape), pred, w, xp, model.backend.to_numpy)
+
+
+def r2_score(truth: Any, pred: Any, w: Any, xp: Any, to_numpy: Any = np.asarray) -> float:
+    """R^2 of ``pred`` against ``truth`` (both ``(N, k)``, namespace ``xp``), weighted by ``w``
+    ``(N,)`` and averaged uniformly over outputs, as scikit-learn's ``r2_score``: a constant target
+    column scores 1.0 when predicted exactly, else 0.0. ``to_numpy`` brings ``xp``'s arrays to the host."""
     wc = xp.reshape(w, (-1, 1))
     mean = xp.sum(wc * truth, axis=0) / xp.sum(w)
     ss_res = xp.sum(wc * (truth - pred) ** 2, axis=0)
     ss_tot = xp.sum(wc * (truth - mean) ** 2, axis=0)
-    r2 = model.backend.to_numpy(1.0 - ss_res / xp.where(ss_tot > 0, ss_tot, xp.ones_like(ss_tot)))
-    exact = model.backend.to_numpy(ss_res) == 0  # a constant target: 1.0 when predicted exactly, as r2_score
-    return float(np.mean(np.where(model.backend.to_numpy(ss_tot) > 0, r2, np.where(exact, 1.0, 0.0))))
+    r2 = to_numpy(1.0 - ss_res / xp.where(ss_tot > 0, ss_tot, xp.ones_like(ss_tot)))
+    exact = to_numpy(ss_res) == 0
+    return float(np.mean(np.where(to_numpy(ss_tot) > 0, r2, np.where(exact, 1.0, 0.0))))
 
 
 def check_sample_weight(sample_weight: Any, n: int, backend: Any, dtype: Any) -> Any:
@@ -340,8 +346,8 @@ def full_batch_value_and_grad(model: Any, X: Any, y: Any, weights: Any = None) -
     (weighted mean loss plus the L2 term) that scikit-learn's lbfgs minimises. ``y`` (and
     ``weights`` ``(N,)``) are checked and on the device. In-memory ``X`` is one forward and
     backward pass; streamed ``X`` (a :class:`DataSource`, such as sparse rows) runs one pass per
-    chunk, each chunk's mean weighted by its share of the rows (or of the weight sum), and the
-    L2 term added once at the end, so both give the same objective."""
+    chunk, each chunk's mean weighted by its share of the rows (or of the weight sum), with the
+    L2 term counted once in all, so both give the same objective."""
     backend = model.backend
 
     def host(arrays):
@@ -351,12 +357,15 @@ def full_batch_value_and_grad(model: Any, X: Any, y: Any, weights: Any = None) -
         loss, _ = model._loss_and_backward(X, y, weights)
         return float(loss), host(model._grads())
     host_w = None if weights is None else backend.to_numpy(weights).astype(np.float64)
-    total = float(X.shape[0] if host_w is None else host_w.sum())
+    sizes = [hi - lo if host_w is None else float(host_w[lo:hi].sum()) for lo, hi in X.bounds]  # rows, or weight
+    total = sum(sizes)
+    shares = [size / total for size in sizes]
+    # Each chunk's pass adds the L2 term over its own size; times its share, that is the whole
+    # objective's L2 term, once per chunk: so each chunk that counts runs with l2 / their number.
     loss, grads, l2 = 0.0, None, model.l2
-    model.l2 = 0.0  # per chunk, the L2 term would be counted once per chunk
+    model.l2 = l2 / sum(share > 0.0 for share in shares)
     try:
-        for (lo, hi), xd, yd in checked_chunks(model, X, y, list(range(len(X.bounds)))):
-            share = (hi - lo if host_w is None else float(host_w[lo:hi].sum())) / total
+        for share, ((lo, hi), xd, yd) in zip(shares, checked_chunks(model, X, y, list(range(len(shares))))):
             if share == 0.0:  # every weight in the chunk is zero: it adds nothing
                 continue
             chunk_loss, _ = model._loss_and_backward(xd, yd, None if weights is None else weights[lo:hi])
@@ -365,13 +374,6 @@ def full_batch_value_and_grad(model: Any, X: Any, y: Any, weights: Any = None) -
             grads = [share * g for g in chunk_grads] if grads is None else [a + share * g for a, g in zip(grads, chunk_grads)]
     finally:
         model.l2 = l2
-    if l2:
-        weight_ids = {id(layer.W) for layer in model.layers if isinstance(layer, Dense)}
-        for i, p in enumerate(model.parameters()):
-            if id(p) in weight_ids:
-                w = backend.to_numpy(p).astype(np.float64)
-                loss += 0.5 * l2 / total * float(np.sum(w * w))
-                grads[i] = grads[i] + (l2 / total) * w
     return loss, grads
 
 
