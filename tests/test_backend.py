@@ -45,6 +45,19 @@ def test_strict_backend_roundtrip():
     assert np.array_equal(be.to_numpy(a), np.arange(6.0).reshape(2, 3))
 
 
+def test_owns_says_no_to_what_is_no_array():
+    """array_api_strict's owns(2.0) raised AttributeError (no namespace for a Python number), so
+    sample_weight=2.0 crashed a fit on that backend."""
+    for name in ("numpy", "array_api_strict"):
+        be = get_backend(name)
+        assert be.owns(be.asarray([1.0, 2.0])) and not any(be.owns(x) for x in (2.0, 3, [1.0, 2.0], None))
+    reg = xpnet.MLPRegressor(max_iter=2, backend="array_api_strict", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reg.fit(np.arange(20.0).reshape(10, 2), np.arange(10.0), sample_weight=2.0)
+    assert type(reg.predict(np.ones((2, 2)))).__module__.startswith("array_api_strict")
+
+
 def test_namespace_and_backend_specs():
     import array_api_strict
 

@@ -173,9 +173,10 @@ class Backend:
             return isinstance(x, np.ndarray)
         if self.is_cupy:
             return compat.is_cupy_array(x)
+        namespace = _namespace_of(x)  # None for what is no array: a Python number, a list
         if self.name == "array_api_strict":
-            return compat.is_array_api_strict_namespace(_namespace_of(x))
-        return _namespace_of(x) is self.xp
+            return namespace is not None and compat.is_array_api_strict_namespace(namespace)
+        return namespace is self.xp
 
     def asarray(self, obj: Any, dtype: Any = None, *, name: str = "array") -> Any:
         """``obj`` as an array of this backend on its device.
