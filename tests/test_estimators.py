@@ -417,7 +417,7 @@ def test_small_fits_skip_loading_the_numba_kernels(monkeypatch):
     import sys
 
     from xpnet.backend import get_backend
-    from xpnet.estimators import FUSED_AUTO_MIN_WORK, _fused_for_fit
+    from xpnet.estimators.mlp import FUSED_AUTO_MIN_WORK, _fused_for_fit
 
     numpy_backend = get_backend("numpy")
     monkeypatch.delitem(sys.modules, "xpnet.kernels.numba_cpu", raising=False)

@@ -1,0 +1,412 @@
+"""What every xpnet estimator shares: scikit-learn's base classes (or a stand-in without
+scikit-learn), input checks through its ``validate_data``, pickling by backend name, ONNX export,
+and the classifier and regressor halves (labels, ``predict``, ``score``)."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import numbers
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_features, check_positive_int, check_same_length, check_seed, float_dtype_name
+from ..backend import get_backend, host_state
+from .. import stopping, training
+from ..network import Sequential
+from ..optim import _check_number
+from ..sources import DataSource, _is_sparse
+
+try:  # scikit-learn gives clone(), tags and the HTML repr; it is optional.
+    from sklearn.base import BaseEstimator as _SkBase
+    from sklearn.base import ClassifierMixin as _SkClassifier
+    from sklearn.base import RegressorMixin as _SkRegressor
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+
+    class _SkBase:  # type: ignore[no-redef]
+        @classmethod
+        def _get_param_names(cls) -> list[str]:
+            sig = inspect.signature(cls.__init__)
+            return sorted(p.name for p in sig.parameters.values() if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+        def get_params(self, deep: bool = True) -> dict:
+            return {name: getattr(self, name) for name in self._get_param_names()}
+
+        def set_params(self, **params: Any) -> Any:
+            valid = self._get_param_names()
+            for key, value in params.items():
+                if key not in valid:
+                    raise ValueError(f"invalid parameter {key!r} for {type(self).__name__}; valid: {valid}")
+                setattr(self, key, value)
+            return self
+
+        def __repr__(self) -> str:
+            args = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
+            return f"{type(self).__name__}({args})"
+
+    class _SkClassifier:  # type: ignore[no-redef]
+        _estimator_type = "classifier"
+
+    class _SkRegressor:  # type: ignore[no-redef]
+        _estimator_type = "regressor"
+
+
+try:
+    from sklearn.exceptions import ConvergenceWarning
+except ImportError:  # pragma: no cover - exercised only without scikit-learn
+
+    class ConvergenceWarning(UserWarning):  # type: ignore[no-redef]
+        """Training stopped at ``max_iter`` before the stopping rule was met."""
+
+
+def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite number, got {value!r}")
+    if value < minimum or (strict and value == minimum):
+        raise ValueError(f"{name} must be {'>' if strict else '>='} {minimum}, got {value}")
+    return float(value)
+
+
+def _check_below_one(name: str, value: Any) -> float:
+    """``value`` in [0, 1) (Adam's betas, ``validation_fraction``), checked as the optimizers
+    check theirs, under the estimator's own parameter name."""
+    return _check_number(name, value, low=0.0, high=1.0, low_open=False)
+
+
+def _labels(values: Any) -> str:
+    """Class labels for a message, as Python values: ``[0, 1, 2]``, ``['a', 'b']``."""
+    return repr(np.asarray(values).tolist())
+
+
+def _typed_labels(labels: np.ndarray) -> np.ndarray:
+    """Object labels (pandas strings, categoricals) as the array NumPy makes of their values ('<U1' for
+    strings), as scikit-learn's ``classes_`` are, so that ``predict`` returns scikit-learn's dtype.
+    Strings mixed with numbers are refused (NumPy would turn the numbers into strings)."""
+    if labels.dtype != object:
+        return labels
+    strings = sum(isinstance(v, str) for v in labels.ravel().tolist())
+    if 0 < strings < labels.size:
+        raise ValueError("y mixes strings and numbers (a mix of label input types); give labels of one kind")
+    return np.asarray(labels.tolist())
+
+
+def _unchanged_if_it_raises(fit: Any) -> Any:
+    """``fit``/``partial_fit``, leaving the estimator's attributes as they were when it raises.
+
+    Checks run as a fit goes (features, then labels, then the warm-start network), and each sets
+    what it checked: without this, a refit with one class in y raised with the new ``classes_``
+    beside the old network, so ``predict`` failed, or named other classes than it trained on.
+    A fit that raises after training began (Ctrl-C, a non-finite loss) also leaves the attributes
+    of the last complete fit; a warm start's network, trained in place, keeps its updates."""
+
+    @functools.wraps(fit)
+    def checked_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        before = dict(self.__dict__)
+        try:
+            return fit(self, *args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
+
+    return checked_fit
+
+
+class _Estimator(_SkBase):
+    """Helpers shared by every xpnet estimator (not public)."""
+
+    def __getstate__(self) -> dict:
+        """Fitted arrays are pickled as host NumPy (restored onto the backend on load), the
+        backend by name: estimators pickle, deep-copy and ``joblib.dump`` on every backend."""
+        state = super().__getstate__() if hasattr(_SkBase, "__getstate__") else self.__dict__.copy()
+        return host_state(state)
+
+    def _backend(self):
+        """The backend of the current fit (see ``_fit_inputs``), else the one ``backend`` names."""
+        return getattr(self, "_fit_backend_", None) or get_backend(self.backend)
+
+    def _backend_for(self, X: Any) -> Any:
+        """``backend="auto"`` follows the input: an array of another Array-API library (torch,
+        CuPy, JAX, as scikit-learn passes them with ``array_api_dispatch=True``) trains on that
+        library and device, so the data stays where it is; NumPy input gets the usual "auto"."""
+        if isinstance(self.backend, str) and self.backend == "auto" and not isinstance(X, np.ndarray):
+            import array_api_compat as compat
+
+            if compat.is_array_api_obj(X):
+                if compat.is_torch_array(X):
+                    return get_backend(X.device)
+                return get_backend(compat.array_namespace(X))
+        return get_backend(self.backend)
+
+    _multi_output = False  # regressors fit a 2-D y as several outputs
+    _accepts_sparse = False  # the MLPs stream scipy.sparse X, densifying a chunk at a time
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags: array API support (the math is Array-API code; see the README's
+        "From scikit-learn"), and which targets each estimator takes."""
+        tags = super().__sklearn_tags__()
+        tags.array_api_support = True
+        tags.target_tags.multi_output = self._multi_output
+        tags.input_tags.sparse = self._accepts_sparse
+        return tags
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise _not_fitted_error(self)
+
+    def _scored(self, X: Any, y: Any, sample_weight: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``score``'s host arrays: ``predict(X)``, ``y`` and the checked ``sample_weight`` (or None)."""
+        pred = self.predict(X)  # raises first where the estimator is not fitted
+        backend = self.model_.backend
+        pred = backend.to_numpy(pred)
+        truth = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
+        if truth.shape[0] != pred.shape[0]:
+            raise ValueError(f"X has {pred.shape[0]} samples but y has {truth.shape[0]}: lengths must match")
+        if truth.size != pred.size:
+            raise ValueError(f"y must have the shape of predict(X), {pred.shape}, got {truth.shape}")
+        if sample_weight is None:
+            return pred, truth, None
+        return pred, truth, training.host_sample_weight(sample_weight, pred.shape[0], backend)
+
+    def to_onnx(self, path: Any = None) -> Any:
+        """The fitted estimator as an ONNX model (``onnx.ModelProto``), written to ``path`` if given.
+
+        Traced through xpnet's own forward pass on ndonnx arrays (see :mod:`xpnet.export`):
+        input ``X`` ``(N, n_features)``; classifiers output ``label`` (the original class labels)
+        and, where the estimator has ``predict_proba``, ``probabilities``; regressors ``output``.
+        Needs ``pip install "xpnet[onnx]"``.
+        """
+        from .. import export
+        from .linear import _LinearScorer
+
+        self._check_fitted()
+        backend = export.onnx_backend()
+        twin = copy.copy(self)  # the same estimator with its fitted arrays as ndonnx constants
+        if isinstance(self.model_, Sequential):
+            twin.model_ = export.traced_copy(self.model_, backend)
+            dtype_name = self.model_.dtype_name
+        else:
+            host = self.model_.backend.to_numpy
+            twin.model_ = _LinearScorer(backend, backend.asarray(host(self.model_.W)), backend.asarray(host(self.model_.b)))
+            dtype_name = self._dtype_name_
+        for name in ("mean_", "scale_"):
+            if getattr(self, name, None) is not None:
+                setattr(twin, name, backend.asarray(self.model_.backend.to_numpy(getattr(self, name))))
+        proto = export.build_onnx(self.n_features_in_, dtype_name, lambda x: twin._onnx_outputs(twin._transform(x)))
+        if path is not None:
+            export.save_onnx(proto, path)
+        return proto
+
+    def _sklearn_validated(self, X: Any, y: Any, reset: bool, fitting: bool) -> tuple[Any, Any]:
+        """Host data (NumPy, lists, pandas, sparse, ...) through scikit-learn's own ``validate_data``:
+        its messages for empty data, 1-D X, a wrong number of features, complex or sparse input,
+        a missing y, and its conversions (float32 kept, other numbers to float64, y's length).
+        Arrays already on the model's device (CuPy, torch, JAX) skip it and stay there."""
+        try:
+            from sklearn.utils.validation import validate_data
+        except ImportError:  # without scikit-learn: xpnet's own checks only
+            return X, y
+        backend = self._backend() if reset else self.model_.backend
+        if backend.owns(X) and not backend.is_numpy:
+            return X, y
+        kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,  # NaN/inf: xpnet's message
+                  accept_sparse=["csr", "csc"] if self._accepts_sparse else False)
+        if not fitting:
+            return validate_data(self, X, **kw), y
+        if y is not None and backend.owns(y) and not backend.is_numpy:
+            return validate_data(self, X, **kw), y
+        return validate_data(self, X, y, multi_output=True, y_numeric=isinstance(self, _RegressorMixin), **kw)
+
+    def _fit_inputs(self, X: Any, y: Any, reset: bool = True) -> tuple[Any, Any]:
+        """``(X on the device, y)`` for ``fit`` (``reset``) or a later ``partial_fit``, checked."""
+        check_seed("random_state", self.random_state)
+        if reset:
+            self._fit_backend_ = self._backend_for(X)
+        X, y = self._sklearn_validated(X, y, reset=reset, fitting=True)
+        Xd = self._features(X, reset=reset, validated=True)
+        check_same_length(Xd, y)
+        return Xd, y
+
+    def _features(self, X: Any, reset: bool, validated: bool = False) -> Any:
+        if not validated:
+            X, _ = self._sklearn_validated(X, None, reset=reset, fitting=False)
+        backend = self.model_.backend if not reset else self._backend()
+        if reset:  # dtype=None follows X (float32 stays float32; anything else is float64), as scikit-learn does
+            chosen = getattr(self, "dtype", "float32")
+            name = (float_dtype_name(chosen) if chosen is not None
+                    else "float32" if "float32" in str(getattr(X, "dtype", "")) else "float64")
+        else:
+            name = self._dtype_name_
+        if self._accepts_sparse and _is_sparse(X):  # streamed: densified a chunk at a time (xpnet.sources)
+            Xd = DataSource(X, name="X")
+            if not reset and Xd.shape[1] != self.n_features_in_:
+                raise ValueError(f"X has {Xd.shape[1]} features, but {type(self).__name__} is expecting "
+                                 f"{self.n_features_in_} features as input.")
+        else:
+            Xd = check_features(X, backend, backend.dtype(name), None if reset else self.n_features_in_)
+        if reset:
+            self.n_features_in_ = int(Xd.shape[1])
+            self._dtype_name_ = name
+        return Xd
+
+    def _stopping_rule(self) -> tuple[int, float, int]:
+        """``(max_iter, tol, n_iter_no_change)``, checked; called first thing in ``fit``."""
+        return (
+            check_positive_int("max_iter", self.max_iter),
+            _check_float("tol", self.tol),
+            check_positive_int("n_iter_no_change", self.n_iter_no_change),
+        )
+
+    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, rule,
+                    grad_tol: float | None = None, wd: Any = None) -> None:
+        """Train until ``max_iter`` epochs, or until the loss has not improved on the best by
+        ``tol`` for more than ``n_iter_no_change`` epochs in a row (scikit-learn's MLP rule:
+        the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol``, until the largest
+        absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
+        lbfgs ``tol``). ``wd`` are sample weights ``(N,)`` on the device: each batch's loss is
+        their weighted mean."""
+        max_iter, tol, patience = rule
+        watch = stopping.NoImprovement(tol, patience)
+        self.loss_curve_ = []
+        for _ in range(max_iter):
+            batches = training.memory_batches(model, Xd, yd, batch_size, shuffle, wd=wd)
+            logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
+            model.epochs_trained += 1
+            self.loss_curve_.append(logs["loss"])
+            watch.update(logs["loss"])
+            if watch.stop:
+                break
+            if grad_tol is not None and batch_size >= Xd.shape[0]:
+                xp = model.backend.xp
+                if max(float(xp.max(xp.abs(g))) for g in model._grads()) <= grad_tol:
+                    break
+        self.n_iter_ = len(self.loss_curve_)
+        self.best_loss_ = float(watch.best)
+
+    def _batch_size(self, n: int) -> int:
+        bs = self.batch_size
+        if bs is None:
+            return n
+        if bs == "auto":
+            return min(200, n)
+        return min(check_positive_int("batch_size", bs), n)
+
+
+def _not_fitted_error(est: Any) -> Exception:
+    try:
+        from sklearn.exceptions import NotFittedError
+    except ImportError:  # pragma: no cover
+        NotFittedError = AttributeError  # noqa: N806
+    return NotFittedError(f"this {type(est).__name__} is not fitted yet; call fit first")
+
+
+def _sklearn_label_checks(y: np.ndarray) -> np.ndarray:
+    """Checks on classification targets: finite; and, where scikit-learn is installed, its own:
+    a continuous or otherwise unsupported target is refused ("Unknown label type"), and a
+    column vector ``(n, 1)`` becomes ``(n,)`` with its DataConversionWarning."""
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y contains NaN or infinity")
+    try:
+        from sklearn.utils.multiclass import check_classification_targets
+        from sklearn.utils.validation import column_or_1d
+    except ImportError:
+        return y
+    check_classification_targets(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = column_or_1d(y, warn=True)
+    return y
+
+
+class _ClassifierMixin(_SkClassifier):
+    """Label encoding, ``predict``, ``predict_proba`` and accuracy ``score`` for classifiers."""
+
+    def _encode_labels(self, y: Any, n_samples: int) -> np.ndarray:
+        backend = self._backend()
+        y_host = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
+        y_host = _sklearn_label_checks(y_host)
+        if y_host.ndim != 1:
+            if y_host.ndim == 2 and y_host.shape[1] == 1:
+                y_host = y_host[:, 0]
+            else:
+                raise ValueError(f"y must be 1-D class labels of shape ({n_samples},), got shape {y_host.shape}")
+        if y_host.dtype.kind not in "biufUSO":
+            raise TypeError(f"y must hold class labels (numbers or strings), got dtype {y_host.dtype}")
+        self.classes_, encoded = np.unique(_typed_labels(y_host), return_inverse=True)
+        if self.classes_.size < 2:
+            raise ValueError(f"y has only one class ({_labels(self.classes_)[1:-1]}); a classifier needs at least "
+                             "2 classes")
+        return encoded.astype(np.int64)
+
+    def _decode(self, indices: Any) -> Any:
+        backend = self.model_.backend
+        if backend.is_numpy or self.classes_.dtype.kind not in "biuf":
+            return self.classes_[backend.to_numpy(indices)]
+        return backend.xp.take(backend.asarray(self.classes_), indices, axis=0)
+
+    def predict(self, X: Any) -> Any:
+        """Predicted class labels, shape ``(N,)``."""
+        self._check_fitted()
+        return self._decode(self.model_.predict(self._transform(self._features(X, reset=False))))
+
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
+        self._check_fitted()
+        proba = self.model_.predict_proba(self._transform(self._features(X, reset=False)))
+        if proba.shape[1] == 1:  # binary model with one sigmoid output
+            proba = self.model_.backend.xp.concat([1.0 - proba, proba], axis=1)
+        return proba
+
+    def predict_log_proba(self, X: Any) -> Any:
+        """``log(predict_proba(X))``, shape ``(N, n_classes)``."""
+        proba = self.predict_proba(X)
+        return self.model_.backend.xp.log(proba)
+
+    def _onnx_outputs(self, xt: Any) -> dict:
+        from ..export import sequential_outputs
+
+        if isinstance(self.model_, Sequential):  # a multilabel label is the 0/1 indicator row, as predict returns it
+            return sequential_outputs(self.model_, xt, classes=None if getattr(self, "_multilabel_", False) else self.classes_)
+        xp = self.model_.backend.xp  # the perceptron: labels only
+        return {"label": xp.take(xp.asarray(self.classes_), self.model_.predict(xt), axis=0)}
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean accuracy of ``predict(X)`` against ``y``, weighted by ``sample_weight`` ``(N,)``; for
+        a multilabel ``y``, the share of rows whose labels all match (scikit-learn's subset accuracy)."""
+        pred, truth, weights = self._scored(X, y, sample_weight)
+        truth = _typed_labels(truth)
+        strings = [a.dtype.kind in "US" for a in (truth, _typed_labels(pred))]
+        if strings[0] != strings[1]:  # "1" == 1 is never true: every row would count as wrong (scikit-learn refuses it)
+            raise ValueError(f"y holds {'strings' if strings[0] else 'numbers'} but the classes are "
+                             f"{_labels(self.classes_)}: mix of label types")
+        right = pred == truth.reshape(pred.shape)
+        return float(np.average(right.all(axis=1) if right.ndim == 2 else right, weights=weights))
+
+
+class _RegressorMixin(_SkRegressor):
+    """``predict`` and R^2 ``score`` for regressors."""
+
+    def predict(self, X: Any) -> Any:
+        """Predictions ``(N,)`` for one target, ``(N, k)`` for several."""
+        self._check_fitted()
+        out = self.model_.predict(self._transform(self._features(X, reset=False)))
+        return out[:, 0] if self.n_outputs_ == 1 else out
+
+    def _onnx_outputs(self, xt: Any) -> dict:
+        from ..export import sequential_outputs
+
+        out = sequential_outputs(self.model_, xt)["output"]
+        return {"output": out[:, 0] if self.n_outputs_ == 1 else out}
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Coefficient of determination R^2, weighted by ``sample_weight`` ``(N,)`` and averaged
+        uniformly over outputs, as scikit-learn's ``r2_score``: a constant target scores 1.0 when
+        predicted exactly, else 0.0."""
+        pred, truth, weights = self._scored(X, y, sample_weight)
+        truth = _typed_labels(truth)
+        if truth.dtype.kind not in "biuf":
+            raise TypeError(f"y must be numeric, got dtype {truth.dtype}")  # as fit says
+        pred, truth = pred.reshape(pred.shape[0], -1), truth.astype(float).reshape(pred.shape[0], -1)
+        return training.r2_score(truth, pred, np.ones(pred.shape[0]) if weights is None else weights, np)
+

@@ -1,0 +1,324 @@
+"""The linear seed models: ``LinearRegression`` and ``LogisticRegression`` (one Dense layer of a
+:class:`~xpnet.network.Sequential`, full-batch gradient descent at a step from the loss's curvature,
+on optionally standardised features) and ``Perceptron`` (a compiled epoch of the online rule)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .._validation import check_flag, check_positive_int
+from ..backend import host_state
+from .. import training
+from ..layers import Dense
+from ..network import Sequential
+from ..ops import _device
+from ..optim import SGD
+from ._base import _ClassifierMixin, _Estimator, _RegressorMixin, _check_float, _unchanged_if_it_raises
+
+
+class _Standardized:
+    """Optional internal feature standardisation for the linear models.
+
+    The network trains on ``(X - mean_) / scale_``; ``coef_``/``intercept_`` are
+    reported for the original features, as scikit-learn's are.
+    """
+
+    def _fit_transform(self, Xd: Any, wd: Any = None) -> Any:
+        """Standardise with the (``wd``-weighted) mean and standard deviation of each feature, so a
+        weight of 2 standardises as the row repeated twice would."""
+        xp = self.model_.backend.xp
+        if not self.standardize:
+            self.mean_ = self.scale_ = None
+            return Xd
+        if wd is None:
+            self.mean_, std = xp.mean(Xd, axis=0), xp.std(Xd, axis=0)
+        else:
+            share = xp.reshape(wd / xp.sum(wd), (-1, 1))
+            self.mean_ = xp.sum(share * Xd, axis=0)
+            std = xp.sqrt(xp.sum(share * (Xd - self.mean_) ** 2, axis=0))
+        self.scale_ = xp.where(std > 0, std, xp.ones_like(std))
+        return self._transform(Xd)
+
+    def _transform(self, Xd: Any) -> Any:
+        if getattr(self, "mean_", None) is None:
+            return Xd
+        return (Xd - self.mean_) / self.scale_
+
+    def _set_linear_attributes(self) -> None:
+        xp = self.model_.backend.xp
+        W, b = self.model_.parameters()  # (d, k), (k,)
+        if self.mean_ is not None:
+            W = W / xp.reshape(self.scale_, (-1, 1))
+            b = b - xp.sum(W * xp.reshape(self.mean_, (-1, 1)), axis=0)
+        self.coef_ = W.T
+        self.intercept_ = b
+
+
+def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100, wd: Any = None) -> float:
+    """``1 / L`` for the MSE ``1/(2N) ||X w + b - y||^2``: L is the largest eigenvalue of
+    ``[X 1].T [X 1] / N``, estimated by power iteration (the safe full-batch step size). With
+    sample weights ``wd`` ``(N,)``, the weighted MSE's: ``[X 1].T diag(wd) [X 1] / sum(wd)``."""
+    n, d = Xd.shape
+    if wd is None:
+        gram = (Xd.T @ Xd) * (1.0 / n)
+        column_means = xp.mean(Xd, axis=0)  # the intercept column couples through the means
+    else:
+        share = xp.reshape(wd / xp.sum(wd), (-1, 1))
+        gram = Xd.T @ (share * Xd)
+        column_means = xp.sum(share * Xd, axis=0)
+    v = xp.ones((d,), dtype=Xd.dtype, device=_device(Xd))
+    for _ in range(iterations):
+        v = gram @ v
+        norm = float(xp.sqrt(xp.sum(v * v)))
+        if norm == 0.0:  # X is all zeros (all-constant features, standardised): no curvature from X
+            break
+        v = v / norm
+    largest = float(xp.sum(v * (gram @ v)))
+    return 1.0 / (largest + 1.0 + float(xp.sum(column_means * column_means)))
+
+
+class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
+    """Least-squares linear regression fitted by gradient descent on the MSE.
+
+    Gradient ``X.T @ (X w - y) / N`` (xpnet/backprop.md). Features are standardised
+    internally (``standardize=True``) and the step size defaults to ``"auto"``,
+    ``1/L`` for the largest curvature ``L`` of the loss, so full-batch descent
+    decreases the loss at every step and converges to the least-squares solution.
+    Like any plain gradient descent it is slow on ill-conditioned problems (nearly
+    collinear features): there ``n_iter_`` reaching ``max_iter`` says it stopped early.
+
+    Attributes: ``coef_`` ``(n_targets, n_features)`` (``(n_features,)`` for one
+    target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
+    """
+
+    _multi_output = True
+
+    def __init__(
+        self, *, learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-12,
+        n_iter_no_change: int = 10, batch_size: Any = None, momentum: float = 0.0, standardize: bool = True,
+        random_state: int | None = None, backend: Any = None, dtype: str = "float64", fused: bool | None = None,
+    ) -> None:
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.standardize = standardize
+        self.random_state = random_state
+        self.backend = backend
+        self.dtype = dtype
+        self.fused = fused
+
+    @_unchanged_if_it_raises
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "LinearRegression":
+        """Fit by gradient descent; ``sample_weight`` ``(N,)`` (or one number) weights each sample's
+        squared error (weighted least squares, scikit-learn's meaning)."""
+        rule = self._stopping_rule()
+        check_flag("standardize", self.standardize)
+        if self.learning_rate_init != "auto":
+            _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        Xd, y = self._fit_inputs(X, y)
+        y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
+        self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
+        model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self._backend(),
+                           dtype=self._dtype_name_, seed=self.random_state, fused=self.fused)
+        yd = model.loss.prepare_targets(y_arr, Xd.shape[0], self.n_outputs_, model.backend, model.dtype)
+        wd = None if sample_weight is None else training.check_sample_weight(sample_weight, Xd.shape[0], model.backend,
+                                                                              model.dtype)
+        self.model_ = model
+        Xt = self._fit_transform(Xd, wd)
+        lr = (_lipschitz_step(Xt, model.backend.xp, wd=wd) if self.learning_rate_init == "auto"
+              else float(self.learning_rate_init))
+        optimizer = SGD(lr=lr, momentum=self.momentum)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule, wd=wd)
+        self._set_linear_attributes()
+        if self.n_outputs_ == 1:
+            self.coef_, self.intercept_ = self.coef_[0, ...], self.intercept_[0]
+        return self
+
+
+class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
+    """Logistic regression: one sigmoid unit with binary cross-entropy (softmax for 3+ classes).
+
+    Trained by full-batch gradient descent with momentum on internally
+    standardised features, from zero weights (so a constant feature gets coefficient 0);
+    the defaults converge on small, separable problems such as iris setosa vs versicolor.
+    ``alpha`` is the L2 penalty ``alpha / (2N) ||W||^2``, which is scikit-learn's ``1 / C``:
+    the default ``alpha=1.0`` is its ``C=1.0`` (on unstandardised features the coefficients
+    then equal scikit-learn's; tested). Without a penalty, separable classes have no finite
+    optimum. Training stops when the largest absolute gradient entry is at most ``tol``
+    (scikit-learn's lbfgs criterion; full batch), or at ``max_iter``. ``n_iter_no_change``
+    applies to mini-batches (``batch_size`` set): the loss rule of the MLP estimators.
+
+    Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
+    ``(n_classes, n_features)``, ``intercept_``, ``loss_curve_``, ``n_iter_``.
+    """
+
+    def __init__(
+        self, *, learning_rate_init: float = 0.5, max_iter: int = 1000, tol: float = 1e-4,
+        n_iter_no_change: int = 10, alpha: float = 1.0, batch_size: Any = None, momentum: float = 0.9,
+        standardize: bool = True, random_state: int | None = None, backend: Any = None,
+        dtype: str = "float64", fused: bool | None = None,
+    ) -> None:
+        self.learning_rate_init = learning_rate_init
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.momentum = momentum
+        self.standardize = standardize
+        self.random_state = random_state
+        self.backend = backend
+        self.dtype = dtype
+        self.fused = fused
+
+    @_unchanged_if_it_raises
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "LogisticRegression":
+        """Fit by gradient descent; ``sample_weight`` ``(N,)`` (or one number) weights each sample's
+        loss, and the L2 term is divided by the weight sum (scikit-learn's objective)."""
+        max_iter, grad_tol, patience = self._stopping_rule()
+        check_flag("standardize", self.standardize)
+        lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        alpha = _check_float("alpha", self.alpha)
+        Xd, y = self._fit_inputs(X, y)
+        labels = self._encode_labels(y, Xd.shape[0])
+        binary = self.classes_.size == 2
+        n_out = 1 if binary else int(self.classes_.size)
+        model = Sequential([Dense(self.n_features_in_, n_out, init="zeros")],
+                           loss="binary_cross_entropy" if binary else "softmax_cross_entropy",
+                           backend=self._backend(), dtype=self._dtype_name_, seed=self.random_state, fused=self.fused, l2=alpha)
+        yd = model.loss.prepare_targets(labels, Xd.shape[0], n_out, model.backend, model.dtype)
+        wd = None if sample_weight is None else training.check_sample_weight(sample_weight, Xd.shape[0], model.backend,
+                                                                              model.dtype)
+        self.model_ = model
+        Xt = self._fit_transform(Xd, wd)
+        optimizer = SGD(lr=lr, momentum=self.momentum)
+        batch_size = self._batch_size(Xd.shape[0])
+        full_batch = batch_size >= Xd.shape[0]  # momentum overshoots the loss: no loss rule on full batches
+        self._run_epochs(model, Xt, yd, optimizer, batch_size, True,
+                         (max_iter, grad_tol, max_iter if full_batch else patience), grad_tol=grad_tol, wd=wd)
+        self._set_linear_attributes()
+        return self
+
+    def decision_function(self, X: Any) -> Any:
+        """Logits: ``(N,)`` for two classes, ``(N, n_classes)`` otherwise."""
+        self._check_fitted()
+        out = self.model_._outputs(self._transform(self._features(X, reset=False)))
+        return out[:, 0] if out.shape[1] == 1 else out
+
+
+class Perceptron(_ClassifierMixin, _Estimator):
+    """Rosenblatt's perceptron: on a mistake ``y (w.x + b) <= 0``, ``w += eta0 y x``, ``b += eta0 y``.
+
+    Two classes use one unit with labels mapped to -1/+1; more classes train one
+    unit per class (one-vs-rest), updated together. Each epoch is one call of
+    ``ops.perceptron_epoch`` (compiled with Numba on NumPy; the Array-API reference elsewhere).
+    Training stops after an epoch without mistakes, or by scikit-learn's rule: when the
+    epoch's summed perceptron loss ``max(0, -y (w.x + b))`` has not fallen below the best by
+    ``tol * n_samples`` for ``n_iter_no_change`` epochs (``tol=None`` turns that off), or
+    after ``max_iter`` epochs.
+
+    Attributes: ``classes_``, ``coef_`` ``(1 or n_classes, n_features)``,
+    ``intercept_``, ``n_iter_``, ``errors_`` (mistakes per epoch), ``loss_curve_``.
+    """
+
+    def __init__(
+        self, *, eta0: float = 1.0, max_iter: int = 1000, tol: float | None = 1e-3, n_iter_no_change: int = 5,
+        shuffle: bool = True, random_state: int | None = None, backend: Any = None, dtype: str = "float64",
+        fused: bool | None = None,
+    ) -> None:
+        self.eta0 = eta0
+        self.max_iter = max_iter
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.backend = backend
+        self.dtype = dtype
+        self.fused = fused
+
+    @_unchanged_if_it_raises
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "Perceptron":
+        """Run the rule over ``(X, y)``; ``sample_weight`` ``(N,)`` (or one number) scales each
+        sample's step, as scikit-learn's does."""
+        from ..ops import Ops
+
+        eta0 = _check_float("eta0", self.eta0, strict=True)
+        max_iter = check_positive_int("max_iter", self.max_iter)
+        tol = None if self.tol is None else _check_float("tol", self.tol)
+        patience = check_positive_int("n_iter_no_change", self.n_iter_no_change)
+        shuffle = check_flag("shuffle", self.shuffle)
+        Xd, y = self._fit_inputs(X, y)
+        labels = self._encode_labels(y, Xd.shape[0])
+        backend = self._backend()
+        weights = None if sample_weight is None else training.host_sample_weight(sample_weight, Xd.shape[0], backend)
+        xp, dtype = backend.xp, backend.dtype(self._dtype_name_)
+        ops = Ops(backend, self.fused)
+        k = 1 if self.classes_.size == 2 else int(self.classes_.size)
+        signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)
+        Y = backend.asarray(signs, dtype=dtype)
+        W = xp.zeros((self.n_features_in_, k), dtype=dtype, device=backend.device)
+        b = xp.zeros((k,), dtype=dtype, device=backend.device)
+        rng = np.random.default_rng(self.random_state)
+        n = Xd.shape[0]
+        self.errors_, self.loss_curve_ = [], []
+        best, stale = np.inf, 0
+        for _ in range(max_iter):
+            order = rng.permutation(n) if shuffle else np.arange(n)
+            W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
+            self.errors_.append(mistakes)
+            self.loss_curve_.append(loss)
+            if mistakes == 0:
+                break
+            if tol is not None:  # scikit-learn's SGD rule (sklearn/linear_model/_sgd_fast)
+                stale = stale + 1 if loss > best - tol * n else 0
+                best = min(best, loss)
+                if stale >= patience:
+                    break
+        self.n_iter_ = len(self.errors_)
+        self.coef_, self.intercept_ = W.T, b
+        self.model_ = _LinearScorer(backend, W, b)
+        return self
+
+    def _transform(self, Xd: Any) -> Any:
+        return Xd
+
+    @property
+    def predict_proba(self) -> Any:
+        """Not available: the perceptron has no probabilities (``hasattr`` is False, as in scikit-learn)."""
+        raise AttributeError("Perceptron has no predict_proba; use decision_function")
+
+    @property
+    def predict_log_proba(self) -> Any:
+        """Not available, as :attr:`predict_proba`."""
+        raise AttributeError("Perceptron has no predict_log_proba; use decision_function")
+
+    def decision_function(self, X: Any) -> Any:
+        self._check_fitted()
+        out = self._features(X, reset=False) @ self.model_.W + self.model_.b
+        return out[:, 0] if out.shape[1] == 1 else out
+
+
+class _LinearScorer:
+    """The perceptron's fitted state in the shape the classifier mixin expects of ``model_``."""
+
+    def __init__(self, backend, W, b):
+        self.backend, self.W, self.b = backend, W, b
+
+    def __getstate__(self) -> dict:
+        return host_state(self.__dict__)
+
+    def predict(self, Xd):
+        xp = self.backend.xp
+        scores = Xd @ self.W + self.b
+        if self.W.shape[1] == 1:  # the weights' width, known even where the scores' is not (ONNX tracing)
+            return xp.astype(scores[:, 0] > 0, self.backend.int_dtype)
+        return xp.argmax(scores, axis=1)
+
+    def predict_proba(self, Xd):
+        raise AttributeError("Perceptron has no predict_proba; use decision_function")
+
