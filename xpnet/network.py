@@ -70,7 +70,9 @@ class Sequential:
     seed : int or None
         Seeds weight initialisation and shuffling.
     fused : bool or None
-        Fused kernels on/off (``None`` follows ``XPNET_FUSED``, default on).
+        Fused kernels on/off (``None`` follows ``XPNET_FUSED``, default on). On, a backend with
+        no kernel family (only NumPy's Numba and CuPy's kernels exist) runs the reference path,
+        the same arithmetic; ``model.ops`` says which runs and why (``Ops.reason``).
     l2 : float
         L2 penalty ``l2 / (2N) * sum ||W||^2`` on the Dense weights (not the biases).
     graphs : bool or None
