@@ -43,6 +43,7 @@ __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requ
            "tensor_core_support",
            "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
            "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM",
+           "OPT_ADAM_SCIKIT_LEARN_EPS",
            "PRECISIONS", "round_inputs"]
 
 FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
@@ -51,7 +52,7 @@ GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_bat
 # fused_step.cu's constants
 EPI_NONE, EPI_ACT, EPI_ACT_GRAD, EPI_L2 = 0, 1, 2, 3
 BIAS_NONE, BIAS_IN, BIAS_OUT = 0, 1, 2
-OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM = 0, 1, 2, 3
+OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAM_SCIKIT_LEARN_EPS = 0, 1, 2, 3, 4
 # matmul_precision -> fused_step.cu's XPNET_PREC_*; a product's name carries it when it is not 0
 PRECISIONS = {"highest": 0, "tf32": 1, "bf16": 2}
 THREADS = 256
@@ -276,7 +277,8 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
     size = int(params.shape[0])
     blocks = max(1, min(-(-size // THREADS), 4 * sm_count))
     if isinstance(optimizer, Adam):
-        opt_code, hyper = OPT_ADAM, (optimizer.lr, optimizer.beta1, optimizer.beta2, optimizer.eps, 0.0)
+        opt_code = OPT_ADAM_SCIKIT_LEARN_EPS if optimizer.eps_form == "scikit-learn" else OPT_ADAM
+        hyper = (optimizer.lr, optimizer.beta1, optimizer.beta2, optimizer.eps, 0.0)
     else:
         opt_code = OPT_SGD if optimizer.momentum == 0 else OPT_NESTEROV if optimizer.nesterov else OPT_MOMENTUM
         hyper = (optimizer.lr, 0.0, 0.0, 0.0, optimizer.momentum)

@@ -21,6 +21,8 @@ import functools
 import math
 from pathlib import Path
 
+from xpnet.ops import adam_eps
+
 __all__ = [
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
     "matmul", "matmul_into", "sum_rows_into", "captured_training", "ELEMENTWISE", "SOFTMAX_CE_SOURCE",
@@ -117,9 +119,11 @@ def softmax_cross_entropy(logits, labels):
     return row_loss.mean(), grad
 
 
-def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step):
-    """One Adam step in place on ``param``, ``m``, ``v``: one kernel launch per tensor. Returns them."""
-    _elementwise("adam")(grad, lr / (1.0 - beta1**step), beta1, beta2, math.sqrt(1.0 - beta2**step), eps, param, m, v)
+def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step, eps_form="pytorch"):
+    """One Adam step in place on ``param``, ``m``, ``v``: one kernel launch per tensor. Returns them.
+    ``eps_form``: see :func:`xpnet.ops.adam_eps`."""
+    _elementwise("adam")(grad, lr / (1.0 - beta1**step), beta1, beta2, math.sqrt(1.0 - beta2**step),
+                         adam_eps(eps, beta2, step, eps_form), param, m, v)
     return param, m, v
 
 

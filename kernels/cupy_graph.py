@@ -51,17 +51,19 @@ _TRANSPOSES = ((False, False), (False, True), (True, False), (True, True))
 
 # Adam with the step count read from device memory (counters[3] = steps already taken).
 # The bias corrections are computed in double precision from the float64 hyperparameters,
-# exactly as the host computes the scalars that ``cupy_gpu``'s Adam kernel receives.
+# exactly as the host computes the scalars that ``cupy_gpu``'s Adam kernel receives, and so is
+# scikit-learn's epsilon (``xpnet.ops.adam_eps``) where ``scikit_learn_eps`` is set.
 GRAPH_ELEMENTWISE = {
     "adam_device_step": (
-        "T g, raw int64 counters, float64 lr, float64 beta1, float64 beta2, T eps",
+        "T g, raw int64 counters, float64 lr, float64 beta1, float64 beta2, float64 eps, bool scikit_learn_eps",
         "T p, T m, T v",
         "const double t = (double)(counters[3] + 1); "
         "const T step_size = (T)(lr / (1.0 - pow(beta1, t))); "
         "const T bias2_sqrt = (T)sqrt(1.0 - pow(beta2, t)); "
+        "const T eps_t = (T)(scikit_learn_eps ? eps / sqrt(1.0 - pow(beta2, t)) : eps); "
         "const T b1 = (T)beta1, b2 = (T)beta2; "
         "m = b1 * m + (T(1) - b1) * g; v = b2 * v + (T(1) - b2) * g * g; "
-        "p -= step_size * m / (sqrt(v) / bias2_sqrt + eps);",
+        "p -= step_size * m / (sqrt(v) / bias2_sqrt + eps_t);",
     ),
 }
 
@@ -187,14 +189,15 @@ def gemm_into(a: Any, b: Any, out: Any) -> None:
     gemm(a, b, out=out)
 
 
-def adam_update_device_step(param, grad, m, v, *, lr, beta1, beta2, eps, step, counters):
+def adam_update_device_step(param, grad, m, v, *, lr, beta1, beta2, eps, step, counters, eps_form="pytorch"):
     """Adam in place, one kernel; the step number is ``counters[3] + 1`` on the device.
 
     ``step`` (the host's count) is accepted for the ``ops.adam_update`` signature and
-    ignored: a replayed graph would otherwise repeat the step it was captured with.
+    ignored: a replayed graph would otherwise repeat the step it was captured with. So is
+    scikit-learn's epsilon, which changes with the step, computed there (``eps_form``).
     """
     del step
-    _elementwise("adam_device_step")(grad, counters, lr, beta1, beta2, eps, param, m, v)
+    _elementwise("adam_device_step")(grad, counters, lr, beta1, beta2, eps, eps_form == "scikit-learn", param, m, v)
     return param, m, v
 
 

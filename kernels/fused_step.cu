@@ -438,7 +438,8 @@ __global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out
 // The optimizer's update of all parameters (flat, size elements), the L2 penalty of the weights
 // before it, and the epoch statistics of training_step.cu's xpnet_step_stats, in one kernel.
 //   opt_code: 0 SGD, 1 SGD with momentum (slot1: velocity), 2 Nesterov, 3 Adam (slot1 m, slot2 v;
-//     the step number is counters[3] + 1, read on the device as cupy_graph's adam_device_step).
+//     the step number is counters[3] + 1, read on the device as cupy_graph's adam_device_step),
+//     4 Adam with scikit-learn's epsilon, eps / sqrt(1 - beta2^t) (xpnet.ops.adam_eps).
 //   w_segments: (n_segments, 2) [offset, size] of each weight matrix in params (the L2 penalty's).
 //   loss_result: xpnet_loss_grad's result. penalty_partial: gridDim.x doubles; block_counter: one int,
 //   zero before the launch and left zero after it. The last block to finish adds the penalty
@@ -457,7 +458,8 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     const double t = (double)(counters[3] + 1);
     const T step_size = (T)(lr / (1.0 - pow(beta1, t)));
     const T bias2_sqrt = (T)sqrt(1.0 - pow(beta2, t));
-    const T b1 = (T)beta1, b2 = (T)beta2, lr_t = (T)lr, mu = (T)momentum, eps_t = (T)eps;
+    const T eps_t = (T)(opt_code == 4 ? eps / sqrt(1.0 - pow(beta2, t)) : eps);
+    const T b1 = (T)beta1, b2 = (T)beta2, lr_t = (T)lr, mu = (T)momentum;
     double penalty = 0.0;
     for (long long idx = blockIdx.x * 256LL + threadIdx.x; idx < size; idx += (long long)gridDim.x * 256) {
         const T p = params[idx], g = grads[idx];
@@ -467,7 +469,7 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
                     penalty += (double)(p * p);
                     break;
                 }
-        if (opt_code == 3) {
+        if (opt_code >= 3) {
             const T m = b1 * slot1[idx] + (T(1) - b1) * g;
             const T v = b2 * slot2[idx] + (T(1) - b2) * g * g;
             slot1[idx] = m;

@@ -208,16 +208,17 @@ def _contiguous_same(*arrays):
     ) and first.dtype.type in _FLOATS
 
 
-def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step):
+def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step, eps_form="pytorch"):
     """One Adam step in place on ``param``, ``m``, ``v`` (one pass instead of about ten); returns them."""
     if not _contiguous_same(param, grad, m, v):
         return _ops.adam_update_reference(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step, xp=np,
-                                          in_place=True)
+                                          in_place=True, eps_form=eps_form)
     s = param.dtype.type
     kernel = _pick(_adam_serial, _adam_parallel, param.size)
     kernel(
         param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-        s(lr / (1.0 - beta1**step)), s(beta1), s(beta2), s(math.sqrt(1.0 - beta2**step)), s(eps),
+        s(lr / (1.0 - beta1**step)), s(beta1), s(beta2), s(math.sqrt(1.0 - beta2**step)),
+        s(_ops.adam_eps(eps, beta2, step, eps_form)),
     )
     return param, m, v
 

@@ -48,6 +48,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic, overload
 
+from xpnet.ops import adam_eps
+
 from .numba_cpu import _adam_serial, _sgd_momentum_serial, renamed_copy
 from .step_spec import (ACTIVATION_CODES, BCE, LOSS_CODES, RELU, SIGMOID, SOFTMAX_CE, TANH, describe,
                         network_unsupported)
@@ -488,7 +490,8 @@ class CompiledStep:
         if self.is_adam:
             slot1, slot2 = flat_state["m"], flat_state["v"]
             beta1, beta2 = optimizer.beta1, optimizer.beta2
-            hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS] = beta1, beta2, optimizer.eps
+            hyper[H_BETA1], hyper[H_BETA2] = beta1, beta2
+            hyper[H_EPS] = adam_eps(optimizer.eps, beta2, t, optimizer.eps_form)
             hyper[H_STEP_SIZE] = optimizer.lr / (1.0 - beta1**t)
             hyper[H_BIAS2_SQRT] = math.sqrt(1.0 - beta2**t)
             opt_code = ADAM

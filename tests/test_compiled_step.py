@@ -65,8 +65,9 @@ def _assert_same(models, histories, dtype):
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("loss", ["softmax_cross_entropy", "binary_cross_entropy", "mse"])
 @pytest.mark.parametrize("optimizer", [
-    lambda: Adam(0.01), lambda: SGD(0.05), lambda: SGD(0.05, momentum=0.9), lambda: SGD(0.05, momentum=0.9, nesterov=True),
-], ids=["adam", "sgd", "momentum", "nesterov"])
+    lambda: Adam(0.01), lambda: Adam(0.01, eps=1e-2, eps_form="scikit-learn"), lambda: SGD(0.05),
+    lambda: SGD(0.05, momentum=0.9), lambda: SGD(0.05, momentum=0.9, nesterov=True),
+], ids=["adam", "adam-scikit-learn-eps", "sgd", "momentum", "nesterov"])
 def test_compiled_step_equals_the_reference(dtype, loss, optimizer):
     # 90 rows in batches of 32: the last batch is smaller; parameters move by far more than the tolerance
     models, histories = _fit_pair(loss, dtype, optimizer)

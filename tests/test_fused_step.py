@@ -311,6 +311,9 @@ CASES = {
     "tanh-mse-sgd-final-sigmoid": ("mse", lambda w: [Dense(w, 10), Tanh(), Dense(10, 3), Sigmoid()],
                                    lambda: SGD(0.1), 0.0),
     "sigmoid-ce-adam-l2": ("softmax_cross_entropy", lambda w: dense_stack([w, 16, 3], "sigmoid"), lambda: Adam(0.01), 1e-2),
+    # eps near sqrt(v): scikit-learn's epsilon steps differently from PyTorch's (opt_code 4)
+    "tanh-mse-adam-scikit-learn-eps": ("mse", lambda w: dense_stack([w, 12, 3], "tanh"),
+                                       lambda: Adam(0.01, eps=1e-2, eps_form="scikit-learn"), 0.0),
 }
 
 

@@ -63,13 +63,14 @@ def test_bad_label_gives_nan_loss_not_a_crash(cp, kernels):
     assert np.isnan(float(loss))
 
 
+@pytest.mark.parametrize("eps_form", ["pytorch", "scikit-learn"])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_optimizer_kernels_equal_reference(cp, kernels, dtype, rng):
+def test_optimizer_kernels_equal_reference(cp, kernels, dtype, eps_form, rng):
     p, g, m = (rng.normal(size=(77, 33)).astype(dtype) for _ in range(3))
-    v = rng.uniform(size=(77, 33)).astype(dtype)
+    v = rng.uniform(size=(77, 33)).astype(dtype) * 1e-4  # sqrt(v) near eps, where the two forms differ
     dp, dg, dm, dv = (cp.asarray(a) for a in (p, g, m, v))
     for step in (1, 2, 3):
-        kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step)
+        kw = dict(lr=1e-5, beta1=0.9, beta2=0.999, eps=1e-2, step=step, eps_form=eps_form)  # steps of about lr / eps
         assert kernels.adam_update(dp, dg, dm, dv, **kw) == (dp, dm, dv)  # in place, returns its arrays
         p, m, v = ops.adam_update_reference(p, g, m, v, xp=np, **kw)
     for ours, ref in ((dp, p), (dm, m), (dv, v)):

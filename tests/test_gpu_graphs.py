@@ -86,7 +86,8 @@ def _pair(layers, loss="softmax_cross_entropy", dtype="float64", **kw):
     return eager, replayed
 
 
-@pytest.mark.parametrize("make_optimizer", [lambda: Adam(3e-3), lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: SGD(0.1)])
+@pytest.mark.parametrize("make_optimizer", [lambda: Adam(3e-3), lambda: Adam(3e-3, eps=1e-2, eps_form="scikit-learn"),
+                                            lambda: SGD(0.05, momentum=0.9, nesterov=True), lambda: SGD(0.1)])
 @pytest.mark.parametrize("shuffle", [True, False])
 def test_replayed_training_equals_eager_training(cp, graph_step, make_optimizer, shuffle, rng):
     layers = lambda: [Dense(20, 16), Sigmoid(), Dense(16, 12), ReLU(), Dense(12, 5)]  # noqa: E731

@@ -74,14 +74,15 @@ def test_softmax_cross_entropy_rejects_out_of_range_labels():
         numba_cpu.softmax_cross_entropy(np.zeros((2, 3)), np.array([0, 3]))
 
 
+@pytest.mark.parametrize("eps_form", ["pytorch", "scikit-learn"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("size", [1, 17, 40_000])
-def test_adam_update(size, dtype, rng):
+def test_adam_update(size, dtype, eps_form, rng):
     p, g, m = (rng.normal(size=size).astype(dtype) for _ in range(3))
-    v = rng.uniform(size=size).astype(dtype)
+    v = rng.uniform(size=size).astype(dtype) * 1e-4  # sqrt(v) near eps, where the two forms differ
     refs = [a.copy() for a in (p, g, m, v)]
     for step in (1, 2, 50):
-        kw = dict(lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=step)
+        kw = dict(lr=1e-5, beta1=0.9, beta2=0.999, eps=1e-2, step=step, eps_form=eps_form)  # steps of about lr / eps
         returned = numba_cpu.adam_update(p, g, m, v, **kw)
         assert all(a is b for a, b in zip(returned, (p, m, v)))  # in place, returns its arrays
         refs[0], refs[2], refs[3] = ops.adam_update_reference(*refs, xp=np, **kw)

@@ -147,6 +147,18 @@ def test_load_refuses_a_newer_format_version(tmp_path):
         xpnet.load(tmp_path / "future.npz")
 
 
+def test_an_adam_pickled_before_eps_form_steps_with_pytorchs_epsilon():
+    """Adam's eps_form came later; an Adam unpickled without it keeps the form it stepped with."""
+    old = xpnet.Adam(0.1, eps=0.5)
+    del old.__dict__["eps_form"]  # what an older xpnet pickled
+    again = pickle.loads(pickle.dumps(old))
+    p, g = np.ones(3), np.full(3, 0.2)
+    (stepped,) = again.step([p.copy()], [g], xpnet.Sequential([xpnet.Dense(3, 1)], fused=False).ops)
+    want, _, _ = xpnet.ops.adam_update_reference(p, g, np.zeros(3), np.zeros(3), lr=0.1, beta1=0.9, beta2=0.999, eps=0.5,
+                                                 step=1, xp=np)
+    np.testing.assert_allclose(stepped, want)
+
+
 @pytest.mark.parametrize("library", LIBRARIES)
 def test_optimizer_and_stopping_state_pickle_as_host_arrays(library, rng):
     """An estimator keeps its optimizer and its stopping state (best weights) for warm starts and

@@ -98,6 +98,7 @@ def test_one_hot_must_be_one_hot():
         (lambda: Dense(0, 2), ValueError, "n_in must be a positive integer"),
         (lambda: Dense(2, 2, init="ones"), ValueError, "init must be"),
         (lambda: Adam(lr=-1), ValueError, "lr must lie in"),
+        (lambda: Adam(eps_form="keras"), ValueError, r"eps_form must be one of \('pytorch', 'scikit-learn'\)"),
         (lambda: xpnet.SGD(lr=0.1, momentum=1.5), ValueError, "momentum must lie in"),
         (lambda: xpnet.SGD(lr=0.1, nesterov=True), ValueError, "nesterov=True needs momentum"),
         (lambda: xpnet.SGD(lr=0.1, momentum=0.9, nesterov="no"), ValueError, "nesterov must be True or False"),

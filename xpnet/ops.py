@@ -126,14 +126,31 @@ def sum_rows_into_reference(g: Any, out: Any, xp: Any) -> None:
     out[...] = xp.sum(g, axis=0)
 
 
+ADAM_EPS_FORMS = ("pytorch", "scikit-learn")
+
+
+def adam_eps(eps: float, beta2: float, step: Any, eps_form: str) -> Any:
+    """Adam's epsilon as every Adam kernel adds it: to the bias-corrected ``sqrt(v) / sqrt(1 - b2^t)``.
+
+    ``"pytorch"`` (PyTorch's and optax's form): ``eps`` itself. ``"scikit-learn"``: scikit-learn's
+    MLP adds ``eps`` to the uncorrected ``sqrt(v)``, stepping ``lr sqrt(1 - b2^t) / (1 - b1^t) * m /
+    (sqrt(v) + eps)``, which is ``eps / sqrt(1 - b2^t)`` on the corrected scale: up to 32 times
+    ``eps`` in the first steps (beta2 = 0.999), tending to ``eps``.
+    """
+    if eps_form == "pytorch":
+        return eps
+    return eps / (1.0 - beta2**step) ** 0.5  # not math.sqrt: ``step`` is a traced scalar under jax.jit
+
+
 def adam_update_reference(
     param: Any, grad: Any, m: Any, v: Any, *, lr: float, beta1: float, beta2: float, eps: float, step: int, xp: Any,
-    in_place: bool = False,
+    in_place: bool = False, eps_form: str = "pytorch",
 ) -> tuple[Any, Any, Any]:
     """One Adam step (PyTorch's form of the bias correction); returns ``(param, m, v)``.
 
     ``m <- b1 m + (1 - b1) g``; ``v <- b2 v + (1 - b2) g^2``;
-    ``param <- param - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)``.
+    ``param <- param - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps_t)``, where ``eps_t``
+    is ``eps``, or with ``eps_form="scikit-learn"`` scikit-learn's epsilon (see :func:`adam_eps`).
 
     The new arrays are computed functionally, so the update is correct on libraries whose
     arrays are immutable (JAX) or whose augmented assignment rebinds (Dask, ndonnx): the
@@ -145,7 +162,7 @@ def adam_update_reference(
     v_new = beta2 * v + (1.0 - beta2) * (grad * grad)
     bias1 = 1.0 - beta1**step
     bias2_sqrt = (1.0 - beta2**step) ** 0.5  # not math.sqrt: ``step`` is a traced scalar under jax.jit
-    param_new = param - (lr / bias1) * m_new / (xp.sqrt(v_new) / bias2_sqrt + eps)
+    param_new = param - (lr / bias1) * m_new / (xp.sqrt(v_new) / bias2_sqrt + adam_eps(eps, beta2, step, eps_form))
     if not in_place:
         return param_new, m_new, v_new
     m[...], v[...], param[...] = m_new, v_new, param_new

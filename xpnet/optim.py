@@ -174,24 +174,39 @@ class SGD(Optimizer):
 
 
 class Adam(Optimizer):
-    """Adam (Kingma and Ba) with bias correction, as PyTorch computes it."""
+    """Adam (Kingma and Ba) with bias correction, as PyTorch computes it.
+
+    ``eps_form`` says where ``eps`` enters: ``"pytorch"`` (default; PyTorch's and optax's form) adds
+    it to the bias-corrected ``sqrt(v_hat)``; ``"scikit-learn"`` to the uncorrected ``sqrt(v)``, as
+    scikit-learn's MLP does (its ``epsilon``; the MLP estimators use this form). The two differ
+    only where ``sqrt(v_hat)`` is not much larger than ``eps``, mostly in the first steps
+    (see :func:`xpnet.ops.adam_eps`).
+    """
 
     slots = ("m", "v")
+    eps_form = "pytorch"  # the class's value for an Adam pickled before the option existed
 
-    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
+    def __init__(self, lr: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8,
+                 eps_form: str = "pytorch") -> None:
+        from .ops import ADAM_EPS_FORMS
+
         super().__init__()
         self.lr = _check_number("lr", lr, low=0.0)
         self.beta1 = _check_number("beta1", beta1, low=0.0, high=1.0, low_open=False)
         self.beta2 = _check_number("beta2", beta2, low=0.0, high=1.0, low_open=False)
         self.eps = _check_number("eps", eps, low=0.0)
+        if not isinstance(eps_form, str) or eps_form not in ADAM_EPS_FORMS:
+            raise ValueError(f"eps_form must be one of {ADAM_EPS_FORMS}, got {eps_form!r}")
+        self.eps_form = eps_form
 
     def hyperparameters(self):
-        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+        return {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps, "eps_form": self.eps_form}
 
     def step(self, params, grads, ops, flat=None):
         self._ensure_state(params, ops.xp, flat=flat is not None)
         self.iterations += 1
-        kw = dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, step=self.iterations)
+        kw = dict(lr=self.lr, beta1=self.beta1, beta2=self.beta2, eps=self.eps, step=self.iterations,
+                  eps_form=self.eps_form)
         if flat is not None:  # one in-place call over the flat buffers
             ops.adam_update(flat[0], flat[1], self._flat_state["m"], self._flat_state["v"], **kw)
             return params

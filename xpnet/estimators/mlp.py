@@ -149,7 +149,7 @@ class _MLPBase(_Estimator):
     def _optimizer(self):
         o = self._solver_options()
         if self.solver == "adam":
-            return Adam(lr=o["lr"], beta1=o["beta1"], beta2=o["beta2"], eps=o["eps"])
+            return Adam(lr=o["lr"], beta1=o["beta1"], beta2=o["beta2"], eps=o["eps"], eps_form="scikit-learn")
         if self.solver == "sgd":
             return SGD(lr=o["lr"], momentum=o["momentum"], nesterov=bool(self.nesterovs_momentum) and o["momentum"] > 0)
         raise ValueError(f"solver must be one of {self._SOLVERS}, got {self.solver!r}")
