@@ -185,11 +185,75 @@ def test_adam_trains_as_scikit_learns_from_the_same_weights(kind, fused):
     assert ours.loss_ == pytest.approx(sk.loss_, rel=1e-12)
 
 
+FROM_THE_SAME_SEED = {
+    "binary-adam-early-stopping": ("binary", dict(solver="adam", early_stopping=True, activation="logistic")),
+    "multiclass-adam-shuffled": ("multiclass", dict(solver="adam")),
+    "multilabel-sgd-nesterov": ("multilabel", dict(solver="sgd", momentum=0.9, learning_rate="invscaling")),
+    "regression-sgd-weighted-early": ("regression", dict(solver="sgd", early_stopping=True, weighted=True)),
+    "regression-adam-unshuffled": ("regression", dict(solver="adam", shuffle=False)),
+}
+
+
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("case", sorted(FROM_THE_SAME_SEED))
+def test_the_same_random_state_gives_scikit_learns_fit(case, fused):
+    """One generator, drawn in scikit-learn's order: its initial weights, its early-stopping split
+    (train_test_split, stratified for one output unit) and its epoch orders (each epoch shuffles the
+    last), so an estimator fitted with scikit-learn's random_state is scikit-learn's, to float64
+    rounding; then a warm fit (the generator made anew, the order from the rows in order) and
+    partial_fit calls stay so."""
+    kind, options = FROM_THE_SAME_SEED[case]
+    options = dict(options)
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 5))
+    y = {"binary": (X[:, 0] > 0).astype(int), "multiclass": rng.integers(0, 3, 150),
+         "multilabel": (rng.random((150, 3)) > 0.5).astype(int), "regression": X[:, 0] - X[:, 1] ** 2}[kind]
+    sample_weight = rng.uniform(0.2, 2.0, 150) if options.pop("weighted", False) else None
+    kw = dict(hidden_layer_sizes=(6, 4), batch_size=32, max_iter=20, learning_rate_init=0.01, random_state=3,
+              warm_start=True, **options)
+    Sk, Ours = (SkReg, xpnet.MLPRegressor) if kind == "regression" else (SkMLP, xpnet.MLPClassifier)
+    sk, ours = Sk(**kw), Ours(dtype="float64", fused=fused, **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (sk, ours):
+            est.fit(X, y, sample_weight=sample_weight)
+            if not est.early_stopping:  # with it, a warm fit may end elsewhere: see the test below
+                est.set_params(max_iter=5).fit(X, y, sample_weight=sample_weight)
+                est.partial_fit(X, y)
+    assert ours.n_iter_ == sk.n_iter_ and len(ours.loss_curve_) == len(sk.loss_curve_) > 5
+    for a, b in zip(ours.coefs_ + ours.intercepts_, sk.coefs_ + sk.intercepts_):
+        np.testing.assert_allclose(np.asarray(a), b, rtol=1e-9, atol=1e-11)
+    np.testing.assert_allclose(ours.loss_curve_, sk.loss_curve_, rtol=1e-10)
+    if sk.early_stopping:
+        np.testing.assert_allclose(ours.validation_scores_, sk.validation_scores_, rtol=1e-10)
+
+
+def test_a_warm_fit_with_early_stopping_keeps_the_best_weights_so_far():
+    """A warm fit whose epochs never beat the best validation score of the fits before it ends on
+    that best epoch's weights. (scikit-learn 1.9 ends on its last epoch's instead: after its first
+    restore, coefs_ is the very list it keeps the best weights in, so training moves them.)"""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 5))
+    y = (X[:, 0] > 0).astype(int)
+    clf = xpnet.MLPClassifier(hidden_layer_sizes=(6, 4), activation="logistic", batch_size=32, max_iter=20,
+                              learning_rate_init=0.01, random_state=3, warm_start=True, early_stopping=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X, y)
+        best, best_score = [np.copy(c) for c in clf.coefs_], clf.best_validation_score_
+        clf.set_params(max_iter=5).fit(X, y)
+    assert clf.best_validation_score_ == best_score and max(clf.validation_scores_[-5:]) <= best_score
+    assert len(clf.loss_curve_) == 25  # it trained: five more epochs
+    for kept, before in zip(clf.coefs_, best):
+        np.testing.assert_array_equal(np.asarray(kept), before)
+
+
 # -- initial weights -------------------------------------------------------------------------
 @pytest.mark.parametrize("activation, factor", [("relu", 6.0), ("tanh", 6.0), ("logistic", 2.0)])
 def test_initial_weights_are_drawn_as_scikit_learns(activation, factor):
     """Weights and biases uniform in +-sqrt(factor / (fan_in + fan_out)), as scikit-learn's
-    _init_coef (the estimators used He-normal weights before a ReLU and zero biases)."""
+    _init_coef (the estimators used He-normal weights before a ReLU and zero biases), drawn from
+    the RandomState scikit-learn makes of random_state: its very values."""
     X, y = _blobs(n=60, d=30, k=3)
     clf = xpnet.MLPClassifier(hidden_layer_sizes=(40,), activation=activation, max_iter=1, random_state=0,
                               learning_rate_init=1e-12)  # one epoch that leaves the weights where they began
@@ -197,15 +261,21 @@ def test_initial_weights_are_drawn_as_scikit_learns(activation, factor):
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X, y)
     model = Sequential(xpnet.layers.dense_stack([30, 40, 3], activation), seed=0, dtype="float64")
-    xpnet.estimators.scikit_learn_initial_weights(model, activation)
+    xpnet.estimators.scikit_learn_initial_weights(model, activation, np.random.RandomState(0))
     for (W, b), (fan_in, fan_out) in zip(zip(model.parameters()[0::2], model.parameters()[1::2]), [(30, 40), (40, 3)]):
         bound = (factor / (fan_in + fan_out)) ** 0.5
         for values in (W, b):
             assert np.abs(values).max() <= bound and np.all(values != 0)
             if values.size >= 40:  # enough draws to see the whole interval, centred
                 assert np.abs(values).max() > 0.75 * bound and abs(values.mean()) < 0.25 * bound
-    for ours, drawn in zip([*clf.coefs_, *clf.intercepts_], [*model.parameters()[0::2], *model.parameters()[1::2]]):
-        np.testing.assert_allclose(ours, drawn, atol=1e-9)  # the estimator starts from these
+    sk = SkMLP(hidden_layer_sizes=(40,), activation=activation, max_iter=1, random_state=0, learning_rate_init=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        sk.fit(X, y)
+    for ours, drawn, theirs in zip([*clf.coefs_, *clf.intercepts_], [*model.parameters()[0::2], *model.parameters()[1::2]],
+                                   [*sk.coefs_, *sk.intercepts_]):
+        np.testing.assert_allclose(ours, drawn, atol=1e-9)  # the estimator starts from these,
+        np.testing.assert_allclose(ours, theirs, atol=1e-9)  # which are scikit-learn's for the same random_state
 
 
 def test_accuracy_early_in_training_matches_scikit_learns_on_digits():
@@ -285,10 +355,14 @@ def test_early_stopping_keeps_the_best_epoch():
     assert clf.best_validation_score_ == max(clf.validation_scores_)
     assert clf.best_loss_ is None and clf.loss_ == clf.loss_curve_[-1]
     # the kept weights are the best epoch's: rescoring the same held-out rows gives the best score
-    # (the split is drawn from the model's generator right after the weights, so a twin finds it)
+    # (the split is scikit-learn's, from its RandomState right after the weights, so a twin finds it;
+    # three classes are not stratified, as in scikit-learn)
+    from sklearn.model_selection import train_test_split
+
+    draws = np.random.RandomState(0)
     twin = Sequential(xpnet.layers.dense_stack([4, 16, 3], "relu"), seed=0, dtype="float64")
-    xpnet.estimators.scikit_learn_initial_weights(twin, "relu")
-    rows = validation_split(y, 0.2, twin.rng, stratify=True)[1]
+    xpnet.estimators.scikit_learn_initial_weights(twin, "relu", draws)
+    rows = train_test_split(np.arange(X.shape[0]), test_size=0.2, random_state=draws)[1]
     assert clf.model_.evaluate(X[rows], y[rows])["accuracy"] == pytest.approx(clf.best_validation_score_)
 
 

@@ -470,3 +470,25 @@ def test_ctrl_c_during_a_save_cancels_it_cleanly(tmp_path):
     with pytest.raises(KeyboardInterrupt):  # and Ctrl-C works as before after it
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(1)
+
+
+def test_shuffle_may_be_a_callable_giving_each_epochs_order(rng):
+    """shuffle=callable: each epoch's rows in the order it returns (here reversed), which equals
+    training on reversed rows without shuffling; anything but a permutation's shape, or streamed X,
+    is refused before training."""
+    X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, 50)
+    make = lambda: Sequential([Dense(4, 5), Tanh(), Dense(5, 3)], seed=0, dtype="float64")  # noqa: E731
+    asked, ordered, reversed_rows = [], make(), make()
+    ordered.fit(X, y, epochs=2, batch_size=8, optimizer=SGD(0.1),
+                shuffle=lambda n: (asked.append(n), np.arange(n)[::-1])[1])
+    reversed_rows.fit(X[::-1], y[::-1], epochs=2, batch_size=8, optimizer=SGD(0.1), shuffle=False)
+    assert asked == [50, 50]
+    for a, b in zip(ordered.parameters(), reversed_rows.parameters()):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    before = [np.copy(p) for p in ordered.parameters()]
+    with pytest.raises(ValueError, match=r"shuffle\(50\) must return a permutation of range\(50\)"):
+        ordered.fit(X, y, epochs=1, shuffle=lambda n: np.arange(n - 1))
+    with pytest.raises(ValueError, match="streamed X is shuffled by chunk"):
+        ordered.fit(xpnet.sources.DataSource(X), y, epochs=1, shuffle=lambda n: np.arange(n))
+    for a, b in zip(ordered.parameters(), before):
+        np.testing.assert_array_equal(a, b)

@@ -337,7 +337,7 @@ class Sequential:
         batch_size: int = 128,
         optimizer: Optimizer | str | None = None,
         validation_data: tuple[Any, Any] | None = None,
-        shuffle: bool = True,
+        shuffle: Any = True,
         verbose: int = 0,
         callbacks: Sequence[Callback] = (),
         tol: float | None = None,
@@ -362,7 +362,9 @@ class Sequential:
             several ``fit`` calls to continue training with its state.
         validation_data : ``(X_val, y_val)`` evaluated after each epoch.
         shuffle : reshuffle the samples each epoch (seeded by the model's ``seed``); streamed
-            data is shuffled by chunk, then within each chunk (see :mod:`xpnet.sources`).
+            data is shuffled by chunk, then within each chunk (see :mod:`xpnet.sources`). Or a
+            callable ``n -> order`` giving each epoch's order of in-memory rows, a permutation of
+            ``range(n)`` (scikit-learn's MLP estimators pass one that draws as scikit-learn does).
         verbose : 0 silent, 1 a line per epoch, 2 a progress bar and a line per epoch.
         callbacks : :class:`~xpnet.callbacks.Callback` objects.
         tol, n_iter_no_change : stop early, by scikit-learn's MLP rule: once the training loss

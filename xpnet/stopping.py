@@ -5,13 +5,15 @@
 - :func:`scheduled_lr`: "constant", "invscaling" (``lr0 / (samples_seen + 1) ** power_t``) and
   "adaptive" (divided by 5 whenever the rule fires; the loop in :mod:`xpnet.training` applies it).
 - :class:`FitState`: what a rule and a schedule carry from one ``fit`` to the next.
-- :func:`validation_split`: the held-out rows for early stopping (stratified for classifiers).
+- :func:`validation_split`: the held-out rows for early stopping (stratified for classifiers);
+  :func:`checked_split` its refusals, for a split drawn elsewhere (the MLP estimators use scikit-learn's).
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+from typing import Any
 
 import numpy as np
 
@@ -104,12 +106,33 @@ def held_out_count(n: int, fraction: float) -> int:
     return math.ceil(fraction * n)
 
 
-def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+def validation_split(y: np.ndarray, fraction: float, rng: Any, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(train_rows, validation_rows)``: ``ceil(fraction * n)`` rows held out (scikit-learn's
     count), drawn per class in proportion to its size when ``stratify`` (classifiers) and ``y``
     holds one class per row: labels ``(N,)``, or one 0/1 column ``(N, 1)`` (binary
     cross-entropy). Multilabel or soft targets are split at random, as scikit-learn splits
-    multilabel ones."""
+    multilabel ones. ``rng``: a NumPy ``Generator`` or ``RandomState``."""
+    n = y.shape[0]
+    n_val, labels = checked_split(y, fraction, stratify)
+    if labels is None:
+        order = rng.permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+    counts = np.bincount(labels)
+    share = counts * n_val / n
+    take = np.floor(share).astype(int)
+    for i in np.argsort(-(share - take), kind="stable")[: n_val - take.sum()]:  # largest remainders
+        take[i] += 1
+    val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(counts.size)])
+    mask = np.zeros(n, dtype=bool)
+    mask[val] = True
+    return np.flatnonzero(~mask), np.flatnonzero(mask)
+
+
+def checked_split(y: np.ndarray, fraction: float, stratify: bool) -> tuple[int, np.ndarray | None]:
+    """The held-out count of a validation split of ``y``'s rows and, where it is stratified, each
+    row's class index (else None), after refusing what scikit-learn's split refuses (see
+    :func:`validation_split`): no training rows, fewer than 2 held-out rows, and the two-class
+    splits of :func:`check_two_class_split`."""
     n = y.shape[0]
     n_val = held_out_count(n, fraction)
     if n - n_val < 1:
@@ -120,26 +143,17 @@ def validation_split(y: np.ndarray, fraction: float, rng: np.random.Generator, s
     if stratify and y.ndim == 2:
         y = y[:, 0] if y.shape[1] == 1 and np.isin(y, (0, 1)).all() else None
     if not stratify or y is None:
-        order = rng.permutation(n)
-        return np.sort(order[n_val:]), np.sort(order[:n_val])
+        return n_val, None
     classes, labels = np.unique(y, return_inverse=True)
-    counts = np.bincount(labels)
     if classes.size == 2:  # scikit-learn stratifies two classes (its MLP's one output unit) and refuses these
-        check_two_class_split(counts, n - n_val, fraction)
-    share = counts * n_val / n
-    take = np.floor(share).astype(int)
-    for i in np.argsort(-(share - take), kind="stable")[: n_val - take.sum()]:  # largest remainders
-        take[i] += 1
-    val = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[: take[c]] for c in range(classes.size)])
-    mask = np.zeros(n, dtype=bool)
-    mask[val] = True
-    return np.flatnonzero(~mask), np.flatnonzero(mask)
+        check_two_class_split(np.bincount(labels), n - n_val, fraction)
+    return n_val, labels.reshape(-1)
 
 
 def check_two_class_split(counts: np.ndarray, n_train: int, fraction: float) -> None:
     """Refuse the two-class stratified splits that scikit-learn's ``train_test_split`` refuses: a
     class with one sample, or fewer training rows than classes. (Fewer held-out rows than classes
-    is refused before, by :func:`validation_split`: it needs 2 of them.)"""
+    is refused before, by :func:`checked_split`: it needs 2 of them.)"""
     if counts.min() < 2:
         raise ValueError(f"early stopping holds out rows of each class, but one of the two classes in y has only "
                          f"{counts.min()} sample; each class needs at least 2")

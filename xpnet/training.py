@@ -100,7 +100,8 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
     """:meth:`xpnet.Sequential.fit` (see there)."""
     epochs = check_positive_int("epochs", epochs, minimum=0)
     batch_size = check_positive_int("batch_size", batch_size)
-    shuffle, restore_best = check_flag("shuffle", shuffle), check_flag("restore_best", restore_best)
+    shuffle = shuffle if callable(shuffle) else check_flag("shuffle", shuffle)
+    restore_best = check_flag("restore_best", restore_best)
     if verbose not in (0, 1, 2, False, True):
         raise ValueError(f"verbose must be 0, 1 or 2, got {verbose!r}")
     check_stopping_options(tol, n_iter_no_change, early_stopping, validation_fraction, lr_schedule, power_t, validation_data)
@@ -132,6 +133,9 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     if source is not None:
         if rules["early_stopping"] and validation_data is None:
             raise ValueError("early_stopping=True splits X in memory; with streamed X pass validation_data instead")
+        if callable(shuffle):
+            raise ValueError("shuffle as a callable orders rows in memory; streamed X is shuffled by chunk: "
+                             "pass shuffle=True or False")
         y_checked = check_streamed(model, source, y)
         data = None
     else:
@@ -378,13 +382,28 @@ def full_batch_value_and_grad(model: Any, X: Any, y: Any, weights: Any = None) -
 
 
 # -- batches --------------------------------------------------------------------------------
-def memory_batches(model: Any, Xd: Any, yd: Any, batch_size: int, shuffle: bool,
+def epoch_order(model: Any, n: int, shuffle: Any) -> Any:
+    """This epoch's row order as an int64 device array, or None for the rows as stored: a fresh
+    permutation from the model's generator when ``shuffle`` is true, or what a callable ``shuffle``
+    returns for ``n`` (a host permutation of ``range(n)``; scikit-learn's MLP estimators draw theirs
+    as scikit-learn does)."""
+    if not callable(shuffle):
+        return model.backend.permutation(n, model.rng) if shuffle else None
+    order = np.asarray(shuffle(n))
+    if order.shape != (n,) or order.dtype.kind not in "iu":
+        raise ValueError(f"shuffle({n}) must return a permutation of range({n}), got shape {order.shape} "
+                         f"dtype {order.dtype}")
+    order = order.astype(np.int64, copy=False)
+    return order if model.backend.is_numpy else model.backend.asarray(order)
+
+
+def memory_batches(model: Any, Xd: Any, yd: Any, batch_size: int, shuffle: Any,
                    wd: Any = None) -> Iterator[tuple[Any, Any, Any]]:
-    """``(x_batch, y_batch, weight_batch or None)`` from arrays on the device, in a fresh random
-    order when ``shuffle``; ``wd`` are sample weights ``(N,)``."""
+    """``(x_batch, y_batch, weight_batch or None)`` from arrays on the device, in the order of
+    :func:`epoch_order`; ``wd`` are sample weights ``(N,)``."""
     xp = model.backend.xp
     n = Xd.shape[0]
-    order = model.backend.permutation(n, model.rng) if shuffle else None
+    order = epoch_order(model, n, shuffle)
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
         if order is None:
@@ -561,7 +580,7 @@ def captured_epoch(model: Any, captured: Any, n: int, batch_size: int, shuffle: 
         cb.on_epoch_begin(epoch_no, n_batches)
     backend.synchronize()
     start = time.perf_counter()
-    captured.begin_epoch(backend.permutation(n, model.rng) if shuffle else None)
+    captured.begin_epoch(epoch_order(model, n, shuffle))
     with model.ops.training_loop():
         for b in range(n_batches):
             hi = min(n, (b + 1) * batch_size)

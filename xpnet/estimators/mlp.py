@@ -53,19 +53,74 @@ def _fused_for_fit(fused: bool | None, backend: Any, n_samples: int, widths: lis
     return None if n_samples * sum(widths) * epochs >= FUSED_AUTO_MIN_WORK else False
 
 
-def scikit_learn_initial_weights(model: Sequential, activation: str) -> None:
-    """Draw ``model``'s weights and biases from its generator as scikit-learn's MLP draws them
-    (``_init_coef``): each uniform in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for the logistic
-    activation, else 6. With Sequential's own choice (He-normal weights in front of a ReLU, zero
-    biases) a relu MLPClassifier scored 0.896 against scikit-learn's 0.944 after 30 adam epochs
-    on unscaled digits (mean of 3 seeds); with these, 0.946 (tests/test_mlp_options.py)."""
+def scikit_learn_draws(random_state: Any) -> Any:
+    """The generator one ``fit`` or ``partial_fit`` call draws from, made as scikit-learn's MLP makes
+    it at each call (``check_random_state``): NumPy's global ``RandomState`` for None, a new
+    ``RandomState(random_state)`` for a seed, the object itself for a ``RandomState``; and what only
+    NumPy's ``default_rng`` takes (a ``Generator``, a ``SeedSequence``) as ``default_rng`` makes it."""
+    if random_state is None:
+        return np.random.mtrand._rand
+    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
+        return random_state
+    if isinstance(random_state, np.random.SeedSequence):
+        return np.random.default_rng(random_state)
+    return np.random.RandomState(random_state)
+
+
+def scikit_learn_initial_weights(model: Sequential, activation: str, draws: Any = None) -> None:
+    """Draw ``model``'s weights and biases from ``draws`` (default: the model's generator) as
+    scikit-learn's MLP draws them (``_init_coef``): for each layer the weights, then the biases,
+    each uniform in ``+-sqrt(f / (fan_in + fan_out))``, ``f = 2`` for the logistic activation, else
+    6. From :func:`scikit_learn_draws`, they are scikit-learn's values. With Sequential's own choice
+    (He-normal weights in front of a ReLU, zero biases) a relu MLPClassifier scored 0.896 against
+    scikit-learn's 0.944 after 30 adam epochs on unscaled digits (mean of 3 seeds); with these,
+    0.946 (tests/test_mlp_options.py)."""
+    draws = model.rng if draws is None else draws
     factor = 2.0 if activation in ("logistic", "sigmoid") else 6.0
     arrays = []
     for layer in model.layers:
         if isinstance(layer, Dense):
             bound = math.sqrt(factor / (layer.n_in + layer.n_out))
-            arrays += [model.rng.uniform(-bound, bound, (layer.n_in, layer.n_out)), model.rng.uniform(-bound, bound, layer.n_out)]
+            arrays += [draws.uniform(-bound, bound, (layer.n_in, layer.n_out)), draws.uniform(-bound, bound, layer.n_out)]
     model.set_parameters(arrays)
+
+
+def _model_seed(random_state: Any) -> Any:
+    """The network's own seed (its generator shuffles streamed X by chunk): ``random_state`` where it
+    is a seed; for a generator object, None, since a Generator made from it would share its bits and
+    move the draws scikit-learn's order needs."""
+    return None if isinstance(random_state, (np.random.RandomState, np.random.Generator)) else random_state
+
+
+class _ScikitLearnShuffle:
+    """scikit-learn's MLP epoch order, for ``Sequential.fit(shuffle=...)``: each epoch shuffles the
+    previous epoch's order (``sklearn.utils.shuffle`` of its ``sample_idx``, starting from the rows
+    in order at each call), drawing ``permutation(n)`` from the fit's generator."""
+
+    def __init__(self, draws: Any) -> None:
+        self.draws, self.order = draws, None
+
+    def __call__(self, n: int) -> np.ndarray:
+        if self.order is None or self.order.shape[0] != n:
+            self.order = np.arange(n)
+        self.order = self.order[self.draws.permutation(n)]
+        return self.order
+
+
+def _scikit_learn_split(y: np.ndarray, fraction: float, draws: Any, stratify: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(train_rows, validation_rows)`` as scikit-learn's MLP splits for early stopping: its
+    ``train_test_split`` from the fit's generator, stratified where ``stratify`` (a classifier
+    with one output unit, as scikit-learn decides), the rows in the order it returns them. Its
+    refusals come first, in :func:`xpnet.stopping.checked_split`'s words. Without scikit-learn,
+    or from a ``Generator``, xpnet's own split."""
+    _, labels = stopping.checked_split(y, fraction, stratify)
+    try:
+        from sklearn.model_selection import train_test_split
+    except ImportError:  # pragma: no cover - exercised only without scikit-learn
+        train_test_split = None
+    if train_test_split is None or isinstance(draws, np.random.Generator):
+        return stopping.validation_split(y, fraction, draws, stratify)
+    return train_test_split(np.arange(y.shape[0]), test_size=fraction, random_state=draws, stratify=labels)
 
 
 # What only adam and sgd record (scikit-learn's lbfgs fit has none of them)
@@ -198,13 +253,14 @@ class _MLPBase(_Estimator):
         if not first and (self.model_.n_features != widths[0] or self.model_.n_outputs != n_out):
             raise ValueError(f"warm start: the fitted network is {self.model_.n_features}-...-{self.model_.n_outputs}, "
                              f"this data needs {widths[0]}-...-{n_out}; fit a new estimator")
+        draws = scikit_learn_draws(self.random_state)  # anew at each call, as scikit-learn's _fit
         if first:
             epochs = 1 if incremental else int(self.max_iter)
             fused = _fused_for_fit(self.fused, self._backend(), Xd.shape[0], widths, epochs)
             model = Sequential(dense_stack(widths, self.activation), loss=loss, backend=self._backend(),
-                               dtype=self._dtype_name_, seed=self.random_state, fused=fused, l2=alpha,
+                               dtype=self._dtype_name_, seed=_model_seed(self.random_state), fused=fused, l2=alpha,
                                matmul_precision=self.matmul_precision)
-            scikit_learn_initial_weights(model, self.activation)
+            scikit_learn_initial_weights(model, self.activation, draws)
             self._fit_state_ = stopping.FitState()
             for name in _STOCHASTIC_ONLY:  # nothing left from an earlier fit, nor set by lbfgs, as in scikit-learn
                 self.__dict__.pop(name, None)
@@ -221,14 +277,18 @@ class _MLPBase(_Estimator):
                 weights = training.check_sample_weight(sample_weight, Xd.shape[0], model.backend, model.dtype)
             self._fit_lbfgs(model, Xd, yd, weights)
         else:
-            self._fit_stochastic(model, Xd, yd, incremental, sample_weight)
+            self._fit_stochastic(model, Xd, yd, incremental, sample_weight, draws)
         params = model.parameters()
         self.coefs_, self.intercepts_ = params[0::2], params[1::2]
         self.n_layers_ = len(widths)
         self.n_outputs_ = n_out
         self.out_activation_ = self._out_activation(loss)
 
-    def _fit_stochastic(self, model: Sequential, Xd: Any, yd: Any, incremental: bool, sample_weight: Any = None) -> None:
+    def _fit_stochastic(self, model: Sequential, Xd: Any, yd: Any, incremental: bool, sample_weight: Any,
+                        draws: Any) -> None:
+        """adam or sgd through ``Sequential.fit``, with scikit-learn's draws from ``draws``: its
+        early-stopping split, and its epoch order for in-memory X (sparse X is streamed, shuffled
+        by chunk from the model's generator)."""
         if incremental and hasattr(self, "_optimizer_"):
             optimizer = self._optimizer_
         else:
@@ -237,24 +297,26 @@ class _MLPBase(_Estimator):
         schedule = self.learning_rate if self.solver == "sgd" else "constant"  # Adam ignores it, as in scikit-learn
         callbacks = [_SklearnLines()] if self.verbose else []
         validation = None
-        if early and isinstance(Xd, DataSource):  # sparse X: hold out rows here, both parts stay sparse
+        streamed = isinstance(Xd, DataSource)
+        if early:  # held out here, in scikit-learn's order; sparse X stays sparse
+            stratify = model.loss.is_classifier and model.n_outputs == 1  # as scikit-learn: not for 3+ classes
             labels = model.backend.to_numpy(yd) if model.loss.is_classifier else np.zeros(Xd.shape[0])
-            train_rows, val_rows = stopping.validation_split(labels, float(self.validation_fraction), model.rng,
-                                                             stratify=model.loss.is_classifier)
-            take = lambda rows: model.backend.xp.take(yd, model.backend.asarray(rows), axis=0)  # noqa: E731
-            validation = (DataSource(Xd.data[val_rows]), take(val_rows))
+            train_rows, val_rows = _scikit_learn_split(labels, float(self.validation_fraction), draws, stratify)
+            take = lambda a, rows: model.backend.xp.take(a, model.backend.asarray(rows), axis=0)  # noqa: E731
+            rows_of = (lambda rows: DataSource(Xd.data[rows])) if streamed else (lambda rows: take(Xd, rows))  # noqa: E731
+            validation = (rows_of(val_rows), take(yd, val_rows))
             if sample_weight is not None:
                 sw = training.host_sample_weight(sample_weight, Xd.shape[0], model.backend)
                 validation, sample_weight = (*validation, sw[val_rows]), sw[train_rows]
-            Xd, yd = DataSource(Xd.data[train_rows]), take(train_rows)
-        n_train = Xd.shape[0] - (stopping.held_out_count(Xd.shape[0], float(self.validation_fraction))
-                                 if early and validation is None else 0)
+            Xd, yd = rows_of(train_rows), take(yd, train_rows)
+        n_train = Xd.shape[0]
         if isinstance(self.batch_size, numbers.Integral) and self.batch_size > n_train:  # scikit-learn's warning
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. It is going to be clipped",
                           UserWarning, stacklevel=5)  # at the caller of fit
         history = model.fit(
             Xd, yd, epochs=1 if incremental else int(self.max_iter), batch_size=self._batch_size(Xd.shape[0]),
-            optimizer=optimizer, shuffle=self.shuffle, callbacks=callbacks, tol=float(self.tol),
+            optimizer=optimizer, shuffle=_ScikitLearnShuffle(draws) if self.shuffle and not streamed else self.shuffle,
+            callbacks=callbacks, tol=float(self.tol),
             n_iter_no_change=self.n_iter_no_change, early_stopping=early, validation_data=validation,
             validation_fraction=self.validation_fraction, lr_schedule=schedule, power_t=float(self.power_t),
             state=self._fit_state_, sample_weight=sample_weight,
