@@ -142,7 +142,7 @@ class _MLPBase(_Estimator):
         self, hidden_layer_sizes: Any = (100,), activation: str = "relu", *, solver: str = "adam",
         alpha: float = 0.0001, batch_size: Any = "auto", learning_rate: str = "constant",
         learning_rate_init: float = 0.001, power_t: float = 0.5, max_iter: int = 200, shuffle: bool = True,
-        random_state: int | None = None, tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
+        random_state: Any = None, tol: float = 1e-4, verbose: bool = False, warm_start: bool = False,
         momentum: float = 0.9, nesterovs_momentum: bool = True, early_stopping: bool = False,
         validation_fraction: float = 0.1, beta_1: float = 0.9, beta_2: float = 0.999, epsilon: float = 1e-8,
         n_iter_no_change: Any = 10, max_fun: int = 15000,
