@@ -122,8 +122,9 @@ def softmax_cross_entropy(logits, labels):
 def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step, eps_form="pytorch"):
     """One Adam step in place on ``param``, ``m``, ``v``: one kernel launch per tensor. Returns them.
     ``eps_form``: see :func:`xpnet.ops.adam_eps`."""
-    _elementwise("adam")(grad, lr / (1.0 - beta1**step), beta1, beta2, math.sqrt(1.0 - beta2**step),
-                         adam_eps(eps, beta2, step, eps_form), param, m, v)
+    bias2_sqrt = math.sqrt(1.0 - beta2**step)
+    _elementwise("adam")(grad, lr / (1.0 - beta1**step), beta1, beta2, bias2_sqrt, adam_eps(eps, bias2_sqrt, eps_form),
+                         param, m, v)
     return param, m, v
 
 

@@ -59,8 +59,9 @@ GRAPH_ELEMENTWISE = {
         "T p, T m, T v",
         "const double t = (double)(counters[3] + 1); "
         "const T step_size = (T)(lr / (1.0 - pow(beta1, t))); "
-        "const T bias2_sqrt = (T)sqrt(1.0 - pow(beta2, t)); "
-        "const T eps_t = (T)(scikit_learn_eps ? eps / sqrt(1.0 - pow(beta2, t)) : eps); "
+        "const double bias2 = sqrt(1.0 - pow(beta2, t)); "
+        "const T bias2_sqrt = (T)bias2; "
+        "const T eps_t = (T)(scikit_learn_eps ? eps / bias2 : eps); "
         "const T b1 = (T)beta1, b2 = (T)beta2; "
         "m = b1 * m + (T(1) - b1) * g; v = b2 * v + (T(1) - b2) * g * g; "
         "p -= step_size * m / (sqrt(v) / bias2_sqrt + eps_t);",

@@ -457,8 +457,9 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     __shared__ int am_last;
     const double t = (double)(counters[3] + 1);
     const T step_size = (T)(lr / (1.0 - pow(beta1, t)));
-    const T bias2_sqrt = (T)sqrt(1.0 - pow(beta2, t));
-    const T eps_t = (T)(opt_code == 4 ? eps / sqrt(1.0 - pow(beta2, t)) : eps);
+    const double bias2 = sqrt(1.0 - pow(beta2, t));
+    const T bias2_sqrt = (T)bias2;
+    const T eps_t = (T)(opt_code == 4 ? eps / bias2 : eps);
     const T b1 = (T)beta1, b2 = (T)beta2, lr_t = (T)lr, mu = (T)momentum;
     double penalty = 0.0;
     for (long long idx = blockIdx.x * 256LL + threadIdx.x; idx < size; idx += (long long)gridDim.x * 256) {

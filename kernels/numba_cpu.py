@@ -214,11 +214,11 @@ def adam_update(param, grad, m, v, *, lr, beta1, beta2, eps, step, eps_form="pyt
         return _ops.adam_update_reference(param, grad, m, v, lr=lr, beta1=beta1, beta2=beta2, eps=eps, step=step, xp=np,
                                           in_place=True, eps_form=eps_form)
     s = param.dtype.type
+    bias2_sqrt = math.sqrt(1.0 - beta2**step)
     kernel = _pick(_adam_serial, _adam_parallel, param.size)
     kernel(
         param.reshape(-1), grad.reshape(-1), m.reshape(-1), v.reshape(-1),
-        s(lr / (1.0 - beta1**step)), s(beta1), s(beta2), s(math.sqrt(1.0 - beta2**step)),
-        s(_ops.adam_eps(eps, beta2, step, eps_form)),
+        s(lr / (1.0 - beta1**step)), s(beta1), s(beta2), s(bias2_sqrt), s(_ops.adam_eps(eps, bias2_sqrt, eps_form)),
     )
     return param, m, v
 

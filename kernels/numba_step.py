@@ -490,10 +490,10 @@ class CompiledStep:
         if self.is_adam:
             slot1, slot2 = flat_state["m"], flat_state["v"]
             beta1, beta2 = optimizer.beta1, optimizer.beta2
-            hyper[H_BETA1], hyper[H_BETA2] = beta1, beta2
-            hyper[H_EPS] = adam_eps(optimizer.eps, beta2, t, optimizer.eps_form)
+            bias2_sqrt = math.sqrt(1.0 - beta2**t)
+            hyper[H_BETA1], hyper[H_BETA2], hyper[H_EPS] = beta1, beta2, adam_eps(optimizer.eps, bias2_sqrt, optimizer.eps_form)
             hyper[H_STEP_SIZE] = optimizer.lr / (1.0 - beta1**t)
-            hyper[H_BIAS2_SQRT] = math.sqrt(1.0 - beta2**t)
+            hyper[H_BIAS2_SQRT] = bias2_sqrt
             opt_code = ADAM
         else:
             velocity = flat_state.get("velocity")

@@ -129,17 +129,16 @@ def sum_rows_into_reference(g: Any, out: Any, xp: Any) -> None:
 ADAM_EPS_FORMS = ("pytorch", "scikit-learn")
 
 
-def adam_eps(eps: float, beta2: float, step: Any, eps_form: str) -> Any:
-    """Adam's epsilon as every Adam kernel adds it: to the bias-corrected ``sqrt(v) / sqrt(1 - b2^t)``.
+def adam_eps(eps: float, bias2_sqrt: Any, eps_form: str) -> Any:
+    """Adam's epsilon as every Adam kernel adds it: to the bias-corrected ``sqrt(v) / bias2_sqrt``,
+    where ``bias2_sqrt = sqrt(1 - b2^t)`` is the step's, which the caller has computed.
 
     ``"pytorch"`` (PyTorch's and optax's form): ``eps`` itself. ``"scikit-learn"``: scikit-learn's
     MLP adds ``eps`` to the uncorrected ``sqrt(v)``, stepping ``lr sqrt(1 - b2^t) / (1 - b1^t) * m /
     (sqrt(v) + eps)``, which is ``eps / sqrt(1 - b2^t)`` on the corrected scale: up to 32 times
     ``eps`` in the first steps (beta2 = 0.999), tending to ``eps``.
     """
-    if eps_form == "pytorch":
-        return eps
-    return eps / (1.0 - beta2**step) ** 0.5  # not math.sqrt: ``step`` is a traced scalar under jax.jit
+    return eps if eps_form == "pytorch" else eps / bias2_sqrt
 
 
 def adam_update_reference(
@@ -162,7 +161,7 @@ def adam_update_reference(
     v_new = beta2 * v + (1.0 - beta2) * (grad * grad)
     bias1 = 1.0 - beta1**step
     bias2_sqrt = (1.0 - beta2**step) ** 0.5  # not math.sqrt: ``step`` is a traced scalar under jax.jit
-    param_new = param - (lr / bias1) * m_new / (xp.sqrt(v_new) / bias2_sqrt + adam_eps(eps, beta2, step, eps_form))
+    param_new = param - (lr / bias1) * m_new / (xp.sqrt(v_new) / bias2_sqrt + adam_eps(eps, bias2_sqrt, eps_form))
     if not in_place:
         return param_new, m_new, v_new
     m[...], v[...], param[...] = m_new, v_new, param_new

@@ -113,13 +113,13 @@ def _scikit_learn_split(y: np.ndarray, fraction: float, draws: Any, stratify: bo
     with one output unit, as scikit-learn decides), the rows in the order it returns them. Its
     refusals come first, in :func:`xpnet.stopping.checked_split`'s words. Without scikit-learn,
     or from a ``Generator``, xpnet's own split."""
-    _, labels = stopping.checked_split(y, fraction, stratify)
     try:
         from sklearn.model_selection import train_test_split
     except ImportError:  # pragma: no cover - exercised only without scikit-learn
         train_test_split = None
     if train_test_split is None or isinstance(draws, np.random.Generator):
         return stopping.validation_split(y, fraction, draws, stratify)
+    _, labels = stopping.checked_split(y, fraction, stratify)
     return train_test_split(np.arange(y.shape[0]), test_size=fraction, random_state=draws, stratify=labels)
 
 
