@@ -416,8 +416,9 @@ def test_lbfgs_reaches_scikit_learns_loss_from_the_same_weights():
 
 
 def test_lbfgs_records_what_scikit_learns_lbfgs_records():
-    """lbfgs has no loss curve, best loss or validation scores (scikit-learn sets none); a refit
-    with lbfgs drops an earlier adam fit's, and adam warm-started from lbfgs weights begins them."""
+    """lbfgs has no loss curve, best loss or validation scores (scikit-learn sets none) and counts
+    no samples in t_; a refit with lbfgs drops an earlier adam fit's, and adam warm-started from
+    lbfgs weights begins them."""
     X, y = _blobs(n=120)
     kw = dict(hidden_layer_sizes=(6,), max_iter=5, random_state=0)
     stochastic_only = {"loss_curve_", "best_loss_", "validation_scores_", "best_validation_score_"}
@@ -429,8 +430,13 @@ def test_lbfgs_records_what_scikit_learns_lbfgs_records():
         ours.set_params(solver="lbfgs", early_stopping=False).fit(X, y)
         assert not stochastic_only & set(vars(sk)) and not stochastic_only & set(vars(ours))
         assert ours.n_iter_ == 5 and np.isfinite(ours.loss_)
+        assert ours.t_ == sk.t_ == 0  # lbfgs counts no samples in scikit-learn
         ours.set_params(solver="adam", warm_start=True).fit(X, y)  # scikit-learn: AttributeError
         assert len(ours.loss_curve_) == 5 and ours.n_iter_ == 5 and ours.validation_scores_ is None
+        assert ours.t_ == 5 * len(X)
+        ours.set_params(solver="lbfgs").fit(X, y)  # a warm lbfgs fit keeps the count, as scikit-learn's
+        assert ours.t_ == 5 * len(X)
+        ours.set_params(solver="adam")
         ours.set_params(early_stopping=True).fit(X, y)  # scikit-learn: AttributeError on None
         assert len(ours.loss_curve_) == 10 and len(ours.validation_scores_) == 5
         assert ours.best_loss_ is None and ours.best_validation_score_ == max(ours.validation_scores_)
@@ -702,3 +708,28 @@ def test_a_batch_size_above_the_training_rows_warns_as_scikit_learns_does():
             assert len(clipped) == warns, (Estimator, batch_size, early)
             if Estimator is not SkMLP and warns:
                 assert clipped[0].filename == __file__
+
+
+def test_a_column_vector_target_warns_and_predicts_flat_as_scikit_learns_regressor():
+    """MLPRegressor given y of shape (n, 1) trains one output and predicts (n,); scikit-learn
+    warns that it took a column vector (DataConversionWarning), and now xpnet does too, for fit
+    and partial_fit, at the caller's line."""
+    from sklearn.exceptions import DataConversionWarning
+
+    X, _ = _blobs(n=40)
+    Y = X[:, :1] * 2.0
+    for Estimator in (SkReg, xpnet.MLPRegressor):
+        est = Estimator(hidden_layer_sizes=(4,), max_iter=2)
+        for step in (est.fit, est.partial_fit):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                step(X, Y)
+            column = [w for w in caught if issubclass(w.category, DataConversionWarning)]
+            assert len(column) == 1, (Estimator, step)
+            if Estimator is not SkReg:
+                assert column[0].filename == __file__
+        assert est.n_outputs_ == 1 and est.predict(X).shape == (40,)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DataConversionWarning)
+        xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X, Y[:, 0])  # a flat y: no warning
+

@@ -54,11 +54,14 @@ except ImportError:  # pragma: no cover - exercised only without scikit-learn
 
 
 try:
-    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 except ImportError:  # pragma: no cover - exercised only without scikit-learn
 
     class ConvergenceWarning(UserWarning):  # type: ignore[no-redef]
         """Training stopped at ``max_iter`` before the stopping rule was met."""
+
+    class DataConversionWarning(UserWarning):  # type: ignore[no-redef]
+        """The data was converted to another shape or type than the one given."""
 
 
 def _check_float(name: str, value: Any, *, minimum: float = 0.0, strict: bool = False) -> float:

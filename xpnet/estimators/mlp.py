@@ -18,7 +18,7 @@ from ..callbacks import Callback
 from ..network import Sequential, check_matmul_precision
 from ..sources import DataSource
 from ..optim import SGD, Adam, _check_number
-from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_below_one, _check_float,
+from ._base import (ConvergenceWarning, DataConversionWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_below_one, _check_float,
                     _labels, _sklearn_label_checks, _typed_labels, _unchanged_if_it_raises)
 
 
@@ -372,7 +372,7 @@ class _MLPBase(_Estimator):
         model.set_parameters(unpack(result.x))
         self.n_iter_ = int(result.nit)
         self.loss_ = float(result.fun)
-        self.t_ = Xd.shape[0]
+        self.t_ = self._fit_state_.samples_seen  # lbfgs counts no samples: 0, or an earlier stochastic fit's, as in scikit-learn
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iterations (status={result.status}): "
                           f"{result.message}. Increase max_iter or max_fun, or scale the data.", ConvergenceWarning)
@@ -484,8 +484,14 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
     _multi_output = True
 
     def _targets(self, y: Any) -> tuple[Any, int]:
+        """``y`` and its number of outputs; a column ``(n, 1)`` trains one output, with
+        scikit-learn's DataConversionWarning (predictions come back ``(n,)``, as there)."""
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
-        return y_arr, 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
+        n_out = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
+        if getattr(y_arr, "ndim", 1) == 2 and n_out == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
+                          "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=4)
+        return y_arr, n_out
 
     @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
