@@ -733,3 +733,28 @@ def test_a_column_vector_target_warns_and_predicts_flat_as_scikit_learns_regress
         warnings.simplefilter("error", DataConversionWarning)
         xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=2).fit(X, Y[:, 0])  # a flat y: no warning
 
+
+@pytest.mark.parametrize("kind", ["regression", "weighted-classification"])
+def test_early_stopping_scores_the_validation_rows_with_one_forward_pass(kind, monkeypatch):
+    """The validation loss and the early-stopping score (R^2, or a weighted accuracy) come from
+    one forward pass over the held-out rows per epoch; the score was computed from a second one."""
+    X, y = _blobs(n=71)
+    Xv, yv = X[64:], y[64:]
+    if kind == "regression":
+        model, targets, val_targets, val = Sequential([Dense(4, 1)], loss="mse", seed=0), X[:64, :1], Xv[:, :1], ()
+    else:
+        model, targets, val_targets, val = Sequential([Dense(4, 3)], loss="softmax_cross_entropy", seed=0), y[:64], yv, (
+            np.linspace(1.0, 2.0, 7),)
+    seen = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda xb, *a, **k: (seen.append(xb.shape[0]), forward(xb, *a, **k))[1])
+    history = model.fit(X[:64], targets, epochs=3, batch_size=16, optimizer=SGD(lr=0.05), early_stopping=True,
+                        tol=1e-4, validation_data=(Xv, val_targets, *val))
+    assert seen.count(7) == 3  # the 7 held-out rows, once per epoch (training batches are 16 rows)
+    scores = history.val_score
+    assert len(scores) == 3
+    with monkeypatch.context() as m:
+        m.setattr(model, "forward", forward)
+        w = val[0] if val else None
+        assert scores[-1] == pytest.approx(xpnet.training.validation_score(model, *model._check_data(Xv, val_targets), None
+                                           if w is None else model.backend.asarray(w, dtype=model.dtype)))

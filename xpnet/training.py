@@ -217,10 +217,7 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
                            else memory_batches(model, *data, batch_size, shuffle, wd=weights))
                 logs = eager_epoch(model, batches, n, batch_size, optimizer, callbacks, step=step)
             if val is not None:
-                logs.update({f"val_{k}": v for k, v in evaluate(model, *val).items()})
-                if rules["early_stopping"]:
-                    logs["val_score"] = (logs["val_accuracy"] if model.loss.is_classifier and val_weights is None
-                                         else validation_score(model, *val, val_weights))
+                logs.update(validation_logs(model, val, val_weights, rules["early_stopping"]))
             state.samples_seen += n
             logs["lr"] = getattr(optimizer, "lr", None)
             history.append(logs)
@@ -255,12 +252,25 @@ def _fit(model, X, y, epochs, batch_size, optimizer, validation_data, shuffle, v
     return history
 
 
-def validation_score(model: Any, Xv: Any, yv: Any, wv: Any = None) -> float:
+def validation_logs(model: Any, val: tuple[Any, Any], val_weights: Any, scored: bool) -> dict:
+    """An epoch's validation figures on checked data ``val``: ``val_loss`` (and ``val_accuracy``
+    for classifiers) and, when ``scored`` (early stopping), ``val_score`` from the same forward pass."""
+    plain_accuracy = model.loss.is_classifier and val_weights is None  # the score is val_accuracy
+    result = evaluate(model, *val, keep_outputs=scored and not plain_accuracy)
+    pred = result.pop("outputs", None)
+    logs = {f"val_{k}": v for k, v in result.items()}
+    if scored:
+        logs["val_score"] = logs["val_accuracy"] if plain_accuracy else validation_score(model, *val, val_weights, pred)
+    return logs
+
+
+def validation_score(model: Any, Xv: Any, yv: Any, wv: Any = None, pred: Any = None) -> float:
     """The score early stopping watches, on checked validation arrays: accuracy for classifiers
     (whole rows for several labels), R^2 for regression (uniform average over outputs), each
-    weighted by ``wv`` when given, as scikit-learn's ``score(X, y, sample_weight)``."""
+    weighted by ``wv`` when given, as scikit-learn's ``score(X, y, sample_weight)``. ``pred``: the
+    network's outputs on ``Xv`` where already computed."""
     xp = model.backend.xp
-    pred = outputs(model, Xv)
+    pred = outputs(model, Xv) if pred is None else pred
     w = xp.ones((pred.shape[0],), dtype=pred.dtype, device=model.backend.device) if wv is None else wv
     if model.loss.is_classifier:
         right = xp.astype(model.loss.correct_rows(pred, yv, xp), pred.dtype)
@@ -599,13 +609,17 @@ def captured_epoch(model: Any, captured: Any, n: int, batch_size: int, shuffle: 
 
 
 # -- evaluation -------------------------------------------------------------------------------
-def evaluate(model: Any, X: Any, y: Any) -> dict:
+def evaluate(model: Any, X: Any, y: Any, keep_outputs: bool = False) -> dict:
     """Mean loss (and accuracy for classifiers) over checked data: device arrays ``(Xd, yd)`` or a
-    :class:`DataSource` with its checked targets, in chunks of ``PREDICT_CHUNK`` rows."""
+    :class:`DataSource` with its checked targets, in chunks of ``PREDICT_CHUNK`` rows; with
+    ``keep_outputs``, also the network's outputs ``(N, n_outputs)`` under ``"outputs"``."""
     xp = model.backend.xp
     total, correct, n = 0.0, 0, 0
+    kept = []
     for xb, yb in _inference_blocks(model, X, y):
         out = model.forward(xb)
+        if keep_outputs:
+            kept.append(out)
         total += float(model.loss.value(out, yb, model.ops)) * xb.shape[0]
         n += xb.shape[0]
         if model.loss.is_classifier:
@@ -613,6 +627,8 @@ def evaluate(model: Any, X: Any, y: Any) -> dict:
     result = {"loss": total / n}
     if model.loss.is_classifier:
         result["accuracy"] = correct / n
+    if keep_outputs:
+        result["outputs"] = kept[0] if len(kept) == 1 else xp.concat(kept, axis=0)
     return result
 
 
