@@ -36,7 +36,7 @@ from xpnet import ops as _ops
 
 __all__ = [
     "sigmoid_backward", "bias_sigmoid", "softmax_cross_entropy", "adam_update", "sgd_update",
-    "matmul", "matmul_into", "sum_rows_into", "perceptron_epoch", "training_loop", "warmup",
+    "matmul", "matmul_into", "sum_rows_into", "perceptron_epoch", "training_loop",
 ]
 
 # Fast-math without 'nnan'/'ninf': inf and NaN inputs must propagate as NumPy's do.
@@ -300,20 +300,3 @@ def matmul_into(a, b, out):
 def sum_rows_into(g, out):
     """``out[...] = g.sum(axis=0)`` without a temporary."""
     np.sum(g, axis=0, out=out)
-
-
-def warmup(dtypes=("float32",)):
-    """Compile (or load from the disk cache) every kernel for ``dtypes``; returns seconds taken."""
-    import time
-
-    t0 = time.perf_counter()
-    for name in dtypes:
-        dt = np.dtype(name)
-        for n in (4, PARALLEL_MIN_ELEMENTS):  # serial and parallel variants
-            a = np.full((n // 4, 4), 0.5, dtype=dt)
-            sigmoid_backward(a, a)
-            softmax_cross_entropy(a, np.zeros(n // 4, dtype=np.int64))
-            p, g, m, v = (np.zeros(n, dtype=dt) for _ in range(4))
-            adam_update(p, g, m, v, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, step=1)
-            sgd_update(p, g, m, lr=0.1, momentum=0.9, nesterov=False)
-    return time.perf_counter() - t0
