@@ -187,7 +187,7 @@ def test_non_finite_loss_stops_and_keeps_the_checkpoint(tmp_path, capsys):
         code = cli.main(base + ["--epochs", "3", "--lr", "1e30", "--resume"])
     assert code == 1
     err = capsys.readouterr().err
-    assert re.search(r"loss became (nan|inf) at epoch 2, batch \d+", err) and "lower learning rate" in err
+    assert re.search(r"loss became (nan|inf) at epoch 2, batch \d+", err) and "lower learning rate" in err and "--lr sets" in err
     assert "checkpoint of epoch 1" in err
     assert (ck / CHECKPOINT_NAME).read_bytes() == before
 

@@ -376,7 +376,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     except NonFiniteLossError as exc:
         kept = f"; the checkpoint of epoch {model.epochs_trained} in {checkpoint} is intact" if checkpoint and checkpoint.is_file() else ""
-        print(f"xpnet: error: {exc}{kept}", file=sys.stderr)
+        print(f"xpnet: error: {exc} (--lr sets the learning rate){kept}", file=sys.stderr)
         return EXIT_FAILURE
 
     if rules["state"].best_params is not None:  # early stopping ends with the best validation epoch's weights

@@ -56,7 +56,7 @@ class NonFiniteLossError(FloatingPointError):
                 else "at the end of the epoch (a GPU reads the loss back once per epoch), so the parameters are non-finite")
         super().__init__(
             f"the training loss became {value} at epoch {epoch}, batch {batch}; training stopped {when}. "
-            "Try a lower learning rate (--lr), a smaller batch or float64."
+            "Try a lower learning rate, a smaller batch or float64."
         )
 
 
