@@ -16,12 +16,14 @@ import pytest
 
 import xpnet
 from xpnet import SGD, Adam, Dense, ReLU, Sequential, Sigmoid, Tanh
-from xpnet.backend import BackendUnavailableError, _probe_in_place, get_backend
+from xpnet.backend import BackendUnavailableError, _probe_in_place, cupy_usable, get_backend
 
 HAS_TORCH = importlib.util.find_spec("torch") is not None
 HAS_JAX = importlib.util.find_spec("jax") is not None
 needs_torch = pytest.mark.skipif(not HAS_TORCH, reason="needs PyTorch (pip install torch)")
 needs_jax = pytest.mark.skipif(not HAS_JAX, reason="needs JAX (pip install jax)")
+GPU_OK, WHY_NO_GPU = cupy_usable()
+NEEDS_GPU = [pytest.mark.gpu, pytest.mark.skipif(not GPU_OK, reason=f"needs a CUDA GPU: {WHY_NO_GPU}")]
 
 LIBRARIES = [
     "numpy",
@@ -139,6 +141,44 @@ def test_torch_by_name_module_and_device_and_inputs_stay_torch(rng):
     model.fit(torch.asarray(X), torch.asarray(y), epochs=1)
     out = model.predict_proba(torch.asarray(X, dtype=torch.float32))
     assert isinstance(out, torch.Tensor) and tuple(out.shape) == (150, 3)
+
+
+@pytest.mark.parametrize("library", [*LIBRARIES[1:], pytest.param("cupy", marks=NEEDS_GPU)])
+def test_estimator_outputs_follow_the_input(library, rng):
+    """An estimator on another backend returns NumPy for host input (NumPy, lists, scipy.sparse),
+    as scikit-learn returns outputs in the input's namespace, and that library's arrays for its
+    own arrays; the values are the same either way. (predict returned the backend's arrays for
+    NumPy input: scikit-learn's metrics could not read them.)"""
+    import scipy.sparse
+
+    backend = get_backend(library)
+    X, y = _data(rng)
+    Xb = backend.asarray(X, dtype=backend.dtype("float32"))
+    Y2 = np.stack([y == 1, y == 2], axis=1).astype(np.int64)
+    fitted = [
+        (xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, dtype="float32", backend=library).fit(X, y),
+         ("predict", "predict_proba", "predict_log_proba")),
+        (xpnet.MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, dtype="float32", backend=library).fit(X, Y2),
+         ("predict", "predict_proba")),
+        (xpnet.MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, dtype="float32", backend=library).fit(X, X[:, :2]),
+         ("predict",)),
+        (xpnet.LogisticRegression(max_iter=3, dtype="float32", backend=library).fit(X, y),
+         ("predict", "predict_proba", "decision_function")),
+        (xpnet.Perceptron(max_iter=3, dtype="float32", backend=library).fit(X, y), ("predict", "decision_function")),
+        (xpnet.LinearRegression(max_iter=3, dtype="float32", backend=library).fit(X, X[:, 0]), ("predict",)),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for est, methods in fitted:
+            for method in methods:
+                on_host, on_backend = getattr(est, method)(X), getattr(est, method)(Xb)
+                assert type(on_host) is np.ndarray, (type(est).__name__, method, type(on_host))
+                assert backend.owns(on_backend), (type(est).__name__, method, type(on_backend))
+                np.testing.assert_allclose(on_host, backend.to_numpy(on_backend), rtol=1e-6, atol=1e-6)
+                assert type(getattr(est, method)(X.tolist())) is np.ndarray
+        est = fitted[0][0]
+        assert type(est.predict(scipy.sparse.csr_matrix(X))) is np.ndarray
+        assert est.score(X, y) == pytest.approx(float(np.mean(est.predict(X) == y)))
 
 
 @pytest.mark.parametrize("source", ["memmap", "dask", "zarr"])

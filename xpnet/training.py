@@ -326,7 +326,7 @@ def check_streamed(model: Any, source: DataSource, y: Any, y_name: str = "y") ->
     memory (returned checked, on the device), its length when it is streamed too."""
     check_streamed_features(model, source)
     y_source = as_source(y, y_name)
-    n_y = y_source.n_rows if y_source is not None else getattr(y, "shape", (len(y),))[0]
+    n_y = y_source.n_rows if y_source is not None else y.shape[0] if hasattr(y, "shape") else len(y)  # no len() on strict arrays
     if n_y != source.n_rows:
         raise ValueError(f"{source.name} has {source.n_rows} samples but {y_name} has {n_y}: lengths must match")
     if y_source is not None:

@@ -143,6 +143,18 @@ class _Estimator(_SkBase):
                 return get_backend(compat.array_namespace(X))
         return get_backend(self.backend)
 
+    def _like_input(self, X: Any, out: Any) -> Any:
+        """``out`` (an array of the model's backend) as the caller gave ``X``: on that backend for
+        its own arrays, else as NumPy. Host input (NumPy, lists, pandas, scipy.sparse) gets NumPy
+        outputs on every backend, as scikit-learn returns outputs in the input's namespace, so its
+        metrics and tools take them."""
+        return self.model_.backend.to_numpy(out) if self._host_input(X) else out
+
+    def _host_input(self, X: Any) -> bool:
+        """True unless ``X`` is an array of the model's backend other than NumPy."""
+        backend = self.model_.backend
+        return backend.is_numpy or not backend.owns(X)
+
     _multi_output = False  # regressors fit a 2-D y as several outputs
     _accepts_sparse = False  # the MLPs stream scipy.sparse X, densifying a chunk at a time
 
@@ -342,29 +354,35 @@ class _ClassifierMixin(_SkClassifier):
                              "2 classes")
         return encoded.astype(np.int64)
 
-    def _decode(self, indices: Any) -> Any:
+    def _decode(self, indices: Any, on_host: bool) -> Any:
+        """Class labels for class indices: NumPy where ``on_host`` or the labels are not numbers."""
         backend = self.model_.backend
-        if backend.is_numpy or self.classes_.dtype.kind not in "biuf":
+        if on_host or self.classes_.dtype.kind not in "biuf":
             return self.classes_[backend.to_numpy(indices)]
         return backend.xp.take(backend.asarray(self.classes_), indices, axis=0)
 
     def predict(self, X: Any) -> Any:
-        """Predicted class labels, shape ``(N,)``."""
+        """Predicted class labels, shape ``(N,)``: NumPy for host ``X``, else on the model's backend."""
         self._check_fitted()
-        return self._decode(self.model_.predict(self._transform(self._features(X, reset=False))))
+        indices = self.model_.predict(self._transform(self._features(X, reset=False)))
+        return self._decode(indices, on_host=self._host_input(X))
 
-    def predict_proba(self, X: Any) -> Any:
-        """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_``."""
-        self._check_fitted()
+    def _proba(self, X: Any) -> Any:
         proba = self.model_.predict_proba(self._transform(self._features(X, reset=False)))
         if proba.shape[1] == 1:  # binary model with one sigmoid output
             proba = self.model_.backend.xp.concat([1.0 - proba, proba], axis=1)
         return proba
 
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_`` (NumPy for
+        host ``X``, else on the model's backend)."""
+        self._check_fitted()
+        return self._like_input(X, self._proba(X))
+
     def predict_log_proba(self, X: Any) -> Any:
         """``log(predict_proba(X))``, shape ``(N, n_classes)``."""
-        proba = self.predict_proba(X)
-        return self.model_.backend.xp.log(proba)
+        self._check_fitted()
+        return self._like_input(X, self.model_.backend.xp.log(self._proba(X)))
 
     def _onnx_outputs(self, xt: Any) -> dict:
         from ..export import sequential_outputs
@@ -391,10 +409,11 @@ class _RegressorMixin(_SkRegressor):
     """``predict`` and R^2 ``score`` for regressors."""
 
     def predict(self, X: Any) -> Any:
-        """Predictions ``(N,)`` for one target, ``(N, k)`` for several."""
+        """Predictions ``(N,)`` for one target, ``(N, k)`` for several: NumPy for host ``X``, else
+        on the model's backend."""
         self._check_fitted()
         out = self.model_.predict(self._transform(self._features(X, reset=False)))
-        return out[:, 0] if self.n_outputs_ == 1 else out
+        return self._like_input(X, out[:, 0] if self.n_outputs_ == 1 else out)
 
     def _onnx_outputs(self, xt: Any) -> dict:
         from ..export import sequential_outputs

@@ -205,10 +205,10 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         return self
 
     def decision_function(self, X: Any) -> Any:
-        """Logits: ``(N,)`` for two classes, ``(N, n_classes)`` otherwise."""
+        """Logits: ``(N,)`` for two classes, ``(N, n_classes)`` otherwise (NumPy for host ``X``)."""
         self._check_fitted()
         out = self.model_._outputs(self._transform(self._features(X, reset=False)))
-        return out[:, 0] if out.shape[1] == 1 else out
+        return self._like_input(X, out[:, 0] if out.shape[1] == 1 else out)
 
 
 class Perceptron(_ClassifierMixin, _Estimator):
@@ -298,9 +298,10 @@ class Perceptron(_ClassifierMixin, _Estimator):
         raise AttributeError("Perceptron has no predict_log_proba; use decision_function")
 
     def decision_function(self, X: Any) -> Any:
+        """Scores ``X @ W + b``: ``(N,)`` for two classes, ``(N, n_classes)`` otherwise (NumPy for host ``X``)."""
         self._check_fitted()
         out = self._features(X, reset=False) @ self.model_.W + self.model_.b
-        return out[:, 0] if out.shape[1] == 1 else out
+        return self._like_input(X, out[:, 0] if out.shape[1] == 1 else out)
 
 
 class _LinearScorer:

@@ -463,10 +463,10 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         self._fit_network(Xd, targets, n_out, loss, incremental=True, sample_weight=sample_weight)
         return self
 
-    def _decode(self, indices: Any) -> Any:
-        if getattr(self, "_multilabel_", False):
-            return indices
-        return super()._decode(indices)
+    def _decode(self, indices: Any, on_host: bool) -> Any:
+        if getattr(self, "_multilabel_", False):  # the 0/1 indicator rows (int64 on the host, as NumPy's)
+            return self.model_.backend.to_numpy(indices).astype(np.int64) if on_host else indices
+        return super()._decode(indices, on_host)
 
 
 def _regression_loss(n_outputs: int) -> str:
