@@ -365,8 +365,10 @@ def test_repr_mentions_layers():
     assert "Dense(n_in=3" in repr(Sequential([Dense(3, 2), Sigmoid(), Dense(2, 2)]))
 
 
-def test_device_out_of_memory_names_batch_size_and_need(rng, monkeypatch):
-    """Simulated: the backend says the error is its out-of-memory error (as CuPy's would be)."""
+@pytest.mark.parametrize("layout", ["dense", "sparse"])
+def test_device_out_of_memory_names_batch_size_and_need(layout, rng, monkeypatch):
+    """Simulated: the backend says the error is its out-of-memory error (as CuPy's would be). With
+    sparse X (streamed), the message used to fail on len(X) with a TypeError that hid the OOM."""
     from xpnet.network import DeviceMemoryError
 
     class FakeOOM(Exception):
@@ -380,6 +382,8 @@ def test_device_out_of_memory_names_batch_size_and_need(rng, monkeypatch):
 
     monkeypatch.setattr(model, "_loss_and_backward", boom)
     X, y = blobs(rng)
+    if layout == "sparse":
+        X = pytest.importorskip("scipy.sparse").csr_matrix(X)
     with pytest.raises(DeviceMemoryError, match=r"batch_size=64 on 300 samples; this fit needs about \d+ MiB"):
         model.fit(X, y, epochs=1, batch_size=64)
 

@@ -118,7 +118,7 @@ def fit(model: Any, X: Any, y: Any, *, epochs: int, batch_size: int, optimizer: 
     except Exception as exc:
         if not model.backend.is_out_of_memory(exc):
             raise
-        n = getattr(X, "shape", (len(X),))[0]
+        n = X.shape[0] if hasattr(X, "shape") else len(X)  # sparse X and strict arrays have no len()
         need = estimate_training_bytes(model, n, batch_size)
         raise DeviceMemoryError(
             f"the {model.backend.name} device ran out of memory training with batch_size={batch_size} "
