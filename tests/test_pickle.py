@@ -153,7 +153,7 @@ def test_an_adam_pickled_before_eps_form_steps_with_pytorchs_epsilon():
     del old.__dict__["eps_form"]  # what an older xpnet pickled
     again = pickle.loads(pickle.dumps(old))
     p, g = np.ones(3), np.full(3, 0.2)
-    (stepped,) = again.step([p.copy()], [g], xpnet.Sequential([xpnet.Dense(3, 1)], fused=False).ops)
+    (stepped,) = again.step([p.copy()], [g], xpnet.Sequential([xpnet.Dense(3, 1)], loss="mse", fused=False).ops)
     want, _, _ = xpnet.ops.adam_update_reference(p, g, np.zeros(3), np.zeros(3), lr=0.1, beta1=0.9, beta2=0.999, eps=0.5,
                                                  step=1, xp=np)
     np.testing.assert_allclose(stepped, want)

@@ -95,6 +95,9 @@ def test_one_hot_must_be_one_hot():
         (lambda: Sequential([Dense(3, 2), "relu"]), TypeError, r"layers\[1\] must be a Layer"),
         (lambda: Sequential([Dense(3, 2), Dense(3, 2)]), ValueError, "layer widths do not chain"),
         (lambda: Sequential([Sigmoid()]), ValueError, "at least one Dense"),
+        # one softmax output is always 1: the loss is 0 and the fit trained nothing
+        (lambda: Sequential([Dense(3, 4), Sigmoid(), Dense(4, 1)]), ValueError,
+         "loss='softmax_cross_entropy' needs at least 2 outputs, but the last Dense layer has 1"),
         (lambda: Dense(0, 2), ValueError, "n_in must be a positive integer"),
         (lambda: Dense(2, 2, init="ones"), ValueError, "init must be"),
         (lambda: Adam(lr=-1), ValueError, "lr must lie in"),

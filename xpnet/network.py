@@ -143,6 +143,10 @@ class Sequential:
                            "matmul_precision": matmul_precision}
         self.layers = layers
         self.loss = get_loss(loss)
+        if self.loss.name == "softmax_cross_entropy" and dense[-1].n_out < 2:  # it would train nothing
+            raise ValueError("loss='softmax_cross_entropy' needs at least 2 outputs, but the last Dense layer has "
+                             f"{dense[-1].n_out}: a softmax over one logit is always 1, so the loss is 0 and nothing "
+                             "trains; use 2 or more outputs, or loss='binary_cross_entropy' with one")
         self.backend = get_backend(backend)
         self.dtype_name = dtype
         self.dtype = self.backend.dtype(dtype)
