@@ -83,9 +83,9 @@ def test_each_activation_with_l2(dtype, kind):
     _assert_same(*_fit_pair(dtype=dtype, kind=kind, l2=0.3), dtype)
 
 
-@pytest.mark.parametrize("loss", ["mse", "softmax_cross_entropy"])
-def test_an_activation_before_the_loss(loss):
-    _assert_same(*_fit_pair(loss, "float64", kind="final"), "float64")
+def test_an_activation_before_the_loss():
+    # mse only: the classification losses take logits, and Sequential refuses an activation before them
+    _assert_same(*_fit_pair("mse", "float64", kind="final"), "float64")
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

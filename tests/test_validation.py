@@ -95,6 +95,13 @@ def test_one_hot_must_be_one_hot():
         (lambda: Sequential([Dense(3, 2), "relu"]), TypeError, r"layers\[1\] must be a Layer"),
         (lambda: Sequential([Dense(3, 2), Dense(3, 2)]), ValueError, "layer widths do not chain"),
         (lambda: Sequential([Sigmoid()]), ValueError, "at least one Dense"),
+        # the losses take logits: a final Sigmoid (Keras' and PyTorch's BCELoss idiom) was applied twice,
+        # so every prediction was class 1 while the loss still fell
+        (lambda: Sequential([Dense(3, 4), Sigmoid(), Dense(4, 1), Sigmoid()], loss="binary_cross_entropy"), ValueError,
+         r"takes the last Dense layer's logits and applies the sigmoid itself, but the layers end with Sigmoid\(\) "
+         r"\(the sigmoid is applied twice"),
+        (lambda: Sequential([Dense(3, 4), Sigmoid(), Dense(4, 3), xpnet.Tanh()]), ValueError,
+         "applies the softmax itself, but the layers end with Tanh"),
         # one softmax output is always 1: the loss is 0 and the fit trained nothing
         (lambda: Sequential([Dense(3, 4), Sigmoid(), Dense(4, 1)]), ValueError,
          "loss='softmax_cross_entropy' needs at least 2 outputs, but the last Dense layer has 1"),

@@ -143,6 +143,14 @@ class Sequential:
                            "matmul_precision": matmul_precision}
         self.layers = layers
         self.loss = get_loss(loss)
+        if self.loss.is_classifier and not isinstance(layers[-1], Dense):  # Keras' and PyTorch's BCELoss idiom
+            squash = "sigmoid" if self.loss.name == "binary_cross_entropy" else "softmax"
+            harm = ("the sigmoid is applied twice, every probability is above 0.5 and every prediction is class 1"
+                    if squash == "sigmoid" and isinstance(layers[-1], Sigmoid) else
+                    f"the {squash} would see squashed logits")
+            raise ValueError(f"loss={self.loss.name!r} takes the last Dense layer's logits and applies the {squash} "
+                             f"itself, but the layers end with {layers[-1]!r} ({harm}); remove it: predict_proba "
+                             "gives the probabilities")
         if self.loss.name == "softmax_cross_entropy" and dense[-1].n_out < 2:  # it would train nothing
             raise ValueError("loss='softmax_cross_entropy' needs at least 2 outputs, but the last Dense layer has "
                              f"{dense[-1].n_out}: a softmax over one logit is always 1, so the loss is 0 and nothing "
