@@ -753,8 +753,6 @@ def test_early_stopping_scores_the_validation_rows_with_one_forward_pass(kind, m
     assert seen.count(7) == 3  # the 7 held-out rows, once per epoch (training batches are 16 rows)
     scores = history.val_score
     assert len(scores) == 3
-    with monkeypatch.context() as m:
-        m.setattr(model, "forward", forward)
-        w = val[0] if val else None
-        assert scores[-1] == pytest.approx(xpnet.training.validation_score(model, *model._check_data(Xv, val_targets), None
-                                           if w is None else model.backend.asarray(w, dtype=model.dtype)))
+    monkeypatch.setattr(model, "forward", forward)
+    weights = model.backend.asarray(val[0], dtype=model.dtype) if val else None
+    assert scores[-1] == pytest.approx(xpnet.training.validation_score(model, *model._check_data(Xv, val_targets), weights))

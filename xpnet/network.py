@@ -24,7 +24,7 @@ from ._io import atomic_write
 from ._validation import cast_finite, check_features, check_flag, check_same_length, check_seed, float_dtype_name
 from .backend import get_backend
 from .callbacks import Callback
-from .layers import Dense, Layer, Sigmoid, layer_from_config
+from .layers import Activation, Dense, Layer, Sigmoid, layer_from_config
 from .losses import get_loss
 from .ops import Ops
 from .optim import Optimizer
@@ -143,7 +143,7 @@ class Sequential:
                            "matmul_precision": matmul_precision}
         self.layers = layers
         self.loss = get_loss(loss)
-        if self.loss.is_classifier and not isinstance(layers[-1], Dense):  # Keras' and PyTorch's BCELoss idiom
+        if self.loss.is_classifier and isinstance(layers[-1], Activation):  # Keras' and PyTorch's BCELoss idiom
             squash = "sigmoid" if self.loss.name == "binary_cross_entropy" else "softmax"
             harm = ("the sigmoid is applied twice, every probability is above 0.5 and every prediction is class 1"
                     if squash == "sigmoid" and isinstance(layers[-1], Sigmoid) else

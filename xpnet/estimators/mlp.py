@@ -18,8 +18,9 @@ from ..callbacks import Callback
 from ..network import Sequential, check_matmul_precision
 from ..sources import DataSource
 from ..optim import SGD, Adam, _check_number
-from ._base import (ConvergenceWarning, DataConversionWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_below_one, _check_float,
-                    _labels, _sklearn_label_checks, _typed_labels, _unchanged_if_it_raises)
+from ._base import (ConvergenceWarning, DataConversionWarning, _ClassifierMixin, _Estimator, _RegressorMixin,
+                    _check_below_one, _check_float, _labels, _sklearn_label_checks, _typed_labels,
+                    _unchanged_if_it_raises)
 
 
 class _SklearnLines(Callback):
