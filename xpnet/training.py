@@ -21,7 +21,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ._validation import check_features, check_flag, check_positive_int
+from ._validation import check_features, check_flag, check_positive_int, check_same_length
 from .callbacks import EpochPrinter, ProgressBar, check_callbacks
 from .layers import Dense
 from .optim import Adam, get_optimizer
@@ -326,9 +326,7 @@ def check_streamed(model: Any, source: DataSource, y: Any, y_name: str = "y") ->
     memory (returned checked, on the device), its length when it is streamed too."""
     check_streamed_features(model, source)
     y_source = as_source(y, y_name)
-    n_y = y_source.n_rows if y_source is not None else y.shape[0] if hasattr(y, "shape") else len(y)  # no len() on strict arrays
-    if n_y != source.n_rows:
-        raise ValueError(f"{source.name} has {source.n_rows} samples but {y_name} has {n_y}: lengths must match")
+    check_same_length(source, y if y_source is None else y_source, (source.name, y_name))
     if y_source is not None:
         return y_source
     return model.loss.prepare_targets(y, source.n_rows, model.n_outputs, model.backend, model.dtype, name=y_name)

@@ -488,8 +488,9 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         """``y`` and its number of outputs; a column ``(n, 1)`` trains one output, with
         scikit-learn's DataConversionWarning (predictions come back ``(n,)``, as there)."""
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
-        n_out = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
-        if getattr(y_arr, "ndim", 1) == 2 and n_out == 1:
+        ndim = getattr(y_arr, "ndim", 1)
+        n_out = 1 if ndim == 1 else int(y_arr.shape[1])
+        if ndim == 2 and n_out == 1:
             warnings.warn("A column-vector y was passed when a 1d array was expected. Please change the shape "
                           "of y to (n_samples, ), for example using ravel().", DataConversionWarning, stacklevel=4)
         return y_arr, n_out
