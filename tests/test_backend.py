@@ -119,3 +119,39 @@ def test_backend_equality():
     assert get_backend("numpy") == get_backend("numpy")
     assert get_backend("numpy") != get_backend("array_api_strict")
     assert isinstance(get_backend("numpy"), Backend)
+
+
+class _UnhashableDevice:
+    """Like CuPy 14's ``cupy.cuda.Device``: ``__eq__`` without ``__hash__``, so not hashable."""
+
+    def __init__(self, ident):
+        self.ident = ident
+
+    def __eq__(self, other):
+        return isinstance(other, _UnhashableDevice) and other.ident == self.ident
+
+    def __repr__(self):
+        return f"<device {self.ident}>"
+
+
+def test_per_device_probes_take_an_unhashable_device():
+    """The dtype probes run once per namespace and device, also for a device that cannot be a
+    dict key (every CuPy fit failed with 'unhashable type: cupy.cuda.device.Device')."""
+    import array_api_compat.numpy as xp
+
+    from xpnet.backend import _keeps_float64, _per_device, default_int_dtype
+
+    device = _UnhashableDevice(0)
+    with pytest.raises(TypeError):
+        hash(device)
+    assert default_int_dtype(xp, device) == xp.int64
+    calls = []
+
+    @_per_device
+    def probe(xp, device):
+        calls.append(device)
+        return len(calls)
+
+    assert probe(xp, _UnhashableDevice(0)) == probe(xp, _UnhashableDevice(0)) == 1
+    assert probe(xp, _UnhashableDevice(1)) == 2 and probe(xp, "cpu") == 3 and probe(xp, "cpu") == 3
+    assert _keeps_float64(xp, "cpu") is True

@@ -18,7 +18,7 @@ import functools
 import os
 import types
 import warnings
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -364,7 +364,26 @@ def _probe_in_place(xp: Any, device: Any) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+def _per_device(probe: Callable[[Any, Any], Any]) -> Callable[..., Any]:
+    """``probe(xp, device)``, computed once per namespace and device. The cache keys on the
+    device's type and ``repr`` where the device itself is unhashable (CuPy 14's ``cupy.cuda.Device``
+    defines ``__eq__`` without ``__hash__``), so ``functools.lru_cache`` cannot take it."""
+    answers: dict = {}
+
+    @functools.wraps(probe)
+    def cached(xp: Any, device: Any = None) -> Any:
+        try:
+            key = (xp, device, hash(device))
+        except TypeError:
+            key = (xp, type(device), repr(device))
+        if key not in answers:
+            answers[key] = probe(xp, device)
+        return answers[key]
+
+    return cached
+
+
+@_per_device
 def _keeps_float64(xp: Any, device: Any) -> bool:
     try:
         with warnings.catch_warnings():  # JAX warns that it truncates; the answer is what we want
@@ -374,7 +393,7 @@ def _keeps_float64(xp: Any, device: Any) -> bool:
         return False
 
 
-@functools.lru_cache(maxsize=None)
+@_per_device
 def default_int_dtype(xp: Any, device: Any = None) -> Any:
     """The namespace's default integer dtype (``__array_namespace_info__``), else int64."""
     info = getattr(xp, "__array_namespace_info__", None)
