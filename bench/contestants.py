@@ -162,10 +162,11 @@ def sklearn_mlp(task: Task) -> dict:
 
 # -- PyTorch --------------------------------------------------------------------------------
 def _torch(device: str, compile_mode: str | None = None, precision: str = "highest") -> Callable[[Task], dict]:
-    """PyTorch on ``device``: eager, or with ``compile_mode`` the whole step (forward, loss,
-    backward, Adam's update, zeroing the gradients) one ``torch.compile`` function ("reduce-overhead"
-    replays CUDA graphs; "max-autotune" also tunes the GEMMs; on the CPU, "default": Inductor's
-    C++/OpenMP code around the BLAS products). Compilation happens in the warm-up.
+    """PyTorch on ``device``: eager, or with ``compile_mode`` every part of the step compiled
+    (forward, loss and backward in ``compile_mode``, Adam's update in Inductor's default mode; see
+    ``step_for``): "reduce-overhead" replays CUDA graphs; "max-autotune" also tunes the GEMMs; on
+    the CPU, "default": Inductor's C++/OpenMP code around the BLAS products. Compilation happens in
+    the warm-up.
 
     ``precision``, xpnet's ``matmul_precision`` at PyTorch's matching setting: "highest" and "tf32"
     are ``torch.set_float32_matmul_precision("highest" / "high")`` (on CUDA "high" is TF32);
@@ -211,16 +212,34 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
         steps: dict = {}
 
         def step_for(net, opt):
+            """The training step. Compiled: forward and loss are one ``torch.compile`` graph in
+            ``compile_mode`` (AOTAutograd compiles its backward too, and under "reduce-overhead" or
+            "max-autotune" both replay as CUDA graphs), and Adam's update is compiled on its own in
+            Inductor's default mode (PyTorch's compiled-optimizer recipe). One function holding
+            ``backward()`` and ``opt.step()`` breaks the graph there, and under CUDA graphs its
+            replays failed on the H100 ('accessing tensor output of CUDAGraphs that has been
+            overwritten by a subsequent run'), with ``cudagraph_mark_step_begin`` or without."""
             if id(opt) not in steps:
-                def step(x, y):
+                def forward_loss(x, y):
                     with autocast():
-                        loss = loss_fn(net(x), y)
-                    loss.backward()
-                    opt.step()
-                    opt.zero_grad(set_to_none=not compile_mode)  # compiled: in place, a captured graph keeps its buffers
-                    return loss
+                        return loss_fn(net(x), y)
 
-                steps[id(opt)] = torch.compile(step, mode=compile_mode) if compile_mode else step
+                if compile_mode:
+                    forward_loss = torch.compile(forward_loss, mode=compile_mode, fullgraph=True)
+                    update = torch.compile(opt.step)
+                else:
+                    update = opt.step
+                # each step starts a new generation of CUDA graph replays (outputs of the last are dead)
+                mark_step = torch.compiler.cudagraph_mark_step_begin if compile_mode and device == "cuda" else (lambda: None)
+
+                def step(x, y):
+                    mark_step()
+                    loss = forward_loss(x, y)
+                    loss.backward()
+                    update()
+                    opt.zero_grad(set_to_none=True)
+
+                steps[id(opt)] = step
             return steps[id(opt)]
 
         def epoch(net, opt, n):
@@ -263,6 +282,8 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
             pred = net(torch.from_numpy(X_test).to(device=device, dtype=dtype)).argmax(dim=1).cpu().numpy()
         extra = {"warmup_seconds": warmup, "torch_version": torch.__version__, "torch_threads": torch.get_num_threads(),
                  "compile_mode": compile_mode, "matmul_precision": precision,
+                 "compiled": (f"forward, loss and backward in {compile_mode!r}, Adam's update in 'default'"
+                              if compile_mode else None),
                  "float32_matmul_precision": torch.get_float32_matmul_precision()}
         if device == "cuda":
             extra["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated())

@@ -134,19 +134,25 @@ def main(argv: list[str] | None = None) -> int:
         "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
         "torch-cuda eager": torch_case,
     }
-    results = {name: count_per_step(make(), args.n1, args.n2) for name, make in cases.items()}
+    results, failed = {}, {}
+    for name, make in cases.items():  # one failing mode is reported, not fatal: the others still count
+        try:
+            results[name] = count_per_step(make(), args.n1, args.n2)
+        except Exception as exc:
+            failed[name] = f"{type(exc).__name__}: {exc}"
     lines = ["Per training step of the MNIST reference network (784-256-128-10 sigmoid, batch 128, Adam, float32).", "",
              "| mode | kernels on the GPU | launch calls from the host | GPU busy (us) |", "|---|---:|---:|---:|"]
     for name, r in results.items():
         lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
+    lines += [f"| {name} | failed: {why} | | |" for name, why in failed.items()]
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "launches.json").write_text(json.dumps({"results": results, "n1": args.n1, "n2": args.n2,
+    (out / "launches.json").write_text(json.dumps({"results": results, "failed": failed, "n1": args.n1, "n2": args.n2,
                                                    "environment": environment()}, indent=2))
     (out / "launches.md").write_text(table + "\n")
-    return 0
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
