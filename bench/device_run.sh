@@ -5,7 +5,7 @@
 #   bash bench/device_run.sh mnist     # the MNIST harness with every contestant (and the roofline)
 #   bash bench/device_run.sh sweep     # the sweep: xpnet's GPU steps against eager and compiled PyTorch and jax-gpu
 #   bash bench/device_run.sh precision # matmul_precision highest/tf32/bf16 against compiled PyTorch and JAX at the
-#                                      # matching setting, 10 epochs each (accuracy per precision; not yet timed)
+#                                      # matching setting, 10 epochs each: time and accuracy per precision
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
