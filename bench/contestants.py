@@ -161,7 +161,8 @@ def sklearn_mlp(task: Task) -> dict:
 
 
 # -- PyTorch --------------------------------------------------------------------------------
-def _torch(device: str, compile_mode: str | None = None, precision: str = "highest") -> Callable[[Task], dict]:
+def _torch(device: str, compile_mode: str | None = None, precision: str = "highest",
+           graphed: bool = False) -> Callable[[Task], dict]:
     """PyTorch on ``device``: eager, or with ``compile_mode`` every part of the step compiled
     (forward, loss and backward in ``compile_mode``, Adam's update in Inductor's default mode; see
     ``step_for``): "reduce-overhead" replays CUDA graphs; "max-autotune" also tunes the GEMMs; on
@@ -172,7 +173,12 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
     are ``torch.set_float32_matmul_precision("highest" / "high")`` (on CUDA "high" is TF32);
     "bf16" is ``torch.autocast(dtype=torch.bfloat16)`` around forward and loss, since on CUDA
     "medium" is TF32 as well. Autocast also keeps the linear layers' outputs (so the activations)
-    in bfloat16, where xpnet keeps everything but the products' inputs in float32."""
+    in bfloat16, where xpnet keeps everything but the products' inputs in float32.
+
+    ``graphed`` (CUDA): PyTorch's own whole-network capture (``torch.cuda.graph``, "Whole-network
+    capture" in its CUDA Graphs notes): forward, loss, backward and a ``capturable`` Adam update
+    recorded once as one CUDA graph and replayed for every full batch, the batch copied into the
+    graph's static inputs first. The last, smaller batch runs eagerly."""
 
     def run(task: Task) -> dict:
         try:
@@ -181,6 +187,8 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
             raise Unavailable(f"PyTorch is not installed ({exc})") from None
         if device == "cuda" and not torch.cuda.is_available():
             raise Unavailable("PyTorch sees no CUDA device")
+        if graphed and device != "cuda":
+            raise Unavailable("a CUDA graph needs a CUDA device")
         if precision != "highest" and (device != "cuda" or task.dtype != "float32"):
             raise Unavailable(f"precision {precision!r} is a float32 CUDA setting")
         torch.set_float32_matmul_precision("high" if precision == "tf32" else "highest")
@@ -208,6 +216,9 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
         sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
         loss_fn = torch.nn.CrossEntropyLoss()
         generator = torch.Generator(device=device).manual_seed(task.seed)
+
+        def new_optimizer(net):
+            return torch.optim.Adam(net.parameters(), lr=task.lr, capturable=graphed)
 
         steps: dict = {}
 
@@ -239,8 +250,44 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
                     update()
                     opt.zero_grad(set_to_none=True)
 
-                steps[id(opt)] = step
+                steps[id(opt)] = graphed_step(forward_loss, opt) if graphed else step
             return steps[id(opt)]
+
+        def graphed_step(forward_loss, opt):
+            """PyTorch's whole-network capture: warm up on a side stream, capture with the gradients
+            set to None (so the captured backward writes them rather than adding to them), then
+            copy each full batch into the static inputs and replay."""
+            static: dict = {}
+
+            def capture(x, y):
+                static["x"], static["y"] = x.clone(), y.clone()
+                side = torch.cuda.Stream()
+                side.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(side):
+                    for _ in range(3):
+                        opt.zero_grad(set_to_none=True)
+                        forward_loss(static["x"], static["y"]).backward()
+                        opt.step()
+                torch.cuda.current_stream().wait_stream(side)
+                static["graph"] = torch.cuda.CUDAGraph()
+                opt.zero_grad(set_to_none=True)
+                with torch.cuda.graph(static["graph"]):
+                    forward_loss(static["x"], static["y"]).backward()
+                    opt.step()
+
+            def step(x, y):
+                if x.shape[0] != task.batch_size:  # the last, smaller batch: eagerly, on the graph's own
+                    opt.zero_grad(set_to_none=False)  # gradient buffers, zeroed in place
+                    forward_loss(x, y).backward()
+                    opt.step()
+                    return
+                if "graph" not in static:
+                    capture(x, y)
+                static["x"].copy_(x)
+                static["y"].copy_(y)
+                static["graph"].replay()
+
+            return step
 
         def epoch(net, opt, n):
             perm = torch.randperm(n, device=device, generator=generator)
@@ -251,8 +298,8 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
 
         t0 = time.perf_counter()
         net = network()
-        opt = torch.optim.Adam(net.parameters(), lr=task.lr)
-        if compile_mode:  # compile on the measured model (both batch shapes), then restore its start
+        opt = new_optimizer(net)
+        if compile_mode or graphed:  # compile or capture on the measured model (both batch shapes), then restore its start
             start = {k: v.clone() for k, v in net.state_dict().items()}
             epoch(net, opt, 2048 + task.train_samples % task.batch_size)
             with torch.no_grad():
@@ -263,14 +310,14 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
                     value.zero_()
         else:
             warm = network()
-            epoch(warm, torch.optim.Adam(warm.parameters(), lr=task.lr), 2048)
+            epoch(warm, new_optimizer(warm), 2048)
         sync()
         warmup = time.perf_counter() - t0
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        if not compile_mode:
+        if not (compile_mode or graphed):
             net = network()
-            opt = torch.optim.Adam(net.parameters(), lr=task.lr)
+            opt = new_optimizer(net)
         seconds = []
         for _ in range(task.epochs):
             sync()
@@ -284,6 +331,8 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
                  "compile_mode": compile_mode, "matmul_precision": precision,
                  "compiled": (f"forward, loss and backward in {compile_mode!r}, Adam's update in 'default'"
                               if compile_mode else None),
+                 "cuda_graph": ("the whole step, capturable Adam included, one torch.cuda.graph replayed per full batch"
+                                if graphed else None),
                  "float32_matmul_precision": torch.get_float32_matmul_precision()}
         if device == "cuda":
             extra["peak_gpu_memory_bytes"] = int(torch.cuda.max_memory_allocated())
@@ -496,13 +545,15 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "torch-cuda": _torch("cuda"),
     "torch-cuda-compiled": _torch("cuda", "reduce-overhead"),
     "torch-cuda-autotune": _torch("cuda", "max-autotune"),
+    "torch-cuda-graphed": _torch("cuda", graphed=True),  # PyTorch's whole-network CUDA-graph capture
     "torch-cuda-compiled-tf32": _torch("cuda", "reduce-overhead", "tf32"),
     "torch-cuda-compiled-bf16": _torch("cuda", "reduce-overhead", "bf16"),
 }
 # matmul_precision -> (xpnet's contestant, the peers at the matching setting): the compiled
 # PyTorch step (both modes at "highest") and JAX's jit step (and its lax.scan epoch)
 PRECISION_CONTESTANTS = {
-    "highest": ("xpnet-cupy-fused", ("torch-cuda-compiled", "torch-cuda-autotune", "jax-gpu", "jax-gpu-scan")),
+    "highest": ("xpnet-cupy-fused", ("torch-cuda-compiled", "torch-cuda-autotune", "torch-cuda-graphed", "jax-gpu",
+                                     "jax-gpu-scan")),
     "tf32": ("xpnet-cupy-tf32", ("torch-cuda-compiled-tf32", "jax-gpu-tf32")),
     "bf16": ("xpnet-cupy-bf16", ("torch-cuda-compiled-bf16", "jax-gpu-bf16")),
 }

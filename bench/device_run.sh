@@ -56,7 +56,7 @@ fi
 if [ "$STAGE" = sweep ]; then
   echo "== sweep (GPU contestants; torch-cuda-autotune compiles for minutes per point, so it is left to --sweep-contestants)"
   mkdir -p "$OUT/sweep"
-  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,jax-gpu,jax-gpu-scan --sweep \
+  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,torch-cuda-graphed,jax-gpu,jax-gpu-scan --sweep \
     --timeout 300 --out "$OUT/sweep" 2>/dev/null | tail -25
 fi
 if [ "$STAGE" = precision ]; then
