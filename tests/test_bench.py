@@ -105,8 +105,14 @@ def test_precision_summary_compares_with_the_fastest_peer_at_the_same_setting(mo
     assert summary["highest"]["vs_best_peer"] == pytest.approx(0.5)
     assert summary["highest"]["accuracy_minus_torch_points"] == pytest.approx(-0.2)
     assert summary["bf16"]["accuracy_minus_torch_points"] == pytest.approx(-0.5)
+    # the fastest peer at any setting: the bf16 one is faster than every "highest" peer
+    assert summary["highest"]["fastest_peer_any_setting"] == "torch-cuda-compiled-bf16"
+    assert summary["highest"]["vs_fastest_peer_any_setting"] == pytest.approx(0.02 / 0.03)
+    assert summary["bf16"]["vs_fastest_peer_any_setting"] == pytest.approx(0.01 / 0.03)
     table = precision_markdown(summary, 10)
-    assert "after 10 epochs" in table and "| bf16 | xpnet-cupy-bf16 | 0.0100 | torch-cuda-compiled-bf16 | 0.33x |" in table
+    assert "after 10 epochs" in table
+    assert "| bf16 | xpnet-cupy-bf16 | 0.0100 | torch-cuda-compiled-bf16 | 0.33x | torch-cuda-compiled-bf16 | 0.33x |" in table
+    assert "| highest | xpnet-cupy-fused | 0.0200 | torch-cuda-autotune | 0.50x | torch-cuda-compiled-bf16 | 0.67x |" in table
 
 
 def test_crossover_finds_where_the_gpu_overtakes(monkeypatch):
