@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import argparse
 
-from xpnet.cli import _hidden, _positive_float, _positive_int
+from xpnet.cli import _hidden, _non_negative_int, _positive_float, _positive_int
 
-__all__ = ["positive_int", "positive_seconds", "widths", "batch_size_list", "networks"]
+__all__ = ["positive_int", "non_negative_int", "positive_seconds", "widths", "batch_size_list", "networks"]
 
 positive_int = _positive_int  # a whole number >= 1
+non_negative_int = _non_negative_int  # a whole number >= 0
 positive_seconds = _positive_float  # a finite number > 0
 
 

@@ -296,12 +296,15 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
                 idx = perm[lo: lo + task.batch_size]
                 step(Xd[idx], yd[idx])
 
+        # The measured model is the first one drawn, and every variant's warm-up draws the same
+        # shuffle, so eager, compiled and graphed runs start from the same weights and batches.
         t0 = time.perf_counter()
         net = network()
         opt = new_optimizer(net)
-        if compile_mode or graphed:  # compile or capture on the measured model (both batch shapes), then restore its start
+        warm_samples = 2048 + task.train_samples % task.batch_size  # both batch shapes
+        if compile_mode or graphed:  # compile or capture on the measured model, then restore its start
             start = {k: v.clone() for k, v in net.state_dict().items()}
-            epoch(net, opt, 2048 + task.train_samples % task.batch_size)
+            epoch(net, opt, warm_samples)
             with torch.no_grad():
                 for k, v in net.state_dict().items():
                     v.copy_(start[k])
@@ -310,14 +313,11 @@ def _torch(device: str, compile_mode: str | None = None, precision: str = "highe
                     value.zero_()
         else:
             warm = network()
-            epoch(warm, new_optimizer(warm), 2048)
+            epoch(warm, new_optimizer(warm), warm_samples)
         sync()
         warmup = time.perf_counter() - t0
         if device == "cuda":
             torch.cuda.reset_peak_memory_stats()
-        if not (compile_mode or graphed):
-            net = network()
-            opt = new_optimizer(net)
         seconds = []
         for _ in range(task.epochs):
             sync()

@@ -25,7 +25,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from .arguments import batch_size_list, networks, positive_int, positive_seconds, widths
+from .arguments import batch_size_list, networks, non_negative_int, positive_int, positive_seconds, widths
 from .task import REFERENCE, Task
 
 REPO = Path(__file__).resolve().parents[1]
@@ -255,6 +255,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--epochs", type=positive_int, default=None, help=f"measured epochs (default {REFERENCE.epochs}; quick: 2)")
     p.add_argument("--batch-size", type=positive_int, default=REFERENCE.batch_size)
     p.add_argument("--hidden", type=widths, default=REFERENCE.hidden, help="hidden widths, e.g. 256,128")
+    p.add_argument("--seed", type=non_negative_int, default=REFERENCE.seed,
+                   help="seeds every contestant's initial weights and shuffling (default %(default)s)")
     p.add_argument("--contestants", default="all",
                    help="comma-separated names, 'all', 'cpu' or 'precision' (each matmul_precision and its peers)")
     p.add_argument("--out", default=str(REPO / "bench" / "out"), help="output folder")
@@ -381,7 +383,7 @@ def main(argv=None) -> int:
 
     from .env import environment
 
-    task = REFERENCE.but(batch_size=args.batch_size, hidden=args.hidden)
+    task = REFERENCE.but(batch_size=args.batch_size, hidden=args.hidden, seed=args.seed)
     if args.quick:
         task = task.but(train_samples=6000, test_samples=2000, epochs=2)
     if args.epochs is not None:

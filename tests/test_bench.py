@@ -17,7 +17,8 @@ def quick_run(tmp_path_factory):
     contestants = ("xpnet-numpy-fused,xpnet-numpy-unfused,xpnet-cupy-fused,sklearn-mlp,torch-cpu,torch-cpu-compiled,"
                    "jax-cpu,jax-cpu-scan,xpnet-cupy-tf32,torch-cuda-compiled-bf16,sgemm-floor")
     proc = subprocess.run(
-        [sys.executable, "-m", "bench.mnist", "--quick", "--epochs", "1", "--contestants", contestants, "--out", str(out)],
+        [sys.executable, "-m", "bench.mnist", "--quick", "--epochs", "1", "--seed", "1", "--contestants", contestants,
+         "--out", str(out)],
         cwd=REPO, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -27,6 +28,7 @@ def quick_run(tmp_path_factory):
 def test_report_has_every_field(quick_run):
     out, report, stdout = quick_run
     assert report["task"]["hidden"] == [256, 128] and report["task"]["train_samples"] == 6000
+    assert report["task"]["seed"] == 1  # --seed reaches the task every contestant is given
     env = report["environment"]
     for key in ("cpu_model", "cpu_cores", "gpu", "versions", "git_commit", "date_utc", "command", "python"):
         assert key in env
@@ -58,7 +60,8 @@ def test_torch_compiled_cpu_step_trains_as_the_eager_one(quick_run):
         pytest.skip(f"torch-cpu did not run: {eager.get('reason')}")
     assert compiled["status"] == "ok", compiled
     assert compiled["warmup_seconds"] > 0 and compiled["median_epoch_seconds"] > 0
-    assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) <= 0.02  # other shuffles: the warm-up drew some
+    # the same initial weights and batches (the warm-ups draw the same shuffle): only rounding differs
+    assert abs(compiled["test_accuracy"] - eager["test_accuracy"]) <= 0.005
 
 
 def test_unavailable_contestants_are_skipped_with_a_reason(quick_run):
@@ -167,7 +170,9 @@ def test_bad_arguments_are_refused_before_anything_runs(capsys):
                        "--timeout", "1.5"])
     assert args.hidden == (64, 32) and args.sweep_batch_sizes == [32, 4096] and args.timeout == 1.5
     assert args.sweep_hidden == [(64, 32), (4096, 2048)] and parse_args([]).sweep_batch_sizes[0] == 32
+    assert parse_args([]).seed == 0 and parse_args(["--seed", "3"]).seed == 3
     for argv, message in [(["--epochs", "0"], "--epochs: expected a positive integer, got 0"),
+                          (["--seed", "-1"], "--seed: expected an integer >= 0, got -1"),
                           (["--batch-size", "0"], "--batch-size: expected a positive integer, got 0"),
                           (["--rounds", "x"], "--rounds: expected a positive integer, got 'x'"),
                           (["--hidden", "256,,128"], "--hidden: expected comma-separated layer widths such as 256,128, got '256,,128'"),
