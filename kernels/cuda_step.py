@@ -56,6 +56,10 @@ OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAM_SCIKIT_LEARN_EPS = 0, 1,
 # matmul_precision -> fused_step.cu's XPNET_PREC_*; a product's name carries it when it is not 0
 PRECISIONS = {"highest": 0, "tf32": 1, "bf16": 2}
 THREADS = 256
+# At most this many values of k a product stages per round (fused_step.cu's XPNET_MAX_BK: 16, 32 or
+# 64). 64 since 2026-11-25, from reading the code, not from a GPU measurement; 16 was the staging
+# measured on the H100 on 2026-11-24. bench.launches times both in one run.
+MAX_STAGED_K = 64
 _TILES = (32, 64)
 _PRODUCTS = ((False, False), (True, False), (False, True))  # forward, weight gradient, input gradient
 
@@ -304,11 +308,9 @@ class CudaKernels:
             self.function(launch.kernel)(launch.grid, launch.block, launch.args)
 
     @staticmethod
-    @functools.lru_cache(maxsize=None)
     def function(name: str) -> Any:
-        ctype = "double" if "<double" in name else "float"
-        precision = next((p for p, code in PRECISIONS.items() if code and name.endswith(f", {code}>")), "highest")
-        return _module(ctype, precision).get_function(name)
+        """Kernel ``name``, compiled with the current :data:`MAX_STAGED_K`."""
+        return _function(name, MAX_STAGED_K)
 
 
 def tensor_core_support(device_id: int = 0) -> str:
@@ -321,22 +323,35 @@ def tensor_core_support(device_id: int = 0) -> str:
                                         "bfloat16 tensor cores need 8.0 or newer")
 
 
-def module_spec(ctype: str, precision: str = "highest") -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def module_spec(ctype: str, precision: str = "highest",
+                max_staged_k: int | None = None) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """What NVRTC compiles for a plan in ``ctype`` at ``precision``: (source, options, name expressions).
 
     "highest" is one module with every kernel; "tf32" / "bf16" add a module of the tensor-core
-    products alone (``-DXPNET_TENSOR_CORES``). Neither takes an include path."""
+    products alone (``-DXPNET_TENSOR_CORES``). Neither takes an include path. ``max_staged_k``:
+    fused_step.cu's ``XPNET_MAX_BK`` (default :data:`MAX_STAGED_K`)."""
+    max_staged_k = MAX_STAGED_K if max_staged_k is None else max_staged_k
+    if max_staged_k not in (16, 32, 64):
+        raise ValueError(f"max_staged_k must be 16, 32 or 64, got {max_staged_k!r}")
     source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
+    options = ("--std=c++17", f"-DXPNET_MAX_BK={max_staged_k}")
     if precision == "highest":
-        return source, ("--std=c++17",), tuple(kernel_names(ctype))
-    return source, ("--std=c++17", "-DXPNET_TENSOR_CORES"), tuple(_gemm_names(ctype, precision))
+        return source, options, tuple(kernel_names(ctype))
+    return source, (*options, "-DXPNET_TENSOR_CORES"), tuple(_gemm_names(ctype, precision))
 
 
 @functools.lru_cache(maxsize=None)
-def _module(ctype: str, precision: str = "highest") -> Any:
+def _function(name: str, max_staged_k: int) -> Any:
+    ctype = "double" if "<double" in name else "float"
+    precision = next((p for p, code in PRECISIONS.items() if code and name.endswith(f", {code}>")), "highest")
+    return _module(ctype, precision, max_staged_k).get_function(name)
+
+
+@functools.lru_cache(maxsize=None)
+def _module(ctype: str, precision: str = "highest", max_staged_k: int = MAX_STAGED_K) -> Any:
     import cupy
 
-    source, options, names = module_spec(ctype, precision)
+    source, options, names = module_spec(ctype, precision, max_staged_k)
     module = cupy.RawModule(code=source, options=options, name_expressions=names)
     if precision == "highest":
         return module

@@ -44,6 +44,12 @@
 // compiled only where XPNET_TENSOR_CORES is defined (a module of their own, compute capability
 // 8.0 or newer), so the highest-precision kernels never contain a tensor-core instruction.
 
+// At most this many values of k are staged in shared memory per round of a product (cuda_step's
+// MAX_STAGED_K passes it; 16, 32 or 64)
+#ifndef XPNET_MAX_BK
+#define XPNET_MAX_BK 64
+#endif
+
 template <bool C, typename A, typename B> struct xpnet_pick { using type = A; };
 template <typename A, typename B> struct xpnet_pick<false, A, B> { using type = B; };
 
@@ -255,7 +261,15 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
         const int lda, const int ldb, const int ldc, T* __restrict__ bias, const int bias_mode,
         const int epi, const int code, const T* __restrict__ aux, const int ld_aux, const T lam,
         T* __restrict__ partial, int* __restrict__ tile_counters, const int k_per_split) {
-    constexpr int BK = 16, TM = TILE / 16, TN = TILE / 16;
+    // BK values of k are staged per round: with XPNET_MAX_BK 64, TILE * BK = 2048 values of op(A)
+    // and as many of op(B), 8 of each per thread, all loads issued before the first is stored, so a
+    // round waits on memory once. On the reference network a block sums 64 to 128 values of k, and
+    // the step reaches 2.3% of the H100's FP32 peak (bench/results/README.md): with BK = 16 a block
+    // waited on memory and a barrier 4 to 8 times. That this is where the time goes is a reading of
+    // the code, not yet a measurement: bench.launches times both (XPNET_MAX_BK 16 is the old staging).
+    constexpr int BK = 2048 / TILE < XPNET_MAX_BK ? 2048 / TILE : XPNET_MAX_BK, TM = TILE / 16, TN = TILE / 16;
+    constexpr int PER_THREAD = TILE * BK / 256;
+    static_assert(BK % 16 == 0 && PER_THREAD * 256 == TILE * BK, "whole wmma steps, whole rounds of 256 threads");
     // wmma loads need rows of a multiple of 16 bytes, 32-byte aligned; the SIMT path pads by one
     constexpr int LD = TILE + (PREC == XPNET_PREC_HIGHEST ? 1 : PREC == XPNET_PREC_TF32 ? 4 : 8);
     using S = typename xpnet_staged<T, PREC>::type;
@@ -268,6 +282,10 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
     const int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
     const int k_begin = blockIdx.z * k_per_split;
     const int k_end = min(k_all, k_begin + k_per_split);
+    // staged value idx (0 to TILE * BK - 1) of a round is op(A)'s (i, k) and op(B)'s (k, j), taken
+    // along whichever index is contiguous in memory, so that the global loads coalesce
+    const auto a_at = [](const int idx, int& i, int& k) { i = TA ? idx % TILE : idx / BK; k = TA ? idx / TILE : idx % BK; };
+    const auto b_at = [](const int idx, int& k, int& j) { j = TB ? idx / BK : idx % TILE; k = TB ? idx % BK : idx / TILE; };
 
     T acc[TM][TN];
 #pragma unroll
@@ -278,27 +296,35 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
     if constexpr (PREC != XPNET_PREC_HIGHEST) tc.zero();
 
     for (int k0 = k_begin; k0 < k_end; k0 += BK) {
-        for (int idx = threadIdx.x; idx < TILE * BK; idx += 256) {
-            const int i = TA ? idx % TILE : idx / BK;
-            const int k = TA ? idx / TILE : idx % BK;
-            const int gi = m0 + i, gk = k0 + k;
+        T a_vals[PER_THREAD], b_vals[PER_THREAD];
+#pragma unroll
+        for (int r = 0; r < PER_THREAD; ++r) {
+            int i, k, j;
+            a_at(threadIdx.x + 256 * r, i, k);
+            int gi = m0 + i, gk = k0 + k;
             T v = T(0);
             if (gk < k_end) {
                 if (gi < M && gk < K) v = TA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
                 else if (gi < m_rows && (gi == M || gk == K)) v = T(1);  // the row or column of ones
             }
-            As[k][i] = xpnet_stage<PREC, S>(v);
-        }
-        for (int idx = threadIdx.x; idx < BK * TILE; idx += 256) {
-            const int j = TB ? idx / BK : idx % TILE;
-            const int k = TB ? idx % BK : idx / TILE;
-            const int gj = n0 + j, gk = k0 + k;
-            T v = T(0);
+            a_vals[r] = v;
+            b_at(threadIdx.x + 256 * r, k, j);
+            const int gj = n0 + j;
+            gk = k0 + k;
+            v = T(0);
             if (gj < N && gk < k_end) {
                 if (gk < K) v = TB ? B[(long long)gj * ldb + gk] : B[(long long)gk * ldb + gj];
                 else v = bias[gj];  // gk == K: the bias row (XPNET_BIAS_IN)
             }
-            Bs[k][j] = xpnet_stage<PREC, S>(v);
+            b_vals[r] = v;
+        }
+#pragma unroll
+        for (int r = 0; r < PER_THREAD; ++r) {
+            int i, k, j;
+            a_at(threadIdx.x + 256 * r, i, k);
+            As[k][i] = xpnet_stage<PREC, S>(a_vals[r]);
+            b_at(threadIdx.x + 256 * r, k, j);
+            Bs[k][j] = xpnet_stage<PREC, S>(b_vals[r]);
         }
         __syncthreads();
         if constexpr (PREC != XPNET_PREC_HIGHEST) {
@@ -362,6 +388,19 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
     }
 }
 
+// The sum of v over a block's 256 threads, in a fixed order (the same on every run), returned to every
+// thread. part: 256 doubles of shared memory; all threads of the block call it.
+__device__ __forceinline__ double xpnet_block_sum(const double v, double* part) {
+    __syncthreads();  // part may still be being read, from an earlier sum
+    part[threadIdx.x] = v;
+    __syncthreads();
+    for (int half = 128; half > 0; half >>= 1) {
+        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
+        __syncthreads();
+    }
+    return part[0];
+}
+
 // The loss of one batch and its gradient with respect to the last layer's pre-activation.
 // One block of 256 threads; a thread per row (rows strided by 256). out (N, C) is the network's
 // output, the last activation's (code out_code) output. labels (N,) class indices (loss 0) or
@@ -372,8 +411,7 @@ __global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out
                                                        T* __restrict__ grad, const int N, const int C,
                                                        const int loss_code, const int out_code,
                                                        double* __restrict__ result) {
-    __shared__ double loss_part[256];
-    __shared__ double right_part[256];
+    __shared__ double part[256];
     const T inv_n = T(1.0 / N);
     double total = 0.0, right = 0.0;
     for (int i = threadIdx.x; i < N; i += 256) {
@@ -419,19 +457,11 @@ __global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out
         if (out_code != 0)
             for (int j = 0; j < C; ++j) g[j] = xpnet_act_grad(g[j], z[j], out_code);
     }
-    loss_part[threadIdx.x] = total;
-    right_part[threadIdx.x] = right;
-    __syncthreads();
-    for (int half = 128; half > 0; half >>= 1) {  // fixed order: the same sum on every run
-        if (threadIdx.x < half) {
-            loss_part[threadIdx.x] += loss_part[threadIdx.x + half];
-            right_part[threadIdx.x] += right_part[threadIdx.x + half];
-        }
-        __syncthreads();
-    }
+    total = xpnet_block_sum(total, part);
+    right = xpnet_block_sum(right, part);
     if (threadIdx.x == 0) {
-        result[0] = loss_part[0] / N;
-        result[1] = right_part[0];
+        result[0] = total / N;
+        result[1] = right;
     }
 }
 
@@ -484,23 +514,24 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
             params[idx] = opt_code == 2 ? p + (mu * vi - lr_t * g) : p + vi;
         }
     }
-    part[threadIdx.x] = penalty;
-    __syncthreads();
-    for (int half = 128; half > 0; half >>= 1) {
-        if (threadIdx.x < half) part[threadIdx.x] += part[threadIdx.x + half];
-        __syncthreads();
-    }
+    const bool l2 = l2_scale != 0.0;  // the same for every thread: barriers under it are safe
+    if (l2) penalty = xpnet_block_sum(penalty, part);
     if (threadIdx.x == 0) {
-        penalty_partial[blockIdx.x] = part[0];
+        if (l2) penalty_partial[blockIdx.x] = penalty;
         __threadfence();
         am_last = atomicAdd(block_counter, 1) == (int)gridDim.x - 1;
     }
     __syncthreads();
-    if (!am_last || threadIdx.x != 0) return;
+    if (!am_last) return;
     __threadfence();
-    *block_counter = 0;
     double total = 0.0;
-    for (int b = 0; b < (int)gridDim.x; ++b) total += __ldcg(penalty_partial + b);
+    if (l2) {  // the blocks' penalties, summed by the last block's threads
+        double mine = 0.0;
+        for (int b = threadIdx.x; b < (int)gridDim.x; b += 256) mine += __ldcg(penalty_partial + b);
+        total = xpnet_block_sum(mine, part);
+    }
+    if (threadIdx.x != 0) return;
+    *block_counter = 0;
     // as the reference: the loss in the parameters' precision, the penalty added to it there
     const T value = (T)__ldcg(loss_result) + (T)(0.5 * l2_scale) * (T)total;
     xpnet_record_step(value, (long long)__ldcg(loss_result + 1), rows, sums, counters);

@@ -85,10 +85,13 @@ def test_fused_step_modules_compile_without_an_include_path(nvrtc, ctype, precis
     assert entries == len(names), (entries, names)
 
 
+@pytest.mark.parametrize("max_staged_k", [16, 64])
 @pytest.mark.parametrize("precision", ["highest", "tf32", "bf16"])
-def test_fused_step_modules_assemble_for_the_h100(nvrtc, precision):
-    # machine code for sm_90: NVRTC runs ptxas on the inline PTX too
-    source, options, names = cuda_step.module_spec("float", precision)
+def test_fused_step_modules_assemble_for_the_h100(nvrtc, precision, max_staged_k):
+    # machine code for sm_90: NVRTC runs ptxas on the inline PTX too; at the staging bench.launches
+    # compares with (16) and the default (64)
+    source, options, names = cuda_step.module_spec("float", precision, max_staged_k)
+    assert f"-DXPNET_MAX_BK={max_staged_k}" in options
     status, log, cubin_size = nvrtc_ptx(nvrtc, source, (*options, *CUPY_ADDS, "--gpu-architecture=sm_90"), names)
     assert status == 0, f"{nvrtc.nvrtcGetErrorString(status).decode()}:\n{log}"
     assert cubin_size > 0
@@ -99,3 +102,9 @@ def test_a_missing_header_fails_as_it_would_under_cupy(nvrtc):
     source = "#include <mma.h>\n" + cuda_step.module_spec("float", "tf32")[0]
     status, log, _ = nvrtc_ptx(nvrtc, source, ("--std=c++17", "-DXPNET_TENSOR_CORES"), ())
     assert status != 0 and "mma.h" in log
+
+
+def test_module_spec_stages_what_the_kernels_accept():
+    assert "-DXPNET_MAX_BK=64" in cuda_step.module_spec("float")[1] and cuda_step.MAX_STAGED_K == 64
+    with pytest.raises(ValueError, match="max_staged_k must be 16, 32 or 64, got 48"):
+        cuda_step.module_spec("float", "highest", 48)

@@ -114,8 +114,8 @@ def test_fused_step_is_opt_in(monkeypatch):
 
 
 # -- the kernels, emulated on the CPU ----------------------------------------------------------------
-@pytest.fixture(scope="module")
-def emulator():
+def _emulate(max_staged_k=cuda_step.MAX_STAGED_K):
+    """Every kernel of the fused plans, emulated, staging at most ``max_staged_k`` values of k per round."""
     if shutil.which("g++") is None:
         pytest.skip("g++ is not on the PATH (the CUDA emulation needs it)")
     # the tests run in importlib mode (tests/ is not on sys.path): load the emulation by its path
@@ -127,7 +127,18 @@ def emulator():
     for precision in cuda_step.PRECISIONS:
         names.update(cuda_step.kernel_names("float", precision))
     return module.load([cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE], sorted(names),
-                       defines=["XPNET_TENSOR_CORES"])
+                       defines=["XPNET_TENSOR_CORES", f"XPNET_MAX_BK={max_staged_k}"])
+
+
+@pytest.fixture(scope="module")
+def emulator():
+    return _emulate()
+
+
+@pytest.fixture(scope="module", params=[16, 32, 64], ids=lambda k: f"max_staged_k={k}")
+def staged_emulator(request):
+    """The emulation at each staging depth bench.launches may time (the products' rounds differ)."""
+    return _emulate(request.param)
 
 
 def _run(emulator, launches):
@@ -151,7 +162,7 @@ def _run_product(emulator, product, dtype, tile, splits, precision="highest", se
     what NumPy computes from the inputs as ``precision`` rounds them, and from the inputs as given."""
     rng = np.random.default_rng(seed)
     i32, s = np.int32, dtype
-    rows, k, m = 70, 150, 45  # ragged against both tiles and against BK = 16
+    rows, k, m = 70, 150, 45  # ragged against both tiles and every round of k (16, 32, 64)
     h = rng.standard_normal((rows, k)).astype(dtype)
     W = rng.standard_normal((k, m)).astype(dtype) * 0.1
     b = rng.standard_normal(m).astype(dtype)
@@ -222,8 +233,8 @@ def _assert_product(got, want, **tol):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("product", ["forward", "weight_gradient", "input_gradient"])
 @pytest.mark.parametrize("tile,splits", [(32, 1), (32, 3), (64, 2)])
-def test_fused_gemm_against_numpy(emulator, dtype, product, tile, splits):
-    got, want, _ = _run_product(emulator, product, dtype, tile, splits, seed=tile + splits)
+def test_fused_gemm_against_numpy(staged_emulator, dtype, product, tile, splits):
+    got, want, _ = _run_product(staged_emulator, product, dtype, tile, splits, seed=tile + splits)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
     _assert_product(got, want, **tol)
 
@@ -232,9 +243,9 @@ def test_fused_gemm_against_numpy(emulator, dtype, product, tile, splits):
 @pytest.mark.parametrize("precision", ["tf32", "bf16"])
 @pytest.mark.parametrize("product", ["forward", "weight_gradient", "input_gradient"])
 @pytest.mark.parametrize("tile,splits", [(32, 1), (32, 3), (64, 2)])
-def test_tensor_core_gemm_rounds_its_inputs_and_sums_in_float32(emulator, precision, product, tile, splits):
+def test_tensor_core_gemm_rounds_its_inputs_and_sums_in_float32(staged_emulator, precision, product, tile, splits):
     # matmul_precision "tf32" / "bf16": the product of the rounded inputs, summed in float32
-    got, want, exact = _run_product(emulator, product, np.float32, tile, splits, precision, seed=tile + splits)
+    got, want, exact = _run_product(staged_emulator, product, np.float32, tile, splits, precision, seed=tile + splits)
     _assert_product(got, want, rtol=2e-5, atol=2e-5)
     # and not the unrounded product: the rounding is real (TF32 keeps 10 mantissa bits, bf16 7)
     gap = max(float(np.abs(g - e).max()) for g, e in zip(got, exact) if e is not None)
@@ -289,6 +300,32 @@ def test_loss_kernel_against_numpy(emulator, loss, out_code):
     emulator.launch(name, (1,), (256,), [out, y, grad, np.int32(n), np.int32(c), np.int32(code), np.int32(out_code), result])
     np.testing.assert_allclose(result, [value, right], rtol=1e-12)
     np.testing.assert_allclose(grad, _act_grad(dout, out, out_code), rtol=1e-10, atol=1e-15)
+
+
+@needs_gxx
+@pytest.mark.parametrize("blocks", [1, 7, 300])
+def test_update_kernel_finishes_the_penalty_and_statistics_once(emulator, blocks):
+    # SGD with an L2 penalty over two weight segments, on more blocks than the last block has
+    # threads (300 > 256): it sums every block's penalty, records the step once and leaves its
+    # block counter at zero for the next launch
+    rng = np.random.default_rng(3)
+    size = 256 * blocks + 77  # a ragged last round of the grid-stride loop
+    params, grads = rng.standard_normal(size), rng.standard_normal(size)
+    segments = np.array([[5, size // 3], [size - size // 4, size // 4]], dtype=np.int64)  # to the last block's
+    weights = np.concatenate([params[lo:lo + n] for lo, n in segments])
+    loss_result, sums = np.array([0.75, 31.0]), np.array([2.0, 0.0])
+    counters, block_counter = np.array([4, 100, -1, 9], dtype=np.int64), np.zeros(1, np.int32)
+    lr, l2_scale, rows = 0.1, 0.02, 64.0
+    want_params = params - lr * grads
+    d = np.float64
+    emulator.launch("xpnet_update_step<double>", (blocks,), (256,), [
+        params, grads, np.zeros(1), np.zeros(1), np.int64(size), np.int32(cuda_step.OPT_SGD), d(lr), d(0), d(0), d(0),
+        d(0), segments, np.int32(2), d(l2_scale), loss_result, d(rows), np.full(blocks, np.nan), block_counter, sums,
+        counters])
+    np.testing.assert_allclose(params, want_params, rtol=1e-15)
+    value = 0.75 + 0.5 * l2_scale * float(np.sum(weights ** 2))
+    np.testing.assert_allclose(sums, [2.0 + value * rows, 0.0], rtol=1e-13)
+    assert counters.tolist() == [5, 131, -1, 10] and block_counter[0] == 0
 
 
 # -- whole plans against the reference step ---------------------------------------------------------

@@ -39,11 +39,12 @@ def _registry(names: Sequence[str]) -> str:
         "struct xpnet_emu_entry {\n"
         "  const char* name; void (*launch)(dim3, dim3, void**); const char* (*signature)();\n};\n"
         f"static const xpnet_emu_entry xpnet_emu_entries[] = {{\n{table}\n}};\n"
-        'extern "C" const char* xpnet_emu_signature(const char* name) {\n'
+        'extern "C" __attribute__((visibility("default"))) const char* xpnet_emu_signature(const char* name) {\n'
         "  for (const auto& e : xpnet_emu_entries)\n"
         "    if (std::strcmp(e.name, name) == 0) return e.signature();\n"
         "  return nullptr;\n}\n"
-        'extern "C" int xpnet_emu_launch(const char* name, unsigned gx, unsigned gy, unsigned gz,\n'
+        'extern "C" __attribute__((visibility("default"))) int xpnet_emu_launch(const char* name, unsigned gx,\n'
+        "                                unsigned gy, unsigned gz,\n"
         "                                unsigned bx, unsigned by, unsigned bz, void** args) {\n"
         "  for (const auto& e : xpnet_emu_entries)\n"
         "    if (std::strcmp(e.name, name) == 0) { e.launch(dim3(gx, gy, gz), dim3(bx, by, bz), args); return 0; }\n"
@@ -101,10 +102,10 @@ class Emulator:
 def load(sources: Sequence[Path], names: Sequence[str], build_dir: Path | None = None,
          defines: Sequence[str] = ()) -> Emulator:
     """Compile ``sources`` (concatenated) with the kernels ``names`` instantiated and the macros
-    ``defines`` defined (as ``-D``); cached by content."""
+    ``defines`` defined (as ``-D``: ``"NAME"`` or ``"NAME=VALUE"``); cached by content."""
     if GXX is None:
         raise RuntimeError("g++ is not on the PATH")
-    text = (HEADER.read_text() + "".join(f"#define {d} 1\n" for d in defines)
+    text = (HEADER.read_text() + "".join(f"#define {d.partition('=')[0]} {d.partition('=')[2] or 1}\n" for d in defines)
             + "".join(Path(s).read_text() for s in sources) + _registry(names))
     key = hashlib.sha256(text.encode()).hexdigest()[:16]
     build_dir = Path(build_dir or Path(tempfile.gettempdir()) / "xpnet-cuda-emulation")
@@ -114,8 +115,12 @@ def load(sources: Sequence[Path], names: Sequence[str], build_dir: Path | None =
         source = build_dir / f"emu-{key}.cpp"
         source.write_text(text)
         partial = build_dir / f"emu-{key}.so.tmp"
-        result = subprocess.run([GXX, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-w", str(source),
-                                 "-o", str(partial)], capture_output=True, text=True, timeout=600)
+        # Each library keeps its kernels and their __shared__ statics to itself: without these flags,
+        # GCC makes a template's static variables process-wide (STB_GNU_UNIQUE), so a second
+        # library built with other macros (another XPNET_MAX_BK) would use the first one's arrays.
+        result = subprocess.run([GXX, "-std=c++20", "-O2", "-shared", "-fPIC", "-pthread", "-w", "-fno-gnu-unique",
+                                 "-fvisibility=hidden", str(source), "-o", str(partial)],
+                                capture_output=True, text=True, timeout=600)
         if result.returncode != 0:
             raise RuntimeError(f"g++ failed on the emulated kernels:\n{result.stderr[-4000:]}")
         partial.replace(library)  # atomic: a concurrent build never loads half a library
