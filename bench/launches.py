@@ -11,7 +11,13 @@ difference is divided by ``n2 - n1``:
 - ``kernels``: GPU kernels executed per step (inside a CUDA graph or not);
 - ``host_launches``: launch calls the host makes per step (``cuLaunchKernel``,
   ``cudaLaunchKernel*``, ``cudaGraphLaunch``...), the cost that bounds small batches;
-- ``gpu_busy_us``: summed kernel time per step.
+- ``gpu_busy_us``: summed kernel time per step;
+- ``by_kernel``: each kernel's launches and time per step, so that a GPU run shows where a step's
+  time goes without a separate profiler.
+
+The fused captured step is timed twice: as it is, and staging 16 values of k per round of a product
+(``cuda_step.MAX_STAGED_K = 16``, its staging when it was measured on 2026-11-24), so one run
+compares the two.
 
 Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
@@ -22,12 +28,39 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterable
 
 from .arguments import positive_int
 
 LAUNCH_CALLS = ("cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernel", "cudaLaunchKernelExC",
                 "cudaLaunchKernelEx", "cudaGraphLaunch", "cuGraphLaunch", "cudaLaunchCooperativeKernel")
+
+
+def kernel_name(event_name: str) -> str:
+    """A kernel's name without its return type and parameter list, as CUPTI reports it:
+    ``"void xpnet_fused_gemm<float, 32, true, false>(float const*, ...)"`` -> ``"xpnet_fused_gemm<float, 32, true, false>"``."""
+    name = event_name.removeprefix("void ")
+    return name.split("(", 1)[0] if "(" in name else name
+
+
+def summarise(events: Iterable[Any]) -> dict:
+    """Kernels, host launch calls and kernel time in profiler ``events`` (objects with ``name``,
+    ``device_type`` and ``device_time`` or, in older PyTorch, ``cuda_time``, in microseconds),
+    with each kernel's launches and time under ``by_kernel``."""
+    kernels = launches = 0
+    busy_us = 0.0
+    by_kernel: dict[str, dict[str, float]] = {}
+    for event in events:
+        if str(event.device_type).endswith("CUDA"):
+            us = event.device_time if hasattr(event, "device_time") else event.cuda_time
+            kernels += 1
+            busy_us += us
+            entry = by_kernel.setdefault(kernel_name(event.name), {"launches": 0, "us": 0.0})
+            entry["launches"] += 1
+            entry["us"] += us
+        elif event.name in LAUNCH_CALLS:
+            launches += 1
+    return {"kernels": kernels, "host_launches": launches, "gpu_busy_us": busy_us, "by_kernel": by_kernel}
 
 
 def _profile(fn: Callable[[], None]) -> dict:
@@ -38,32 +71,41 @@ def _profile(fn: Callable[[], None]) -> dict:
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    kernels = launches = 0
-    busy_us = 0.0
-    for event in prof.events():
-        if str(event.device_type).endswith("CUDA"):
-            kernels += 1
-            busy_us += event.device_time if hasattr(event, "device_time") else event.cuda_time
-        elif event.name in LAUNCH_CALLS:
-            launches += 1
-    return {"kernels": kernels, "host_launches": launches, "gpu_busy_us": busy_us}
+    return summarise(prof.events())
+
+
+def per_step(short: dict, long: dict, steps: int) -> dict:
+    """What ``steps`` more batches added, per batch: :func:`summarise`'s totals of an epoch of ``n1``
+    batches (``short``) and of ``n1 + steps`` (``long``). Kernels that ran once per epoch (in both
+    equally) drop out of ``by_kernel``, which is sorted by time, the slowest first."""
+    result = {key: (long[key] - short[key]) / steps for key in ("kernels", "host_launches", "gpu_busy_us")}
+    by_kernel = {}
+    for name in long["by_kernel"].keys() | short["by_kernel"].keys():
+        a = short["by_kernel"].get(name, {"launches": 0, "us": 0.0})
+        b = long["by_kernel"].get(name, {"launches": 0, "us": 0.0})
+        if b["launches"] != a["launches"]:
+            by_kernel[name] = {"launches": (b["launches"] - a["launches"]) / steps, "us": (b["us"] - a["us"]) / steps}
+    result["by_kernel"] = dict(sorted(by_kernel.items(), key=lambda item: -item[1]["us"]))
+    return result
 
 
 def count_per_step(run_batches: Callable[[int], None], n1: int, n2: int) -> dict:
     """Per-step counts from ``run_batches(n)`` (one epoch of ``n`` batches) at ``n1`` and ``n2``."""
     run_batches(n1)  # warm-up: compilation, allocator growth
     short, long = _profile(lambda: run_batches(n1)), _profile(lambda: run_batches(n2))
-    return {key: (long[key] - short[key]) / (n2 - n1) for key in short}
+    return per_step(short, long, n2 - n1)
 
 
 def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 128,
-               graph_step: str = "") -> Callable[[int], None]:
-    """``graph_step="fused"``: the captured step as ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``)."""
+               graph_step: str = "", max_staged_k: int | None = None) -> Callable[[int], None]:
+    """``graph_step="fused"``: the captured step as ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``),
+    its products staging at most ``max_staged_k`` values of k per round (default: ``cuda_step``'s)."""
     import os
 
     import cupy
 
     from xpnet import Adam, Sequential
+    from xpnet.kernels import cuda_step
     from xpnet.layers import dense_stack
 
     model = Sequential(dense_stack([784, *hidden, 10], "sigmoid"), backend="cupy", seed=0, fused=fused, graphs=graphs if fused else False)
@@ -73,12 +115,13 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     optimizer = Adam(1e-3)
 
     def run(n: int) -> None:
-        saved = os.environ.get("XPNET_GRAPH_STEP", "")
+        saved = os.environ.get("XPNET_GRAPH_STEP", ""), cuda_step.MAX_STAGED_K
         os.environ["XPNET_GRAPH_STEP"] = graph_step
+        cuda_step.MAX_STAGED_K = max_staged_k or saved[1]  # read when the step is captured (the first run)
         try:
             model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
         finally:
-            os.environ["XPNET_GRAPH_STEP"] = saved
+            os.environ["XPNET_GRAPH_STEP"], cuda_step.MAX_STAGED_K = saved
         if graph_step and not model._captured.fused:  # never count the generic step as the fused one
             raise RuntimeError(f"the fused captured step did not run: {model._captured.fused_why}")
 
@@ -111,6 +154,17 @@ def torch_case(hidden=(256, 128), batch_size: int = 128) -> Callable[[int], None
     return run
 
 
+def kernel_tables(results: dict, top: int = 12) -> list[str]:
+    """Markdown lines: for each mode, its ``top`` slowest kernels per step."""
+    lines = []
+    for mode, r in results.items():
+        lines += ["", f"{mode}: the {top} kernels with the most time per step", "",
+                  "| kernel | launches per step | us per step |", "|---|---:|---:|"]
+        for name, k in list(r["by_kernel"].items())[:top]:
+            lines.append(f"| `{name[:100]}` | {k['launches']:.2f} | {k['us']:.1f} |")
+    return lines
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
@@ -132,6 +186,8 @@ def main(argv: list[str] | None = None) -> int:
         "xpnet-cupy-fused (eager)": lambda: xpnet_case(graphs=False, fused=True),
         "xpnet-cupy-fused (CUDA graph)": lambda: xpnet_case(graphs=True, fused=True),
         "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
+        "xpnet-cupy-fused-step, 16 k per round (as on 2026-11-24)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="fused", max_staged_k=16),
         "torch-cuda eager": torch_case,
     }
     results, failed = {}, {}
@@ -145,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
     lines += [f"| {name} | failed: {why} | | |" for name, why in failed.items()]
+    lines += kernel_tables(results)
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)

@@ -252,3 +252,35 @@ def test_roofline_step_work_and_fractions(monkeypatch):
     assert list(rooflines) == ["xpnet-cupy-fused"]  # GPU contestants that ran, only
     assert rooflines["xpnet-cupy-fused"]["step_seconds"] == pytest.approx(0.0469 / 469)
     assert "| xpnet-cupy-fused | 100.0 |" in markdown(rooflines, limits)
+
+
+def test_launches_per_kernel_per_step(monkeypatch):
+    # bench.launches' arithmetic, from profiler-like events: per step, per kernel, the slowest first;
+    # kernels that ran once per epoch in both profiles drop out, and launch calls are not kernels
+    monkeypatch.syspath_prepend(str(REPO))
+    from types import SimpleNamespace
+
+    from bench.launches import kernel_name, kernel_tables, per_step, summarise
+
+    def kernel(name, us):
+        return SimpleNamespace(name=name, device_type="DeviceType.CUDA", device_time=us)
+
+    gemm = "void xpnet_fused_gemm<float, 32, true, false>(float const*, float const*, float*, int)"
+    update, shuffle = "void xpnet_update_step<float>(float*, long long)", "cupy_random_permutation"
+
+    def epoch(steps):
+        events = [kernel(shuffle, 9.0), SimpleNamespace(name="cudaGraphLaunch", device_type="DeviceType.CPU")]
+        for _ in range(steps):
+            events += [kernel(gemm, 6.0), kernel(gemm, 4.0), kernel(update, 3.0)]
+        return summarise(events)
+
+    short, long = epoch(2), epoch(12)
+    assert short["kernels"] == 7 and short["host_launches"] == 1 and short["gpu_busy_us"] == pytest.approx(35.0)
+    step = per_step(short, long, 10)
+    assert step["kernels"] == pytest.approx(3.0) and step["gpu_busy_us"] == pytest.approx(13.0)
+    assert step["host_launches"] == 0  # the one launch call was per epoch
+    assert list(step["by_kernel"]) == ["xpnet_fused_gemm<float, 32, true, false>", "xpnet_update_step<float>"]
+    assert step["by_kernel"]["xpnet_fused_gemm<float, 32, true, false>"] == {"launches": 2.0, "us": 10.0}
+    assert kernel_name("ampere_sgemm_32x32_sliced1x4_nn") == "ampere_sgemm_32x32_sliced1x4_nn"
+    table = "\n".join(kernel_tables({"mode": step}))
+    assert "| `xpnet_update_step<float>` | 1.00 | 3.0 |" in table

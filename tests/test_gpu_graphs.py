@@ -176,6 +176,10 @@ def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
     X, y = cp.asarray(rng.normal(size=(64 * 40, 30))), cp.asarray(rng.integers(0, 4, size=64 * 40))
     counts = count_per_step(lambda n: model.fit(X[: n * 64], y[: n * 64], epochs=1, batch_size=64), 5, 25)
     assert counts["host_launches"] == pytest.approx(1.0, abs=0.05)  # one cudaGraphLaunch
+    # the per-kernel breakdown accounts for every kernel and its time
+    assert sum(k["launches"] for k in counts["by_kernel"].values()) == pytest.approx(counts["kernels"])
+    # (to timing noise: kernels run once per epoch in both profiles are left out, their time too)
+    assert sum(k["us"] for k in counts["by_kernel"].values()) == pytest.approx(counts["gpu_busy_us"], rel=0.05)
     _check_step_kind(model, graph_step)
     if graph_step == "fused":  # cuda_step's plan for 2 Dense layers: 3 * 2 + 2 kernels, all inside the graph
         assert counts["kernels"] == pytest.approx(8.0, abs=0.05)
@@ -199,7 +203,7 @@ def test_tensor_core_product_is_the_product_of_rounded_inputs(cp, precision, til
     want = r(h) @ r(W) + r(b)
     exact = h.astype(np.float64) @ W + b
     k_per_split = -(-(k + 1) // splits)  # the bias is one more k
-    k_per_split = -(-k_per_split // 16) * 16  # whole slabs of BK = 16
+    k_per_split = -(-k_per_split // 16) * 16  # whole wmma steps (k = 16 for bfloat16)
     grid = (-(-n // tile), -(-m // tile), -(-(k + 1) // k_per_split))
     out = cp.full((m, n), cp.nan, dtype=cp.float32)  # every element must be written
     dummy = cp.zeros(1, dtype=cp.float32)
