@@ -6,6 +6,10 @@
 #   bash bench/device_run.sh sweep     # the sweep: xpnet's GPU steps against eager and compiled PyTorch and jax-gpu
 #   bash bench/device_run.sh precision # matmul_precision highest/tf32/bf16 against compiled PyTorch and JAX at the
 #                                      # matching setting, 10 epochs each: time and accuracy per precision
+#   bash bench/device_run.sh step      # the captured step, in one call of about 8 minutes: the GPU tests, time
+#                                      # per kernel (bench.launches, the fused products staged both ways),
+#                                      # the reference task for both steps against the strongest peers,
+#                                      # and paired rounds of both steps at batch 1024 to 4096
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
@@ -58,6 +62,24 @@ if [ "$STAGE" = sweep ]; then
   mkdir -p "$OUT/sweep"
   $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,torch-cuda-graphed,jax-gpu,jax-gpu-scan --sweep \
     --timeout 300 --out "$OUT/sweep" 2>/dev/null | tail -25
+fi
+if [ "$STAGE" = step ]; then
+  echo "== GPU tests"
+  timeout 200 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
+  tail -4 "$OUT/pytest_gpu.log"
+  echo "== launches and time per kernel"
+  timeout 150 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -12
+  echo "== reference task, 10 epochs: both captured steps against the strongest peers"
+  mkdir -p "$OUT/reference"
+  timeout 240 $PY -m bench.mnist --epochs 10 --timeout 200 --out "$OUT/reference" \
+    --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,jax-gpu-scan,torch-cuda,torch-cuda-compiled,torch-cuda-graphed \
+    2>/dev/null | tail -12
+  echo "== paired rounds at large batches: the default step against the fused plan"
+  mkdir -p "$OUT/large-batches"
+  timeout 120 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step \
+    --sweep --sweep-batch-sizes 1024,2048,4096 --sweep-hidden 256,128 \
+    --sweep-contestants xpnet-cupy-fused,xpnet-cupy-fused-step --timeout 60 --out "$OUT/large-batches" \
+    2>/dev/null | tail -12
 fi
 if [ "$STAGE" = precision ]; then
   echo "== matmul_precision: xpnet and its peers at each setting, 10 epochs"
