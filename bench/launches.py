@@ -16,8 +16,8 @@ difference is divided by ``n2 - n1``:
   time goes without a separate profiler.
 
 The fused captured step is timed twice: as it is, and staging 16 values of k per round of a product
-(``cuda_step.MAX_STAGED_K = 16``, its staging when it was measured on 2026-11-24), so one run
-compares the two.
+(``cuda_step.MAX_STAGED_K = 16``, the depth it had when it was measured on 2026-11-24; the loads of
+a round are now all issued before the first store, at either depth), so one run compares the two.
 
 Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         "xpnet-cupy-fused (eager)": lambda: xpnet_case(graphs=False, fused=True),
         "xpnet-cupy-fused (CUDA graph)": lambda: xpnet_case(graphs=True, fused=True),
         "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
-        "xpnet-cupy-fused-step, 16 k per round (as on 2026-11-24)": lambda: xpnet_case(
+        "xpnet-cupy-fused-step, 16 k per round (the depth of 2026-11-24)": lambda: xpnet_case(
             graphs=True, fused=True, graph_step="fused", max_staged_k=16),
         "torch-cuda eager": torch_case,
     }

@@ -57,7 +57,7 @@ OPT_SGD, OPT_MOMENTUM, OPT_NESTEROV, OPT_ADAM, OPT_ADAM_SCIKIT_LEARN_EPS = 0, 1,
 PRECISIONS = {"highest": 0, "tf32": 1, "bf16": 2}
 THREADS = 256
 # At most this many values of k a product stages per round (fused_step.cu's XPNET_MAX_BK: 16, 32 or
-# 64). 64 since 2026-11-25, from reading the code, not from a GPU measurement; 16 was the staging
+# 64). 64 since 2026-11-24, from reading the code, not from a GPU measurement; 16 was the depth
 # measured on the H100 on 2026-11-24. bench.launches times both in one run.
 MAX_STAGED_K = 64
 _TILES = (32, 64)

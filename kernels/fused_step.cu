@@ -266,7 +266,7 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
     // round waits on memory once. On the reference network a block sums 64 to 128 values of k, and
     // the step reaches 2.3% of the H100's FP32 peak (bench/results/README.md): with BK = 16 a block
     // waited on memory and a barrier 4 to 8 times. That this is where the time goes is a reading of
-    // the code, not yet a measurement: bench.launches times both (XPNET_MAX_BK 16 is the old staging).
+    // the code, not yet a measurement: bench.launches times both (XPNET_MAX_BK 16 is the old depth).
     constexpr int BK = 2048 / TILE < XPNET_MAX_BK ? 2048 / TILE : XPNET_MAX_BK, TM = TILE / 16, TN = TILE / 16;
     constexpr int PER_THREAD = TILE * BK / 256;
     static_assert(BK % 16 == 0 && PER_THREAD * 256 == TILE * BK, "whole wmma steps, whole rounds of 256 threads");
