@@ -6,10 +6,11 @@
 #   bash bench/device_run.sh sweep     # the sweep: xpnet's GPU steps against eager and compiled PyTorch and jax-gpu
 #   bash bench/device_run.sh precision # matmul_precision highest/tf32/bf16 against compiled PyTorch and JAX at the
 #                                      # matching setting, 10 epochs each: time and accuracy per precision
-#   bash bench/device_run.sh step      # the captured step, in one call of about 8 minutes: the GPU tests, time
-#                                      # per kernel (bench.launches, the fused products staged both ways),
-#                                      # the reference task for both steps against the strongest peers,
-#                                      # and paired rounds of both steps at batch 1024 to 4096
+#   bash bench/device_run.sh step      # the captured step, in one call (at most 8.5 minutes): the GPU tests,
+#                                      # time per kernel (bench.launches, the fused products staged both
+#                                      # ways), the reference task for both steps against the strongest peers
+#   bash bench/device_run.sh large-batches  # paired rounds of both captured steps at batch 1024 to 4096
+#                                      # (at most 5 minutes), for GRAPH_AUTO_MAX_ELEMENTS and the default step
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
@@ -65,18 +66,20 @@ if [ "$STAGE" = sweep ]; then
 fi
 if [ "$STAGE" = step ]; then
   echo "== GPU tests"
-  timeout 200 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
+  timeout 150 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
   tail -4 "$OUT/pytest_gpu.log"
   echo "== launches and time per kernel"
-  timeout 150 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -12
+  timeout 120 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -12
   echo "== reference task, 10 epochs: both captured steps against the strongest peers"
   mkdir -p "$OUT/reference"
   timeout 240 $PY -m bench.mnist --epochs 10 --timeout 200 --out "$OUT/reference" \
     --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,jax-gpu-scan,torch-cuda,torch-cuda-compiled,torch-cuda-graphed \
     2>/dev/null | tail -12
+fi
+if [ "$STAGE" = large-batches ]; then
   echo "== paired rounds at large batches: the default step against the fused plan"
   mkdir -p "$OUT/large-batches"
-  timeout 120 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step \
+  timeout 300 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step \
     --sweep --sweep-batch-sizes 1024,2048,4096 --sweep-hidden 256,128 \
     --sweep-contestants xpnet-cupy-fused,xpnet-cupy-fused-step --timeout 60 --out "$OUT/large-batches" \
     2>/dev/null | tail -12
