@@ -516,6 +516,10 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     }
     const bool l2 = l2_scale != 0.0;  // the same for every thread: barriers under it are safe
     if (l2) penalty = xpnet_block_sum(penalty, part);
+    // Before this block counts itself done, every one of its threads has read counters[3] (at the
+    // top): the last block to finish advances it, and a thread reading it after would take the next
+    // step's bias correction. (The CUDA emulation runs blocks one after another, so it cannot show this.)
+    __syncthreads();
     if (threadIdx.x == 0) {
         if (l2) penalty_partial[blockIdx.x] = penalty;
         __threadfence();
