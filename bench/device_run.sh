@@ -11,6 +11,8 @@
 #                                      # ways), the reference task for both steps against the strongest peers
 #   bash bench/device_run.sh large-batches  # paired rounds of both captured steps at batch 1024 to 4096
 #                                      # (at most 5 minutes), for GRAPH_AUTO_MAX_ELEMENTS and the default step
+#   bash bench/device_run.sh autotune  # torch.compile "max-autotune" against xpnet, 10 epochs (it compiled for
+#                                      # more than 150 s on the H100: this stage allows 450 s)
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
@@ -83,6 +85,12 @@ if [ "$STAGE" = large-batches ]; then
     --sweep --sweep-batch-sizes 1024,2048,4096 --sweep-hidden 256,128 \
     --sweep-contestants xpnet-cupy-fused,xpnet-cupy-fused-step --timeout 60 --out "$OUT/large-batches" \
     2>/dev/null | tail -12
+fi
+if [ "$STAGE" = autotune ]; then
+  echo "== torch.compile max-autotune, 10 epochs"
+  mkdir -p "$OUT/autotune"
+  timeout 540 $PY -m bench.mnist --epochs 10 --timeout 450 --contestants xpnet-cupy-fused,torch-cuda-autotune \
+    --out "$OUT/autotune" 2>/dev/null | tail -8
 fi
 if [ "$STAGE" = precision ]; then
   echo "== matmul_precision: xpnet and its peers at each setting, 10 epochs"
