@@ -10,7 +10,7 @@
 #                                      # time per kernel (bench.launches, the fused products staged both
 #                                      # ways), the reference task for both steps against the strongest peers
 #   bash bench/device_run.sh large-batches  # paired rounds of both captured steps at batch 1024 to 4096
-#                                      # (at most 5 minutes), for GRAPH_AUTO_MAX_ELEMENTS and the default step
+#                                      # (about 30 runs; at most 9 minutes), for GRAPH_AUTO_MAX_ELEMENTS
 #   bash bench/device_run.sh autotune  # torch.compile "max-autotune" against xpnet, 10 epochs (it compiled for
 #                                      # more than 150 s on the H100: this stage allows 450 s)
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
@@ -81,7 +81,7 @@ fi
 if [ "$STAGE" = large-batches ]; then
   echo "== paired rounds at large batches: the default step against the fused plan"
   mkdir -p "$OUT/large-batches"
-  timeout 300 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step \
+  timeout 540 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step \
     --sweep --sweep-batch-sizes 1024,2048,4096 --sweep-hidden 256,128 \
     --sweep-contestants xpnet-cupy-fused,xpnet-cupy-fused-step --timeout 60 --out "$OUT/large-batches" \
     2>/dev/null | tail -12
