@@ -39,8 +39,7 @@ LAUNCH_CALLS = ("cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernel", "cudaL
 def kernel_name(event_name: str) -> str:
     """A kernel's name without its return type and parameter list, as CUPTI reports it:
     ``"void xpnet_fused_gemm<float, 32, true, false>(float const*, ...)"`` -> ``"xpnet_fused_gemm<float, 32, true, false>"``."""
-    name = event_name.removeprefix("void ")
-    return name.split("(", 1)[0] if "(" in name else name
+    return event_name.removeprefix("void ").split("(", 1)[0]
 
 
 def summarise(events: Iterable[Any]) -> dict:

@@ -348,7 +348,7 @@ def _function(name: str, max_staged_k: int) -> Any:
 
 
 @functools.lru_cache(maxsize=None)
-def _module(ctype: str, precision: str = "highest", max_staged_k: int = MAX_STAGED_K) -> Any:
+def _module(ctype: str, precision: str, max_staged_k: int) -> Any:
     import cupy
 
     source, options, names = module_spec(ctype, precision, max_staged_k)

@@ -491,10 +491,11 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     const T bias2_sqrt = (T)bias2;
     const T eps_t = (T)(opt_code == 4 ? eps / bias2 : eps);
     const T b1 = (T)beta1, b2 = (T)beta2, lr_t = (T)lr, mu = (T)momentum;
+    const bool l2 = l2_scale != 0.0;  // the same for every thread: barriers under it are safe
     double penalty = 0.0;
     for (long long idx = blockIdx.x * 256LL + threadIdx.x; idx < size; idx += (long long)gridDim.x * 256) {
         const T p = params[idx], g = grads[idx];
-        if (l2_scale != 0.0)
+        if (l2)
             for (int s = 0; s < n_segments; ++s)
                 if (idx >= w_segments[2 * s] && idx < w_segments[2 * s] + w_segments[2 * s + 1]) {
                     penalty += (double)(p * p);
@@ -514,7 +515,6 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
             params[idx] = opt_code == 2 ? p + (mu * vi - lr_t * g) : p + vi;
         }
     }
-    const bool l2 = l2_scale != 0.0;  // the same for every thread: barriers under it are safe
     if (l2) penalty = xpnet_block_sum(penalty, part);
     // Before this block counts itself done, every one of its threads has read counters[3] (at the
     // top): the last block to finish advances it, and a thread reading it after would take the next
