@@ -546,6 +546,9 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "torch-cuda-compiled": _torch("cuda", "reduce-overhead"),
     "torch-cuda-autotune": _torch("cuda", "max-autotune"),
     "torch-cuda-graphed": _torch("cuda", graphed=True),  # PyTorch's whole-network CUDA-graph capture
+    # eager at each precision: the accuracy comparison (bench.accuracy) without minutes of compiling per seed
+    "torch-cuda-tf32": _torch("cuda", precision="tf32"),
+    "torch-cuda-bf16": _torch("cuda", precision="bf16"),
     "torch-cuda-compiled-tf32": _torch("cuda", "reduce-overhead", "tf32"),
     "torch-cuda-compiled-bf16": _torch("cuda", "reduce-overhead", "bf16"),
 }

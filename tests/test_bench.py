@@ -284,3 +284,49 @@ def test_launches_per_kernel_per_step(monkeypatch):
     assert kernel_name("ampere_sgemm_32x32_sliced1x4_nn") == "ampere_sgemm_32x32_sliced1x4_nn"
     table = "\n".join(kernel_tables({"mode": step}))
     assert "| `xpnet_update_step<float>` | 1.00 | 3.0 |" in table
+
+
+def test_accuracy_compares_means_with_welch_intervals():
+    """bench.accuracy's interval is Welch's, as SciPy computes it, and the verdict follows it."""
+    from scipy import stats
+
+    from bench.accuracy import compare, summarise
+
+    a, b = [0.9755, 0.9764, 0.9750, 0.9748, 0.9778], [0.9771, 0.9766, 0.9789, 0.9771, 0.9750, 0.9760]
+    row = compare(a, b, 0.3)
+    expected = stats.ttest_ind([100 * x for x in a], [100 * x for x in b], equal_var=False).confidence_interval(0.95)
+    assert row["difference_points"] == pytest.approx(100 * (sum(a) / 5 - sum(b) / 6))
+    assert row["interval_points"] == pytest.approx([expected.low, expected.high])
+    assert row["verdict"] == "within"  # about [-0.26, +0.09]
+    assert compare(a[:3], b[:3], 0.3)["verdict"] == "undecided"  # fewer seeds: about [-0.44, +0.06]
+    assert compare(a, [x + 0.01 for x in a], 0.3)["verdict"] == "outside"  # one point apart, same spread
+    assert compare(a, [], 0.3)["verdict"] == "not run" and compare([0.9], [0.8], 0.3)["interval_points"] is None
+    s = summarise(a)
+    assert s["n"] == 5 and s["min"] == 0.9748 and s["max"] == 0.9778 and s["std"] == pytest.approx(stats.tstd(a))
+
+
+def test_accuracy_pairs_and_a_quick_run(tmp_path, capsys):
+    """Default pairs put each xpnet contestant against each peer; a bad pair is refused before any
+    run. A quick run over two seeds: the fused and the reference NumPy paths start from the same
+    weights and shuffle alike, so each seed's accuracies agree closely (2000 test images: one image
+    is 0.05 points)."""
+    from bench.accuracy import main, parse_pairs
+
+    names = ["xpnet-numpy-fused", "xpnet-numpy-unfused", "torch-cpu", "jax-cpu"]
+    assert parse_pairs("", names) == [("xpnet-numpy-fused", "torch-cpu"), ("xpnet-numpy-fused", "jax-cpu"),
+                                      ("xpnet-numpy-unfused", "torch-cpu"), ("xpnet-numpy-unfused", "jax-cpu")]
+    assert parse_pairs(" torch-cpu : jax-cpu ", names) == [("torch-cpu", "jax-cpu")]
+    for spec, message in [("torch-cpu", "expects comma-separated A:B"), ("torch-cpu:sklearn-mlp", "not among")]:
+        with pytest.raises(SystemExit, match=message):
+            parse_pairs(spec, names)
+    assert main(["--quick", "--seeds", "2", "--first-seed", "3", "--contestants", "xpnet-numpy-fused,xpnet-numpy-unfused",
+                 "--pairs", "xpnet-numpy-fused:xpnet-numpy-unfused", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "accuracy.json").read_text())
+    assert report["seeds"] == [3, 4] and report["task"]["epochs"] == 2
+    fused = report["contestants"]["xpnet-numpy-fused"]
+    assert fused["summary"]["n"] == 2 and 0.7 < fused["summary"]["mean"] < 1
+    assert set(fused["runs"]) == {"3", "4"}  # JSON keys
+    [pair] = report["pairs"]
+    assert pair["a"] == "xpnet-numpy-fused" and pair["b"] == "xpnet-numpy-unfused" and len(pair["per_seed_points"]) == 2
+    assert max(abs(d) for d in pair["per_seed_points"]) <= 0.25
+    assert "| xpnet-numpy-fused - xpnet-numpy-unfused |" in (tmp_path / "accuracy.md").read_text()
