@@ -29,7 +29,7 @@ import sys
 import time
 from pathlib import Path
 
-from .arguments import positive_int, positive_seconds
+from .arguments import non_negative_int, positive_int, positive_seconds
 from .task import REFERENCE
 
 DEFAULT_CONTESTANTS = ("xpnet-numpy-fused", "torch-cpu", "jax-cpu")
@@ -85,6 +85,24 @@ def parse_pairs(spec: str, names: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def build_report(runs: dict, pairs: list[tuple[str, str]], tolerance_points: float) -> dict:
+    """``runs[name][seed]``: a run's status, reason, test_accuracy and median_epoch_seconds ->
+    each contestant's runs and summary, and each pair's comparison with its per-seed differences."""
+    def accuracies(name: str) -> dict:
+        return {s: r["test_accuracy"] for s, r in runs[name].items() if r["status"] == "ok"}
+
+    contestants = {name: {"runs": runs[name], "summary": summarise(list(accuracies(name).values())),
+                          "reasons": sorted({r["reason"] for r in runs[name].values() if r["status"] != "ok"})}
+                   for name in runs}
+    compared = []
+    for a, b in pairs:
+        acc_a, acc_b = accuracies(a), accuracies(b)
+        both = sorted(set(acc_a) & set(acc_b))
+        compared.append({"a": a, "b": b, **compare(list(acc_a.values()), list(acc_b.values()), tolerance_points),
+                         "per_seed_points": [100 * (acc_a[s] - acc_b[s]) for s in both]})
+    return {"tolerance_points": tolerance_points, "contestants": contestants, "pairs": compared}
+
+
 def markdown(report: dict) -> str:
     task, env = report["task_description"], report["environment"]
     gpu = env.get("gpu") or {}
@@ -119,7 +137,7 @@ def markdown(report: dict) -> str:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench.accuracy", description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", type=positive_int, default=10, help="seeds 0..N-1 (default %(default)s)")
-    p.add_argument("--first-seed", type=int, default=0, help="start the seeds here (default %(default)s)")
+    p.add_argument("--first-seed", type=non_negative_int, default=0, help="start the seeds here (default %(default)s)")
     p.add_argument("--epochs", type=positive_int, default=10, help="epochs per run (default %(default)s)")
     p.add_argument("--contestants", default=",".join(DEFAULT_CONTESTANTS),
                    help="comma-separated names, as bench.mnist's (default %(default)s)")
@@ -144,8 +162,10 @@ def main(argv=None) -> int:
     if args.quick:
         task = task.but(train_samples=6000, test_samples=2000, epochs=2)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
+    described = task.describe().replace(f", seed {task.seed}", "")  # the seeds vary
+    env = environment()
     started = time.perf_counter()
-    print(f"bench.accuracy: {task.describe().replace(', seed 0', '')}; seeds {seeds[0]}-{seeds[-1]}", flush=True)
+    print(f"bench.accuracy: {described}; seeds {seeds[0]}-{seeds[-1]}", flush=True)
 
     runs: dict = {name: {} for name in names}
     for i, seed in enumerate(seeds):
@@ -154,32 +174,20 @@ def main(argv=None) -> int:
             runs[name][seed] = {k: r.get(k) for k in ("status", "reason", "test_accuracy", "median_epoch_seconds")}
             shown = f"{r['test_accuracy']:.4f}" if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
             print(f"  seed {seed:<3} {name:<26} {shown}", flush=True)
-
-    def accuracies(name: str) -> dict:
-        return {s: r["test_accuracy"] for s, r in runs[name].items() if r["status"] == "ok"}
-
-    contestants = {name: {"runs": runs[name], "summary": summarise(list(accuracies(name).values())),
-                          "reasons": sorted({r["reason"] for r in runs[name].values() if r["status"] != "ok"})}
-                   for name in names}
-    compared = []
-    for a, b in pairs:
-        acc_a, acc_b = accuracies(a), accuracies(b)
-        both = sorted(set(acc_a) & set(acc_b))
-        compared.append({"a": a, "b": b, **compare(list(acc_a.values()), list(acc_b.values()), args.tolerance),
-                         "per_seed_points": [100 * (acc_a[s] - acc_b[s]) for s in both]})
-    report = {"task": task.to_dict(), "task_description": task.describe().replace(f", seed {task.seed}", ""),
-              "seeds": seeds, "tolerance_points": args.tolerance, "environment": environment(),
-              "contestants": contestants, "pairs": compared, "total_seconds": time.perf_counter() - started}
-    table = markdown(report)
+        report = build_report(runs, pairs, args.tolerance)
+        report.update(task=task.to_dict(), task_description=described, seeds=seeds[: i + 1], environment=env,
+                      total_seconds=time.perf_counter() - started)
+        table = markdown(report)
+        if args.out:  # after every seed: a run cut short keeps the seeds it finished
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            atomic_write(out / "accuracy.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
+            atomic_write(out / "accuracy.md", lambda fh: fh.write(table.encode()))
     print()
     print(table)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        atomic_write(out / "accuracy.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
-        atomic_write(out / "accuracy.md", lambda fh: fh.write(table.encode()))
         print(f"wrote {out / 'accuracy.json'}, {out / 'accuracy.md'} in {report['total_seconds']:.0f} s")
-    return 0 if all(c["summary"]["n"] for c in contestants.values()) else 1
+    return 0 if all(c["summary"]["n"] for c in report["contestants"].values()) else 1
 
 
 if __name__ == "__main__":
