@@ -13,6 +13,9 @@
 #                                      # (about 30 runs; at most 9 minutes), for GRAPH_AUTO_MAX_ELEMENTS
 #   bash bench/device_run.sh autotune  # torch.compile "max-autotune" against xpnet, 10 epochs (it compiled for
 #                                      # more than 150 s on the H100: this stage allows 450 s)
+#   bash bench/device_run.sh accuracy  # test accuracy after 10 epochs over 5 seeds (bench.accuracy): xpnet at each
+#                                      # matmul_precision against eager PyTorch at the matching setting (at most 9 minutes;
+#                                      # the report is rewritten after every seed, so a cut-short run keeps what it finished)
 #   bash bench/device_run.sh all       # both (about 12 minutes on an H100 machine: over one 10-minute call)
 #   bash bench/device_run.sh quick     # a short smoke run of everything
 #
@@ -65,6 +68,14 @@ if [ "$STAGE" = sweep ]; then
   mkdir -p "$OUT/sweep"
   $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,torch-cuda,torch-cuda-compiled,torch-cuda-graphed,jax-gpu,jax-gpu-scan --sweep \
     --timeout 300 --out "$OUT/sweep" 2>/dev/null | tail -25
+fi
+if [ "$STAGE" = accuracy ]; then
+  echo "== accuracy over seeds: each matmul_precision against PyTorch at the matching setting"
+  mkdir -p "$OUT/accuracy"
+  timeout 540 $PY -m bench.accuracy --seeds 5 --epochs 10 --timeout 120 --out "$OUT/accuracy" \
+    --contestants xpnet-cupy-fused,xpnet-cupy-tf32,xpnet-cupy-bf16,torch-cuda,torch-cuda-tf32,torch-cuda-bf16 \
+    --pairs xpnet-cupy-fused:torch-cuda,xpnet-cupy-tf32:torch-cuda-tf32,xpnet-cupy-bf16:torch-cuda-bf16 \
+    2>/dev/null | tail -16
 fi
 if [ "$STAGE" = step ]; then
   echo "== GPU tests"
