@@ -45,21 +45,25 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float | None, **ex
 
 # -- xpnet ----------------------------------------------------------------------------
 def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False,
-           compiled: bool | None = None, graph_step: str = "", matmul_precision: str = "highest") -> Callable[[Task], dict]:
+           compiled: bool | None = None, graph_step: str = "", matmul_precision: str = "highest",
+           graph_gemm: str = "") -> Callable[[Task], dict]:
     """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``).
+    ``graph_gemm="cublas"``: the generic captured step's products are cuBLAS's (``XPNET_GRAPH_GEMM``).
     ``matmul_precision``: Sequential's ("tf32"/"bf16": tensor-core products in that plan)."""
+    settings = {name: value for name, value in (("XPNET_GRAPH_STEP", graph_step), ("XPNET_GRAPH_GEMM", graph_gemm))
+                if value}
+
     def run(task: Task) -> dict:
-        if not graph_step:
-            return _run_xpnet(task)
-        saved = os.environ.get("XPNET_GRAPH_STEP")
-        os.environ["XPNET_GRAPH_STEP"] = graph_step
+        saved = {name: os.environ.get(name) for name in settings}
+        os.environ.update(settings)
         try:
             return _run_xpnet(task)
         finally:
-            if saved is None:
-                del os.environ["XPNET_GRAPH_STEP"]
-            else:
-                os.environ["XPNET_GRAPH_STEP"] = saved
+            for name, value in saved.items():
+                if value is None:
+                    del os.environ[name]
+                else:
+                    os.environ[name] = value
 
     def _run_xpnet(task: Task) -> dict:
         import xpnet
@@ -115,9 +119,13 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
             captured = model._captured
             extra["graph_step"] = "" if captured is None else "fused" if captured.fused else "generic"
+            extra["graph_products"] = "" if captured is None else captured.products
             if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
                 # never report the generic step as fused, nor as tensor-core products
                 raise Unavailable(f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}")
+            if graph_gemm and (captured is None or captured.products != graph_gemm):  # nor xpnet's products as cuBLAS's
+                raise Unavailable(f"the captured step's products were not {graph_gemm}'s: "
+                                  f"{captured.products if captured else 'no graph'}")
         if backend.is_cupy:
             import cupy
 
@@ -524,6 +532,8 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-cupy-fused-eager": _xpnet("cupy", True, graphs=False),
     # the captured step as 3L + 2 fused kernels (kernels/cuda_step.py), at every size
     "xpnet-cupy-fused-step": _xpnet("cupy", True, graphs=True, graph_step="fused"),
+    # the generic captured step with cuBLAS's products in the graph (XPNET_GRAPH_GEMM=cublas)
+    "xpnet-cupy-cublas-graph": _xpnet("cupy", True, graphs=True, graph_gemm="cublas"),
     "xpnet-cupy-unfused": _xpnet("cupy", False),
     # tensor-core products (matmul_precision), each against PyTorch and JAX at the matching setting
     "xpnet-cupy-tf32": _xpnet("cupy", True, matmul_precision="tf32"),

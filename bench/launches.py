@@ -96,9 +96,10 @@ def count_per_step(run_batches: Callable[[int], None], n1: int, n2: int) -> dict
 
 
 def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 128,
-               graph_step: str = "", max_staged_k: int | None = None) -> Callable[[int], None]:
+               graph_step: str = "", max_staged_k: int | None = None, graph_gemm: str = "") -> Callable[[int], None]:
     """``graph_step="fused"``: the captured step as ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``),
-    its products staging at most ``max_staged_k`` values of k per round (default: ``cuda_step``'s)."""
+    its products staging at most ``max_staged_k`` values of k per round (default: ``cuda_step``'s).
+    ``graph_gemm="cublas"``: the generic captured step's products by cuBLAS (``XPNET_GRAPH_GEMM``)."""
     import os
 
     import cupy
@@ -114,15 +115,17 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     optimizer = Adam(1e-3)
 
     def run(n: int) -> None:
-        saved = os.environ.get("XPNET_GRAPH_STEP", ""), cuda_step.MAX_STAGED_K
-        os.environ["XPNET_GRAPH_STEP"] = graph_step
-        cuda_step.MAX_STAGED_K = max_staged_k or saved[1]  # read when the step is captured (the first run)
+        saved = os.environ.get("XPNET_GRAPH_STEP", ""), os.environ.get("XPNET_GRAPH_GEMM", ""), cuda_step.MAX_STAGED_K
+        os.environ["XPNET_GRAPH_STEP"], os.environ["XPNET_GRAPH_GEMM"] = graph_step, graph_gemm
+        cuda_step.MAX_STAGED_K = max_staged_k or saved[2]  # read when the step is captured (the first run)
         try:
             model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
         finally:
-            os.environ["XPNET_GRAPH_STEP"], cuda_step.MAX_STAGED_K = saved
+            os.environ["XPNET_GRAPH_STEP"], os.environ["XPNET_GRAPH_GEMM"], cuda_step.MAX_STAGED_K = saved
         if graph_step and not model._captured.fused:  # never count the generic step as the fused one
             raise RuntimeError(f"the fused captured step did not run: {model._captured.fused_why}")
+        if graph_gemm and model._captured.products != graph_gemm:  # nor xpnet's products as cuBLAS's
+            raise RuntimeError(f"the captured step's products were {model._captured.products!r}, not {graph_gemm!r}")
 
     return run
 
@@ -187,6 +190,8 @@ def main(argv: list[str] | None = None) -> int:
         "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
         "xpnet-cupy-fused-step, 16 k per round (the depth of 2026-11-24)": lambda: xpnet_case(
             graphs=True, fused=True, graph_step="fused", max_staged_k=16),
+        "xpnet-cupy-cublas-graph (CUDA graph, cuBLAS products)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_gemm="cublas"),
         "torch-cuda eager": torch_case,
     }
     results, failed = {}, {}

@@ -64,8 +64,8 @@ def roofline(step_seconds: float, work: dict, limits: dict) -> dict:
 
 def _gpu_seconds(fn: Any, repeats: int = 10) -> float:
     """Median seconds per call of ``fn`` on the current CUDA stream, timed with CUDA events: for
-    cuBLAS products, which cannot be captured in a graph (``bench.kernels.gpu_seconds``) and are
-    long enough that the host's launch gap does not count."""
+    CuPy's cuBLAS products, which CuPy does not let a graph capture (``bench.kernels.gpu_seconds``)
+    and which are long enough that the host's launch gap does not count."""
     import cupy
 
     fn()

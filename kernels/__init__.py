@@ -6,7 +6,8 @@ Installed as ``xpnet.kernels`` (never as a bare top-level ``kernels`` module):
 - ``numba_step``: the whole CPU training step as one compiled Numba function, tested against
   the reference training step (``Sequential(compiled=...)``).
 - ``cupy_gpu``: CuPy kernels for CUDA arrays.
-- ``cupy_graph``: the whole GPU training step replayed as one CUDA graph (``graphs=...``).
+- ``cupy_graph``: the whole GPU training step replayed as one CUDA graph (``graphs=...``); its
+  products are ``gemm.cu``'s, or cuBLAS's with ``XPNET_GRAPH_GEMM=cublas`` (opt-in).
 - ``cuda_step``: that step planned as ``3L + 2`` fused kernels (``fused_step.cu``), opt-in with
   ``XPNET_GRAPH_STEP=fused``; tested on the CPU through a CUDA emulation (``tests/cuda_emulation``).
 - ``step_spec``: the network description both whole-step kernels (Numba and CUDA) read.

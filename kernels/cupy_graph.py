@@ -11,7 +11,9 @@ The captured code is the network's own: ``Sequential._loss_and_backward`` and
 ``Optimizer.step``, run with three operations swapped for capturable ones:
 
 - ``matmul`` / ``matmul_into``: :func:`gemm` (``gemm.cu``), because CuPy refuses
-  cuBLAS calls during capture.
+  cuBLAS calls during capture. With ``XPNET_GRAPH_GEMM=cublas`` (opt-in, not yet measured on a
+  GPU): :func:`cublas_gemm`, cuBLAS called through CuPy's low-level binding on a handle of
+  xpnet's own, made before the capture.
 - ``adam_update``: the same update, reading the step count for the bias
   correction from device memory (a graph replays fixed scalars).
 
@@ -38,15 +40,19 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["gemm", "gemm_into", "adam_update_device_step", "CapturedTraining", "GEMM_SOURCE", "STEP_SOURCE",
-           "GRAPH_ELEMENTWISE", "capturable_optimizer"]
+__all__ = ["gemm", "gemm_into", "cublas_gemm", "cublas_gemm_into", "cublas_gemm_arguments", "graph_gemm_requested",
+           "adam_update_device_step", "CapturedTraining", "GEMM_SOURCE", "STEP_SOURCE", "GRAPH_ELEMENTWISE",
+           "capturable_optimizer"]
 
 GEMM_SOURCE = Path(__file__).with_name("gemm.cu")
 STEP_SOURCE = Path(__file__).with_name("training_step.cu")
 _TILES = (32, 64)
+GRAPH_GEMMS = ("xpnet", "cublas")  # XPNET_GRAPH_GEMM: the generic captured step's products
+_CUBLAS_OP_N, _CUBLAS_OP_T = 0, 1  # cublasOperation_t
 _TRANSPOSES = ((False, False), (False, True), (True, False), (True, True))
 
 # Adam with the step count read from device memory (counters[3] = steps already taken).
@@ -113,16 +119,25 @@ def _sm_count(device_id: int) -> int:
     return int(cupy.cuda.Device(device_id).attributes["MultiProcessorCount"])
 
 
+def strided_layout(strides: tuple[int, int], itemsize: int) -> tuple[bool, int] | None:
+    """``(transposed, leading dimension)`` of a 2-D array with these byte ``strides``: rows
+    contiguous (``transposed=False``) or columns contiguous (a transposed view such as ``x.T``);
+    None when neither, and the array must be copied first."""
+    s0, s1 = strides
+    if s1 == itemsize and s0 > 0 and s0 % itemsize == 0:
+        return False, max(s0 // itemsize, 1)
+    if s0 == itemsize and s1 > 0 and s1 % itemsize == 0:
+        return True, s1 // itemsize
+    return None
+
+
 def _layout(a: Any) -> tuple[Any, bool, int]:
-    """``(array, transposed, leading dimension)`` describing a 2-D array for ``gemm.cu``."""
+    """``(array, transposed, leading dimension)`` describing a 2-D array for ``gemm.cu`` and cuBLAS."""
+    layout = strided_layout(a.strides, a.itemsize)
+    if layout is not None:
+        return (a, *layout)
     import cupy
 
-    item = a.itemsize
-    s0, s1 = a.strides
-    if s1 == item and s0 > 0 and s0 % item == 0:
-        return a, False, max(s0 // item, 1)
-    if s0 == item and s1 > 0 and s1 % item == 0:
-        return a, True, s1 // item
     a = cupy.ascontiguousarray(a)
     return a, False, max(a.shape[1], 1)
 
@@ -143,6 +158,27 @@ def gemm_plan(m: int, n: int, k: int, sm_count: int) -> tuple[int, int, int]:
     return tile, splits, k_per_split
 
 
+def _product_operands(a: Any, b: Any, out: Any) -> tuple[int, int, int, Any]:
+    """``(M, N, K, out)`` for ``a @ b`` after checking shapes, dtypes and ``out`` (made when None;
+    zero-filled when ``K == 0``)."""
+    import cupy
+
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
+        raise ValueError(f"gemm needs (M, K) and (K, N) matrices, got {a.shape} and {b.shape}")
+    if a.dtype != b.dtype:
+        raise TypeError(f"gemm needs one dtype, got {a.dtype} and {b.dtype}")
+    m, k = a.shape
+    n = b.shape[1]
+    _ctype(a.dtype)  # float32 or float64
+    if out is None:
+        out = cupy.empty((m, n), dtype=a.dtype)
+    elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a C-contiguous {(m, n)} {a.dtype} array, got {out.shape} {out.dtype}")
+    if k == 0 and m and n:
+        out.fill(0)
+    return m, n, k, out
+
+
 def gemm(a: Any, b: Any, out: Any = None) -> Any:
     """``a @ b`` for 2-D CuPy arrays ``(M, K) @ (K, N) -> (M, N)``, capturable in a CUDA graph.
 
@@ -152,22 +188,10 @@ def gemm(a: Any, b: Any, out: Any = None) -> Any:
     import cupy
     import numpy as np
 
-    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
-        raise ValueError(f"gemm needs (M, K) and (K, N) matrices, got {a.shape} and {b.shape}")
-    if a.dtype != b.dtype:
-        raise TypeError(f"gemm needs one dtype, got {a.dtype} and {b.dtype}")
-    m, k = a.shape
-    n = b.shape[1]
+    m, n, k, out = _product_operands(a, b, out)
+    if m == 0 or n == 0 or k == 0:
+        return out
     ctype = _ctype(a.dtype)
-    if out is None:
-        out = cupy.empty((m, n), dtype=a.dtype)
-    elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
-        raise ValueError(f"out must be a C-contiguous {(m, n)} {a.dtype} array, got {out.shape} {out.dtype}")
-    if m == 0 or n == 0:
-        return out
-    if k == 0:
-        out.fill(0)
-        return out
     a, ta, lda = _layout(a)
     b, tb, ldb = _layout(b)
     tile, splits, k_per_split = gemm_plan(m, n, k, _sm_count(out.device.id))
@@ -188,6 +212,91 @@ def gemm(a: Any, b: Any, out: Any = None) -> Any:
 def gemm_into(a: Any, b: Any, out: Any) -> None:
     """``out[...] = a @ b`` with :func:`gemm` (the ``ops.matmul_into`` signature)."""
     gemm(a, b, out=out)
+
+
+def graph_gemm_requested() -> str:
+    """``XPNET_GRAPH_GEMM``: the products of the generic captured step, "xpnet" (``gemm.cu``, the
+    default) or "cublas" (:func:`cublas_gemm`; opt-in until it has been timed on a GPU). The
+    fused plan (``XPNET_GRAPH_STEP=fused``) has its own products and ignores it."""
+    value = os.environ.get("XPNET_GRAPH_GEMM", "").strip().lower() or "xpnet"
+    if value not in GRAPH_GEMMS:
+        raise ValueError(f"XPNET_GRAPH_GEMM must be one of {GRAPH_GEMMS}, got {value!r}")
+    return value
+
+
+def cublas_gemm_arguments(m: int, n: int, k: int, a_layout: tuple[bool, int],
+                          b_layout: tuple[bool, int]) -> tuple[int, int, int, int, int, int, int, int]:
+    """The column-major cuBLAS product that computes the row-major ``C (m, n) = A (m, k) @ B (k, n)``.
+
+    cuBLAS reads a row-major ``(r, c)`` array with leading dimension ``ld`` as the column-major
+    ``(c, r)`` array, its transpose. So it computes ``C^T = B^T A^T``: B is its first operand
+    and A its second, each used as stored (``N``), or transposed (``T``) where the operand is a
+    transposed view (``*_layout``: ``strided_layout``'s ``(transposed, leading dimension)``).
+    Returns ``(op_first, op_second, rows, cols, depth, ld_first, ld_second, ldc)`` for
+    ``cublas<t>gemm(handle, op_first, op_second, rows, cols, depth, alpha, B, ld_first, A,
+    ld_second, beta, C, ldc)``.
+
+    cuBLAS refuses a leading dimension below the stored row count (``k`` or ``m`` for A, ``n``
+    or ``k`` for B). A valid array has one only where it has a single row (or column, when
+    transposed), whose stride is never used, so it is raised to that minimum.
+    """
+    (ta, lda), (tb, ldb) = a_layout, b_layout
+    lda, ldb = max(lda, m if ta else k, 1), max(ldb, k if tb else n, 1)
+    return (_CUBLAS_OP_T if tb else _CUBLAS_OP_N, _CUBLAS_OP_T if ta else _CUBLAS_OP_N, n, m, k, ldb, lda, max(n, 1))
+
+
+CUBLAS_WORKSPACE_BYTES = 32 << 20  # cuBLAS's recommendation for Hopper; more than earlier GPUs need
+_cublas_workspaces: dict[int, Any] = {}  # device id -> the workspace its handle keeps using
+
+
+@functools.lru_cache(maxsize=None)
+def _cublas_handle(device_id: int) -> int:
+    """A cuBLAS handle of xpnet's own on ``device_id``, kept for the process, in cuBLAS's default
+    math mode (float32 products in float32: "highest" precision, whatever CuPy's handle is set
+    to). Made outside any capture: :class:`CapturedTraining` asks for it before capturing.
+
+    Where CuPy's binding has ``setWorkspace``, the handle gets a workspace of its own, so that a
+    captured product never has cuBLAS allocate one (cuBLAS's notes on CUDA graphs)."""
+    import cupy
+    from cupy_backends.cuda.libs import cublas
+
+    with cupy.cuda.Device(device_id):
+        handle = cublas.create()
+        cublas.setMathMode(handle, 0)  # CUBLAS_DEFAULT_MATH
+        cublas.setPointerMode(handle, 0)  # CUBLAS_POINTER_MODE_HOST: alpha and beta read from host memory at the call
+        if hasattr(cublas, "setWorkspace"):
+            workspace = _cublas_workspaces[device_id] = cupy.cuda.alloc(CUBLAS_WORKSPACE_BYTES)
+            cublas.setWorkspace(handle, workspace.ptr, CUBLAS_WORKSPACE_BYTES)
+    return handle
+
+
+def cublas_gemm(a: Any, b: Any, out: Any = None) -> Any:
+    """``a @ b`` as :func:`gemm` (same arguments, checks and layouts), by cuBLAS on the current
+    stream, so that a stream capture records cuBLAS's own kernels. ``XPNET_GRAPH_GEMM=cublas``."""
+    import cupy
+    import numpy as np
+    from cupy_backends.cuda.libs import cublas
+
+    m, n, k, out = _product_operands(a, b, out)
+    if m == 0 or n == 0 or k == 0:
+        return out
+    a, ta, lda = _layout(a)
+    b, tb, ldb = _layout(b)
+    op_first, op_second, rows, cols, depth, ld_first, ld_second, ldc = cublas_gemm_arguments(m, n, k, (ta, lda), (tb, ldb))
+    handle = _cublas_handle(out.device.id)
+    cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)
+    product = cublas.sgemm if _ctype(out.dtype) == "float" else cublas.dgemm
+    # alpha and beta by host pointer (CuPy's binding takes their addresses); cuBLAS reads them during the
+    # call, so a captured graph keeps their values
+    alpha, beta = np.ones((), dtype=out.dtype), np.zeros((), dtype=out.dtype)
+    product(handle, op_first, op_second, rows, cols, depth, alpha.ctypes.data, b.data.ptr, ld_first,
+            a.data.ptr, ld_second, beta.ctypes.data, out.data.ptr, ldc)
+    return out
+
+
+def cublas_gemm_into(a: Any, b: Any, out: Any) -> None:
+    """``out[...] = a @ b`` with :func:`cublas_gemm` (the ``ops.matmul_into`` signature)."""
+    cublas_gemm(a, b, out=out)
 
 
 def adam_update_device_step(param, grad, m, v, *, lr, beta1, beta2, eps, step, counters, eps_form="pytorch"):
@@ -212,10 +321,11 @@ def capturable_optimizer(optimizer: Any) -> str:
 
 
 @contextlib.contextmanager
-def _capturable_ops(ops: Any, counters: Any):
-    """Swap the operations that cannot be captured (cuBLAS products, host step counts)."""
+def _capturable_ops(ops: Any, counters: Any, products: str):
+    """Swap the operations that cannot be captured (CuPy's cuBLAS products, host step counts);
+    ``products``: "xpnet" (``gemm.cu``) or "cublas" (:func:`cublas_gemm`)."""
     saved = {name: getattr(ops, name) for name in ("matmul", "matmul_into", "adam_update")}
-    ops.matmul, ops.matmul_into = gemm, gemm_into
+    ops.matmul, ops.matmul_into = (cublas_gemm, cublas_gemm_into) if products == "cublas" else (gemm, gemm_into)
     ops.adam_update = functools.partial(adam_update_device_step, counters=counters)
     try:
         yield
@@ -268,6 +378,10 @@ class CapturedTraining:
             raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
                              f"cannot use: {self.fused_why}")
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
+        # XPNET_GRAPH_GEMM=cublas: the generic step's products by cuBLAS (its handle made now, not in the capture)
+        self.products = "fused plan" if self.fused else graph_gemm_requested()
+        if self.products == "cublas":
+            _cublas_handle(X.device.id)
 
     @property
     def loss_sum(self) -> Any:
@@ -339,7 +453,7 @@ class CapturedTraining:
                 np.int32(self.X.shape[1]), np.int32(self.y.shape[1]), xb, yb))
         if self._y_1d:
             yb = yb.reshape(rows)
-        with _capturable_ops(model.ops, self.counters):
+        with _capturable_ops(model.ops, self.counters, self.products):
             loss, out = model._loss_and_backward(xb, yb)
             self.optimizer.step(model.parameters(), model._grads(), model.ops, flat=model._flat)
         correct = model.loss.n_correct(out, yb, xp) if model.loss.is_classifier else self._zero_count

@@ -24,16 +24,23 @@ def cp():
     return cupy
 
 
-@pytest.fixture(params=["generic", "fused"])
+@pytest.fixture(params=["generic", "fused", "cublas"])
 def graph_step(request, monkeypatch):
-    """Each replay test runs with the generic captured step and with cuda_step's fused plan
-    (XPNET_GRAPH_STEP=fused), which must train to the same parameters."""
-    monkeypatch.setenv("XPNET_GRAPH_STEP", request.param)
+    """Each replay test runs with the generic captured step, with cuda_step's fused plan
+    (XPNET_GRAPH_STEP=fused), and with the generic step's products by cuBLAS
+    (XPNET_GRAPH_GEMM=cublas), each of which must train to the same parameters."""
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "fused" if request.param == "fused" else "generic")
+    if request.param == "cublas":
+        monkeypatch.setenv("XPNET_GRAPH_GEMM", "cublas")
+    else:
+        monkeypatch.delenv("XPNET_GRAPH_GEMM", raising=False)
     return request.param
 
 
 def _check_step_kind(model, graph_step):
-    assert model._captured is not None and model._captured.fused == (graph_step == "fused"), model._captured.fused_why
+    captured = model._captured
+    assert captured is not None and captured.fused == (graph_step == "fused"), captured.fused_why
+    assert captured.products == {"fused": "fused plan", "cublas": "cublas", "generic": "xpnet"}[graph_step]
 
 
 @pytest.fixture
@@ -48,7 +55,10 @@ def graph():
                                    (128, 256, 784), (2048, 1024, 512), (5, 4000, 3)])
 @pytest.mark.parametrize("ta", [False, True])
 @pytest.mark.parametrize("tb", [False, True])
-def test_gemm_equals_numpy_for_every_layout(cp, graph, m, k, n, ta, tb, dtype, rng):
+@pytest.mark.parametrize("products", ["xpnet", "cublas"])
+def test_gemm_equals_numpy_for_every_layout(cp, graph, m, k, n, ta, tb, dtype, products, rng):
+    """gemm.cu's products, and cuBLAS's as the captured step calls it (XPNET_GRAPH_GEMM=cublas)."""
+    gemm, gemm_into = (graph.cublas_gemm, graph.cublas_gemm_into) if products == "cublas" else (graph.gemm, graph.gemm_into)
     a = rng.normal(size=(k, m) if ta else (m, k)).astype(dtype)
     b = rng.normal(size=(n, k) if tb else (k, n)).astype(dtype)
     da, db = cp.asarray(a), cp.asarray(b)
@@ -56,12 +66,33 @@ def test_gemm_equals_numpy_for_every_layout(cp, graph, m, k, n, ta, tb, dtype, r
     da, db = (da.T if ta else da), (db.T if tb else db)
     expected = a.astype(np.float64) @ b.astype(np.float64)
     tol = dict(rtol=1e-4, atol=1e-4 * np.sqrt(k)) if dtype == "float32" else dict(rtol=1e-11, atol=1e-11 * np.sqrt(k))
-    np.testing.assert_allclose(graph.gemm(da, db).get(), expected, **tol)
+    np.testing.assert_allclose(gemm(da, db).get(), expected, **tol)
     flat = cp.zeros(m * n + 3, dtype=dtype)  # into a view of a flat buffer, as the gradients are
     view = flat[3:].reshape(m, n)
-    graph.gemm_into(da, db, view)
+    gemm_into(da, db, view)
     np.testing.assert_allclose(view.get(), expected, **tol)
     assert float(cp.abs(flat[:3]).sum()) == 0.0
+
+
+def test_cublas_gemm_is_captured_and_replays_on_new_inputs(cp, graph, rng):
+    """cuBLAS in a stream capture, through xpnet's own handle: the replay reads the operands'
+    current values and writes the product in place."""
+    a = cp.asarray(rng.normal(size=(784, 128)).astype("float32")).T  # (128, 784), a transposed view
+    b = cp.asarray(rng.normal(size=(784, 256)).astype("float32"))
+    out = cp.zeros((128, 256), dtype=cp.float32)
+    graph._cublas_handle(out.device.id)  # made before the capture, as CapturedTraining makes it
+    stream = cp.cuda.Stream(non_blocking=True)
+    with stream:
+        graph.cublas_gemm_into(a, b, out)
+        stream.begin_capture()
+        graph.cublas_gemm_into(a, b, out)
+        captured = stream.end_capture()
+    stream.synchronize()
+    a[...] = cp.asarray(rng.normal(size=(128, 784)).astype("float32"))
+    out.fill(cp.nan)
+    captured.launch()
+    expected = a.get().astype(np.float64) @ b.get().astype(np.float64)
+    np.testing.assert_allclose(out.get(), expected, rtol=1e-4, atol=1e-4 * np.sqrt(784))
 
 
 def test_gemm_refuses_bad_arguments(cp, graph):
