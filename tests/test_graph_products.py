@@ -2,8 +2,10 @@
 
 cuBLAS is column-major and xpnet's arrays row-major, with transposed views among the operands
 of the backward pass: the argument mapping is where such a call goes wrong. Here it drives a
-NumPy model of ``cublas<t>gemm`` on the operands' flat memory, for every layout. The calls
-themselves, captured and replayed, are tested on a GPU (``test_gpu_graphs.py``).
+NumPy model of ``cublas<t>gemm`` on the operands' flat memory, for every layout. Then the whole
+of ``cublas_gemm`` runs against stand-ins for CuPy and its cuBLAS binding that compute with that
+model at the addresses they are given. The real calls, captured and replayed, are tested on a
+GPU (``test_gpu_graphs.py``).
 """
 
 import numpy as np
@@ -89,3 +91,136 @@ def test_graph_gemm_is_chosen_by_environment(monkeypatch):
     monkeypatch.setenv("XPNET_GRAPH_GEMM", "cutlass")
     with pytest.raises(ValueError, match="XPNET_GRAPH_GEMM must be one of"):
         cupy_graph.graph_gemm_requested()
+
+
+# -- cublas_gemm itself, on a stand-in for CuPy and its cuBLAS binding ----------------------------
+class HostArray(np.ndarray):
+    """A NumPy array that answers as a CuPy array does where ``cublas_gemm`` asks: ``.data.ptr``
+    (the address of element [0, 0]) and ``.device.id``."""
+
+    @property
+    def data(self):
+        return type("Pointer", (), {"ptr": self.__array_interface__["data"][0]})()
+
+    @property
+    def device(self):
+        return type("Device", (), {"id": 0})()
+
+
+class FakeCublas:
+    """The few entry points of ``cupy_backends.cuda.libs.cublas`` that ``cublas_gemm`` calls, with
+    ``<s|d>gemm`` as the NumPy model above, reading and writing memory at the addresses given,
+    alpha and beta included (by host pointer, as the binding takes them)."""
+
+    def __init__(self):
+        self.calls, self.handles = [], 0
+
+    def create(self):
+        self.handles += 1
+        return 1000 + self.handles
+
+    def setMathMode(self, handle, mode):
+        self.calls.append(("math", handle, mode))
+
+    def setPointerMode(self, handle, mode):
+        self.calls.append(("pointer", handle, mode))
+
+    def setWorkspace(self, handle, ptr, size):
+        self.calls.append(("workspace", handle, size))
+
+    def setStream(self, handle, stream):
+        self.calls.append(("stream", handle, stream))
+
+    @staticmethod
+    def _memory(ptr, ctype, count):
+        import ctypes
+
+        return np.ctypeslib.as_array((ctype * max(count, 1)).from_address(ptr))
+
+    def _gemm(self, ctype, handle, op_first, op_second, rows, cols, depth, alpha, first, ld_first, second, ld_second,
+              beta, c, ldc):
+        self.calls.append(("gemm", handle, ctype.__name__))
+        shape_first = (depth, rows) if op_first == OP_T else (rows, depth)
+        shape_second = (cols, depth) if op_second == OP_T else (depth, cols)
+        extent = lambda shape, ld: (shape[0] - 1) + (shape[1] - 1) * ld + 1  # noqa: E731
+        cublas_gemm_model(op_first, op_second, rows, cols, depth, self._memory(alpha, ctype, 1)[0],
+                          self._memory(first, ctype, extent(shape_first, ld_first)), ld_first,
+                          self._memory(second, ctype, extent(shape_second, ld_second)), ld_second,
+                          self._memory(beta, ctype, 1)[0], self._memory(c, ctype, extent((rows, cols), ldc)), ldc)
+
+    def sgemm(self, *args):
+        import ctypes
+
+        self._gemm(ctypes.c_float, *args)
+
+    def dgemm(self, *args):
+        import ctypes
+
+        self._gemm(ctypes.c_double, *args)
+
+
+@pytest.fixture
+def host_cublas(monkeypatch):
+    """``cupy`` and ``cupy_backends.cuda.libs.cublas`` standing in for the GPU, in ``sys.modules``."""
+    import contextlib
+    import sys
+    import types
+
+    cublas = FakeCublas()
+    cupy = types.SimpleNamespace(
+        empty=lambda shape, dtype: np.empty(shape, dtype=dtype).view(HostArray),
+        ascontiguousarray=lambda a: np.ascontiguousarray(a).view(HostArray),
+        cuda=types.SimpleNamespace(get_current_stream=lambda: types.SimpleNamespace(ptr=77),
+                                   Device=lambda device_id: contextlib.nullcontext(),
+                                   alloc=lambda size: types.SimpleNamespace(ptr=5)))
+    libs = types.ModuleType("cupy_backends.cuda.libs")
+    libs.cublas = cublas
+    for name, module in {"cupy": cupy, "cupy_backends": types.ModuleType("cupy_backends"),
+                         "cupy_backends.cuda": types.ModuleType("cupy_backends.cuda"),
+                         "cupy_backends.cuda.libs": libs, "cupy_backends.cuda.libs.cublas": cublas}.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    sys.modules["cupy_backends"].cuda = sys.modules["cupy_backends.cuda"]
+    sys.modules["cupy_backends.cuda"].libs = libs
+    cupy_graph._cublas_handle.cache_clear()
+    monkeypatch.setattr(cupy_graph, "_cublas_workspaces", {})
+    yield cublas
+    cupy_graph._cublas_handle.cache_clear()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("ta", [False, True])
+@pytest.mark.parametrize("tb", [False, True])
+def test_cublas_gemm_calls_cublas_with_the_operands_memory(host_cublas, dtype, ta, tb, rng):
+    """The whole of ``cublas_gemm``: layouts, pointers, alpha and beta in the product's precision
+    (a float64 1.0 read as a float32 is not 1), the handle's settings, the current stream; into a
+    view of a flat buffer, as the gradients are written."""
+    m, k, n = 5, 7, 3
+    a = (rng.normal(size=(k, m)).T if ta else rng.normal(size=(m, k))).astype(dtype).view(HostArray)
+    b = (rng.normal(size=(n, k)).T if tb else rng.normal(size=(k, n))).astype(dtype).view(HostArray)
+    expected = a.view(np.ndarray).astype(np.float64) @ b.view(np.ndarray).astype(np.float64)
+    tol = dict(rtol=1e-5) if dtype == "float32" else dict(rtol=1e-12)
+    np.testing.assert_allclose(cupy_graph.cublas_gemm(a, b).view(np.ndarray), expected, **tol)
+    flat = np.full(m * n + 3, np.nan, dtype=dtype).view(HostArray)
+    view = flat[3:].reshape(m, n)
+    cupy_graph.cublas_gemm_into(a, b, view)
+    np.testing.assert_allclose(view.view(np.ndarray), expected, **tol)
+    assert np.isnan(flat[:3].view(np.ndarray)).all()  # nothing written before the view
+    handle = 1001
+    assert host_cublas.handles == 1  # one handle, made once and kept
+    assert ("math", handle, 0) in host_cublas.calls and ("pointer", handle, 0) in host_cublas.calls
+    assert ("workspace", handle, cupy_graph.CUBLAS_WORKSPACE_BYTES) in host_cublas.calls
+    assert host_cublas.calls.count(("stream", handle, 77)) == 2  # the current stream, before each product
+    assert host_cublas.calls[-1] == ("gemm", handle, "c_float" if dtype == "float32" else "c_double")
+
+
+def test_cublas_gemm_copies_an_operand_with_neither_layout_and_skips_empty_products(host_cublas, rng):
+    a = rng.normal(size=(6, 10))[::2, ::2].view(HostArray)  # (3, 5), neither rows nor columns contiguous
+    b = rng.normal(size=(5, 4)).view(HostArray)
+    np.testing.assert_allclose(cupy_graph.cublas_gemm(a, b).view(np.ndarray), a.view(np.ndarray) @ b.view(np.ndarray),
+                               rtol=1e-12)
+    calls = len(host_cublas.calls)
+    empty = cupy_graph.cublas_gemm(np.zeros((3, 0)).view(HostArray), np.zeros((0, 4)).view(HostArray))
+    assert (empty.view(np.ndarray) == 0).all() and empty.shape == (3, 4)  # K = 0: zeros, and no cuBLAS call
+    assert len(host_cublas.calls) == calls
+    with pytest.raises(ValueError, match="gemm needs"):
+        cupy_graph.cublas_gemm(b, b)
