@@ -104,15 +104,11 @@ def build_report(runs: dict, pairs: list[tuple[str, str]], tolerance_points: flo
 
 
 def markdown(report: dict) -> str:
-    task, env = report["task_description"], report["environment"]
-    gpu = env.get("gpu") or {}
+    from .env import machine_markdown
+
     seeds = report["seeds"]
-    lines = [f"**Task**: {task}; seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}), each contestant once per seed, "
-             f"in its own process.  ",
-             f"**Machine**: {env['cpu_model']}, {env['cpu_cores']} cores"
-             + (f"; GPU {gpu['name']}" if gpu.get("available") else "; no usable GPU")
-             + f".  **Commit** `{(env.get('git_commit') or 'unknown')[:10]}`"
-             + (" (uncommitted changes)" if env.get("git_dirty") else "") + f", {env['date_utc']}.", "",
+    lines = [f"**Task**: {report['task_description']}; seeds {seeds[0]}-{seeds[-1]} ({len(seeds)}), each contestant "
+             f"once per seed, in its own process.  ", machine_markdown(report["environment"]), "",
              "| contestant | runs | mean accuracy | std (points) | min | max |", "|---|---:|---:|---:|---:|---:|"]
     for name, c in report["contestants"].items():
         s = c["summary"]

@@ -13,7 +13,6 @@ clock read, and the median over the measured epochs.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from typing import Callable
 
@@ -21,7 +20,7 @@ import numpy as np
 
 from xpnet.cli import peak_rss_bytes
 
-from .env import usable_cores
+from .env import temporary_environment, usable_cores
 from .task import Task, load_data
 
 
@@ -54,16 +53,8 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
                 if value}
 
     def run(task: Task) -> dict:
-        saved = {name: os.environ.get(name) for name in settings}
-        os.environ.update(settings)
-        try:
+        with temporary_environment(settings):
             return _run_xpnet(task)
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    del os.environ[name]
-                else:
-                    os.environ[name] = value
 
     def _run_xpnet(task: Task) -> dict:
         import xpnet

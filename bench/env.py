@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import platform
@@ -9,6 +10,7 @@ import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+from typing import Iterator
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("xpnet", "numpy", "array-api-compat", "numba", "llvmlite", "scikit-learn", "torch",
@@ -80,3 +82,31 @@ def environment() -> dict:
         "gpu": _gpu(),
         "versions": versions,
     }
+
+
+def machine_markdown(env: dict) -> str:
+    """The report line naming :func:`environment`'s machine, GPU, commit and date (with the threads
+    each contestant had, where ``env["threads"]`` is set and fewer than the cores)."""
+    gpu = env.get("gpu") or {}
+    return (f"**Machine**: {env['cpu_model']}, {env['cpu_cores']} cores"
+            + (f" ({env['threads']} per contestant)" if env.get("threads") not in (None, env["cpu_cores"]) else "")
+            + (f"; GPU {gpu['name']}" if gpu.get("available") else "; no usable GPU")
+            + f".  **Commit** `{(env.get('git_commit') or 'unknown')[:10]}`"
+            + (" (uncommitted changes)" if env.get("git_dirty") else "")
+            + f", {env['date_utc']}.")
+
+
+@contextlib.contextmanager
+def temporary_environment(settings: dict[str, str]) -> Iterator[None]:
+    """Set the environment variables ``settings`` for the block, then put back what was there
+    (removing those that were not set)."""
+    saved = {name: os.environ.get(name) for name in settings}
+    os.environ.update(settings)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

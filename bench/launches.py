@@ -100,12 +100,12 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     """``graph_step="fused"``: the captured step as ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``),
     its products staging at most ``max_staged_k`` values of k per round (default: ``cuda_step``'s).
     ``graph_gemm="cublas"``: the generic captured step's products by cuBLAS (``XPNET_GRAPH_GEMM``)."""
-    import os
-
     import cupy
 
     from xpnet import Adam, Sequential
     from xpnet.kernels import cuda_step
+
+    from .env import temporary_environment
     from xpnet.layers import dense_stack
 
     model = Sequential(dense_stack([784, *hidden, 10], "sigmoid"), backend="cupy", seed=0, fused=fused, graphs=graphs if fused else False)
@@ -115,13 +115,13 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     optimizer = Adam(1e-3)
 
     def run(n: int) -> None:
-        saved = os.environ.get("XPNET_GRAPH_STEP", ""), os.environ.get("XPNET_GRAPH_GEMM", ""), cuda_step.MAX_STAGED_K
-        os.environ["XPNET_GRAPH_STEP"], os.environ["XPNET_GRAPH_GEMM"] = graph_step, graph_gemm
-        cuda_step.MAX_STAGED_K = max_staged_k or saved[2]  # read when the step is captured (the first run)
+        saved_k = cuda_step.MAX_STAGED_K
+        cuda_step.MAX_STAGED_K = max_staged_k or saved_k  # read when the step is captured (the first run)
         try:
-            model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
+            with temporary_environment({"XPNET_GRAPH_STEP": graph_step, "XPNET_GRAPH_GEMM": graph_gemm}):
+                model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
         finally:
-            os.environ["XPNET_GRAPH_STEP"], os.environ["XPNET_GRAPH_GEMM"], cuda_step.MAX_STAGED_K = saved
+            cuda_step.MAX_STAGED_K = saved_k
         if graph_step and not model._captured.fused:  # never count the generic step as the fused one
             raise RuntimeError(f"the fused captured step did not run: {model._captured.fused_why}")
         if graph_gemm and model._captured.products != graph_gemm:  # nor xpnet's products as cuBLAS's

@@ -94,15 +94,11 @@ def _accuracy(result: dict) -> str:
 
 
 def markdown_table(results: dict, task: Task, environment: dict) -> str:
-    gpu = environment.get("gpu") or {}
+    from .env import machine_markdown
+
     lines = [
         f"**Task**: {task.describe()}.  ",
-        f"**Machine**: {environment['cpu_model']}, {environment['cpu_cores']} cores"
-        + (f" ({environment['threads']} per contestant)" if environment.get("threads") not in (None, environment["cpu_cores"]) else "")
-        + (f"; GPU {gpu['name']}" if gpu.get("available") else "; no usable GPU")
-        + f".  **Commit** `{(environment.get('git_commit') or 'unknown')[:10]}`"
-        + (" (uncommitted changes)" if environment.get("git_dirty") else "")
-        + f", {environment['date_utc']}.",
+        machine_markdown(environment),
         "",
         "| contestant | s/epoch (median) | samples/s | vs PyTorch same device | test accuracy | peak host MiB | peak GPU MiB |",
         "|---|---:|---:|---:|---:|---:|---:|",

@@ -330,3 +330,18 @@ def test_accuracy_pairs_and_a_quick_run(tmp_path, capsys):
     assert pair["a"] == "xpnet-numpy-fused" and pair["b"] == "xpnet-numpy-unfused" and len(pair["per_seed_points"]) == 2
     assert max(abs(d) for d in pair["per_seed_points"]) <= 0.25
     assert "| xpnet-numpy-fused - xpnet-numpy-unfused |" in (tmp_path / "accuracy.md").read_text()
+
+
+def test_temporary_environment_restores_what_was_there(monkeypatch):
+    """The contestants and bench.launches set XPNET_GRAPH_STEP / XPNET_GRAPH_GEMM this way."""
+    import os
+
+    from bench.env import temporary_environment
+
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "fused")
+    monkeypatch.delenv("XPNET_GRAPH_GEMM", raising=False)
+    with pytest.raises(RuntimeError, match="inside"):
+        with temporary_environment({"XPNET_GRAPH_STEP": "", "XPNET_GRAPH_GEMM": "cublas"}):
+            assert os.environ["XPNET_GRAPH_STEP"] == "" and os.environ["XPNET_GRAPH_GEMM"] == "cublas"
+            raise RuntimeError("inside")
+    assert os.environ["XPNET_GRAPH_STEP"] == "fused" and "XPNET_GRAPH_GEMM" not in os.environ
