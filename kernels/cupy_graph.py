@@ -158,9 +158,9 @@ def gemm_plan(m: int, n: int, k: int, sm_count: int) -> tuple[int, int, int]:
     return tile, splits, k_per_split
 
 
-def _product_operands(a: Any, b: Any, out: Any) -> tuple[int, int, int, Any]:
-    """``(M, N, K, out)`` for ``a @ b`` after checking shapes, dtypes and ``out`` (made when None;
-    zero-filled when ``K == 0``)."""
+def _product_operands(a: Any, b: Any, out: Any) -> tuple[int, int, int, str, Any]:
+    """``(M, N, K, C type, out)`` for ``a @ b`` after checking shapes, dtypes and ``out`` (made when
+    None; zero-filled when ``K == 0``)."""
     import cupy
 
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[0]:
@@ -169,14 +169,14 @@ def _product_operands(a: Any, b: Any, out: Any) -> tuple[int, int, int, Any]:
         raise TypeError(f"gemm needs one dtype, got {a.dtype} and {b.dtype}")
     m, k = a.shape
     n = b.shape[1]
-    _ctype(a.dtype)  # float32 or float64
+    ctype = _ctype(a.dtype)  # float32 or float64
     if out is None:
         out = cupy.empty((m, n), dtype=a.dtype)
     elif out.shape != (m, n) or out.dtype != a.dtype or not out.flags.c_contiguous:
         raise ValueError(f"out must be a C-contiguous {(m, n)} {a.dtype} array, got {out.shape} {out.dtype}")
     if k == 0 and m and n:
         out.fill(0)
-    return m, n, k, out
+    return m, n, k, ctype, out
 
 
 def gemm(a: Any, b: Any, out: Any = None) -> Any:
@@ -188,10 +188,9 @@ def gemm(a: Any, b: Any, out: Any = None) -> Any:
     import cupy
     import numpy as np
 
-    m, n, k, out = _product_operands(a, b, out)
+    m, n, k, ctype, out = _product_operands(a, b, out)
     if m == 0 or n == 0 or k == 0:
         return out
-    ctype = _ctype(a.dtype)
     a, ta, lda = _layout(a)
     b, tb, ldb = _layout(b)
     tile, splits, k_per_split = gemm_plan(m, n, k, _sm_count(out.device.id))
@@ -277,7 +276,7 @@ def cublas_gemm(a: Any, b: Any, out: Any = None) -> Any:
     import numpy as np
     from cupy_backends.cuda.libs import cublas
 
-    m, n, k, out = _product_operands(a, b, out)
+    m, n, k, ctype, out = _product_operands(a, b, out)
     if m == 0 or n == 0 or k == 0:
         return out
     a, ta, lda = _layout(a)
@@ -285,7 +284,7 @@ def cublas_gemm(a: Any, b: Any, out: Any = None) -> Any:
     op_first, op_second, rows, cols, depth, ld_first, ld_second, ldc = cublas_gemm_arguments(m, n, k, (ta, lda), (tb, ldb))
     handle = _cublas_handle(out.device.id)
     cublas.setStream(handle, cupy.cuda.get_current_stream().ptr)
-    product = cublas.sgemm if _ctype(out.dtype) == "float" else cublas.dgemm
+    product = cublas.sgemm if ctype == "float" else cublas.dgemm
     # alpha and beta by host pointer (CuPy's binding takes their addresses); cuBLAS reads them during the
     # call, so a captured graph keeps their values
     alpha, beta = np.ones((), dtype=out.dtype), np.zeros((), dtype=out.dtype)

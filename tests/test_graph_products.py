@@ -8,6 +8,8 @@ model at the addresses they are given. The real calls, captured and replayed, ar
 GPU (``test_gpu_graphs.py``).
 """
 
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -133,8 +135,6 @@ class FakeCublas:
 
     @staticmethod
     def _memory(ptr, ctype, count):
-        import ctypes
-
         return np.ctypeslib.as_array((ctype * max(count, 1)).from_address(ptr))
 
     def _gemm(self, ctype, handle, op_first, op_second, rows, cols, depth, alpha, first, ld_first, second, ld_second,
@@ -149,13 +149,9 @@ class FakeCublas:
                           self._memory(beta, ctype, 1)[0], self._memory(c, ctype, extent((rows, cols), ldc)), ldc)
 
     def sgemm(self, *args):
-        import ctypes
-
         self._gemm(ctypes.c_float, *args)
 
     def dgemm(self, *args):
-        import ctypes
-
         self._gemm(ctypes.c_double, *args)
 
 
