@@ -145,6 +145,7 @@ def test_a_non_finite_loss_stops_before_that_batch_update():
         errors.append(info.value)
         params.append(model.parameters())
     assert [(e.epoch, e.batch) for e in errors] == [(1, 2), (1, 2)]
+    assert isinstance(errors[0], ValueError)  # as scikit-learn's MLP raises for non-finite weights
     assert "before that batch's update" in str(errors[0])
     for a, b in zip(*params):
         np.testing.assert_allclose(a, b, rtol=1e-5)  # one update made, the bad batch's not

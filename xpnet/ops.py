@@ -16,6 +16,7 @@ indices, activations are ``(N, units)``, parameters any shape.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 from typing import Any, Callable
 
@@ -230,7 +231,7 @@ def _load_kernel_family(backend_name: str) -> tuple[Any, str]:
     """The fused-kernel module for a backend, or (None, reason)."""
     if backend_name == "numpy":
         try:
-            import numba  # noqa: F401
+            importlib.import_module("numba")
         except ImportError as exc:
             return None, f"Numba is not importable ({exc})"
         try:

@@ -52,8 +52,11 @@ def graphs_default() -> bool | None:
     return None
 
 
-class NonFiniteLossError(FloatingPointError):
-    """Training produced a NaN or infinite loss; ``epoch`` and ``batch`` say where (1-based)."""
+class NonFiniteLossError(FloatingPointError, ValueError):
+    """Training produced a NaN or infinite loss; ``epoch`` and ``batch`` say where (1-based).
+
+    A ``FloatingPointError`` and a ``ValueError``: scikit-learn's MLP raises ``ValueError`` when
+    its weights become non-finite, so code written for it catches this one too."""
 
     def __init__(self, epoch: int, batch: int, value: float, before_update: bool = True) -> None:
         self.epoch, self.batch, self.value = epoch, batch, value
