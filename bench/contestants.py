@@ -46,7 +46,8 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float | None, **ex
 def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False,
            compiled: bool | None = None, graph_step: str = "", matmul_precision: str = "highest",
            graph_gemm: str = "") -> Callable[[Task], dict]:
-    """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``).
+    """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``);
+    ``"persistent"``: that plan as one launch per step (``persistent_step``).
     ``graph_gemm="cublas"``: the generic captured step's products are cuBLAS's (``XPNET_GRAPH_GEMM``).
     ``matmul_precision``: Sequential's ("tf32"/"bf16": tensor-core products in that plan)."""
     settings = {name: value for name, value in (("XPNET_GRAPH_STEP", graph_step), ("XPNET_GRAPH_GEMM", graph_gemm))
@@ -109,11 +110,14 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
         if backend.is_cupy:
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
             captured = model._captured
-            extra["graph_step"] = "" if captured is None else "fused" if captured.fused else "generic"
+            extra["graph_step"] = ("" if captured is None else "persistent" if captured.persistent
+                                   else "fused" if captured.fused else "generic")
             extra["graph_products"] = "" if captured is None else captured.products
             if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
                 # never report the generic step as fused, nor as tensor-core products
                 raise Unavailable(f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}")
+            if graph_step == "persistent" and not captured.persistent:  # nor the plan's kernels as the persistent step
+                raise Unavailable("the persistent step did not run")
             if graph_gemm and (captured is None or captured.products != graph_gemm):  # nor xpnet's products as cuBLAS's
                 raise Unavailable(f"the captured step's products were not {graph_gemm}'s: "
                                   f"{captured.products if captured else 'no graph'}")
@@ -523,6 +527,8 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-cupy-fused-eager": _xpnet("cupy", True, graphs=False),
     # the captured step as 3L + 2 fused kernels (kernels/cuda_step.py), at every size
     "xpnet-cupy-fused-step": _xpnet("cupy", True, graphs=True, graph_step="fused"),
+    # the same plan as one kernel launch per step, a grid barrier between its phases (kernels/persistent_step.py)
+    "xpnet-cupy-persistent-step": _xpnet("cupy", True, graphs=True, graph_step="persistent"),
     # the generic captured step with cuBLAS's products in the graph (XPNET_GRAPH_GEMM=cublas)
     "xpnet-cupy-cublas-graph": _xpnet("cupy", True, graphs=True, graph_gemm="cublas"),
     "xpnet-cupy-unfused": _xpnet("cupy", False),

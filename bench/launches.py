@@ -18,6 +18,8 @@ difference is divided by ``n2 - n1``:
 The fused captured step is timed twice: as it is, and staging 16 values of k per round of a product
 (``cuda_step.MAX_STAGED_K = 16``, the depth it had when it was measured on 2026-11-24; the loads of
 a round are now all issued before the first store, at either depth), so one run compares the two.
+So is the persistent step (``XPNET_GRAPH_STEP=persistent``, the plan as one launch): with one block
+per multiprocessor and with two (``cuda_step.PERSISTENT_BLOCKS_PER_SM``).
 
 Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
@@ -96,9 +98,12 @@ def count_per_step(run_batches: Callable[[int], None], n1: int, n2: int) -> dict
 
 
 def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 128,
-               graph_step: str = "", max_staged_k: int | None = None, graph_gemm: str = "") -> Callable[[int], None]:
+               graph_step: str = "", max_staged_k: int | None = None, graph_gemm: str = "",
+               blocks_per_sm: int | None = None) -> Callable[[int], None]:
     """``graph_step="fused"``: the captured step as ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``),
-    its products staging at most ``max_staged_k`` values of k per round (default: ``cuda_step``'s).
+    its products staging at most ``max_staged_k`` values of k per round (default: ``cuda_step``'s);
+    ``"persistent"``: that plan as one launch per step, of ``blocks_per_sm`` blocks per multiprocessor
+    (default: ``cuda_step``'s).
     ``graph_gemm="cublas"``: the generic captured step's products by cuBLAS (``XPNET_GRAPH_GEMM``)."""
     import cupy
 
@@ -115,15 +120,19 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     optimizer = Adam(1e-3)
 
     def run(n: int) -> None:
-        saved_k = cuda_step.MAX_STAGED_K
-        cuda_step.MAX_STAGED_K = max_staged_k or saved_k  # read when the step is captured (the first run)
+        saved = cuda_step.MAX_STAGED_K, cuda_step.PERSISTENT_BLOCKS_PER_SM
+        # read when the step is captured (the first run)
+        cuda_step.MAX_STAGED_K = max_staged_k or saved[0]
+        cuda_step.PERSISTENT_BLOCKS_PER_SM = blocks_per_sm or saved[1]
         try:
             with temporary_environment({"XPNET_GRAPH_STEP": graph_step, "XPNET_GRAPH_GEMM": graph_gemm}):
                 model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
         finally:
-            cuda_step.MAX_STAGED_K = saved_k
+            cuda_step.MAX_STAGED_K, cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
         if graph_step and not model._captured.fused:  # never count the generic step as the fused one
             raise RuntimeError(f"the fused captured step did not run: {model._captured.fused_why}")
+        if model._captured.persistent != (graph_step == "persistent"):  # nor the plan's kernels as the persistent step
+            raise RuntimeError(f"XPNET_GRAPH_STEP={graph_step!r}, but the persistent step ran: {model._captured.persistent}")
         if graph_gemm and model._captured.products != graph_gemm:  # nor xpnet's products as cuBLAS's
             raise RuntimeError(f"the captured step's products were {model._captured.products!r}, not {graph_gemm!r}")
 
@@ -190,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
         "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
         "xpnet-cupy-fused-step, 16 k per round (the depth of 2026-11-24)": lambda: xpnet_case(
             graphs=True, fused=True, graph_step="fused", max_staged_k=16),
+        "xpnet-cupy-persistent-step (CUDA graph, the plan as 1 kernel)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="persistent"),
+        "xpnet-cupy-persistent-step, 2 blocks per multiprocessor": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="persistent", blocks_per_sm=2),
         "xpnet-cupy-cublas-graph (CUDA graph, cuBLAS products)": lambda: xpnet_case(
             graphs=True, fused=True, graph_gemm="cublas"),
         "torch-cuda eager": torch_case,

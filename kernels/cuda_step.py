@@ -17,7 +17,9 @@ of the kernels (``tests/cuda_emulation``), against the reference training step. 
 needs neither CuPy nor a GPU, so the launch count is tested everywhere.
 
 Opt-in until measured on a GPU: ``XPNET_GRAPH_STEP=fused`` makes the captured step use it
-(:func:`fused_step_requested`); the default stays the generic captured step.
+(:func:`graph_step_requested`); the default stays the generic captured step.
+``XPNET_GRAPH_STEP=persistent`` runs the same plan as one launch per step
+(:mod:`~xpnet.kernels.persistent_step`).
 
 Precision: a float32 plan's products can run on the tensor cores (``precision="tf32"`` or
 ``"bf16"``, Sequential's ``matmul_precision``): their inputs rounded to TF32 or bfloat16, their sums
@@ -39,7 +41,8 @@ import numpy as np
 from .cupy_graph import gemm_plan  # (tile, splits, k_per_split), the generic captured step's choice
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
-__all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "kernel_names",
+__all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "graph_step_requested",
+           "GRAPH_STEPS", "kernel_names", "persistent_kernel_names", "PERSISTENT_SOURCE",
            "tensor_core_support",
            "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
            "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM",
@@ -48,6 +51,9 @@ __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requ
 
 FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
 GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_batch
+PERSISTENT_SOURCE = Path(__file__).with_name("persistent_step.cu")  # xpnet_persistent_step
+# XPNET_GRAPH_STEP: what the captured step runs ("" is "generic")
+GRAPH_STEPS = ("generic", "fused", "persistent")
 
 # fused_step.cu's constants
 EPI_NONE, EPI_ACT, EPI_ACT_GRAD, EPI_L2 = 0, 1, 2, 3
@@ -60,6 +66,10 @@ THREADS = 256
 # 64). 64 since 2026-11-24, from reading the code, not from a GPU measurement; 16 was the depth
 # measured on the H100 on 2026-11-24. bench.launches times both in one run.
 MAX_STAGED_K = 64
+# Blocks per multiprocessor of the persistent step (persistent_step.cu's XPNET_PERSISTENT_BLOCKS_PER_SM,
+# 1 or 2): its grid and its kernel's launch bounds. 1 from reading ptxas's report (no spills), not
+# from a GPU measurement; bench.launches times both.
+PERSISTENT_BLOCKS_PER_SM = 1
 _TILES = (32, 64)
 _PRODUCTS = ((False, False), (True, False), (False, True))  # forward, weight gradient, input gradient
 
@@ -82,14 +92,25 @@ def round_inputs(x: np.ndarray, precision: str) -> np.ndarray:
     return np.where(np.isfinite(x), rounded.view(np.float32), x)
 
 
-def fused_step_requested() -> bool:
-    """``XPNET_GRAPH_STEP=fused`` asks the captured step to run the fused plan (default: generic).
+def graph_step_requested() -> str:
+    """``XPNET_GRAPH_STEP``: what the captured step runs, one of :data:`GRAPH_STEPS`: "generic" (the
+    network's own code, the default), "fused" (this plan, a launch per kernel) or "persistent" (this
+    plan as one launch, :mod:`~xpnet.kernels.persistent_step`). Anything else is refused.
 
     The generic step stays the default because it is faster at the reference task. On an H100
     (bench/results/README.md, 2026-11-24), 784-256-128-10 at batch 128, the fused plan ran 11.2
     kernels per step against 33.2, but they kept the GPU busy 113.6 us against 101.9 us, and an
-    epoch took 0.0548 s against 0.0509 s."""
-    return os.environ.get("XPNET_GRAPH_STEP", "").strip().lower() == "fused"
+    epoch took 0.0548 s against 0.0509 s. The persistent step has not run on a GPU yet."""
+    value = os.environ.get("XPNET_GRAPH_STEP", "").strip().lower() or "generic"
+    if value not in GRAPH_STEPS:
+        raise ValueError(f"XPNET_GRAPH_STEP must be one of {GRAPH_STEPS}, got {value!r}")
+    return value
+
+
+def fused_step_requested() -> bool:
+    """Whether ``XPNET_GRAPH_STEP`` asks for this plan, a launch per kernel or as one ("fused" or
+    "persistent"), instead of the generic captured step."""
+    return graph_step_requested() != "generic"
 
 
 def unsupported(model: Any, optimizer: Any) -> str:
@@ -124,6 +145,13 @@ def kernel_names(ctype: str, precision: str = "highest") -> list[str]:
     names += [f"xpnet_loss_grad<{ctype}, {u}>" for u in ("long long", ctype)]
     names += [f"xpnet_update_step<{ctype}>"] + [f"xpnet_gather_batch<{ctype}, {u}>" for u in ("long long", ctype)]
     return names
+
+
+def persistent_kernel_names(ctype: str) -> list[str]:
+    """The persistent step's name expressions in ``ctype`` (one per kind of targets). Each is compiled
+    alone, where ``XPNET_GRAPH_STEP=persistent`` asks for it: one takes NVRTC about twice as long as
+    all the plan's kernels together (9 s against 4.5 s, float, sm_90, on the 2-core development VM)."""
+    return [f"xpnet_persistent_step<{ctype}, {u}>" for u in ("long long", ctype)]
 
 
 @dataclass(frozen=True)
@@ -309,8 +337,9 @@ class CudaKernels:
 
     @staticmethod
     def function(name: str) -> Any:
-        """Kernel ``name``, compiled with the current :data:`MAX_STAGED_K`."""
-        return _function(name, MAX_STAGED_K)
+        """Kernel ``name``, compiled with the current :data:`MAX_STAGED_K` and
+        :data:`PERSISTENT_BLOCKS_PER_SM`."""
+        return _function(name, MAX_STAGED_K, PERSISTENT_BLOCKS_PER_SM)
 
 
 def tensor_core_support(device_id: int = 0) -> str:
@@ -323,27 +352,44 @@ def tensor_core_support(device_id: int = 0) -> str:
                                         "bfloat16 tensor cores need 8.0 or newer")
 
 
-def module_spec(ctype: str, precision: str = "highest",
-                max_staged_k: int | None = None) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+def module_spec(ctype: str, precision: str = "highest", max_staged_k: int | None = None,
+                persistent: bool = False, blocks_per_sm: int | None = None) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
     """What NVRTC compiles for a plan in ``ctype`` at ``precision``: (source, options, name expressions).
 
     "highest" is one module with every kernel; "tf32" / "bf16" add a module of the tensor-core
-    products alone (``-DXPNET_TENSOR_CORES``). Neither takes an include path. ``max_staged_k``:
+    products alone (``-DXPNET_TENSOR_CORES``); ``persistent``: the module of the persistent step
+    (highest precision), the same sources and ``persistent_step.cu``, for ``blocks_per_sm``
+    (default :data:`PERSISTENT_BLOCKS_PER_SM`). None takes an include path. ``max_staged_k``:
     fused_step.cu's ``XPNET_MAX_BK`` (default :data:`MAX_STAGED_K`)."""
     max_staged_k = MAX_STAGED_K if max_staged_k is None else max_staged_k
     if max_staged_k not in (16, 32, 64):
         raise ValueError(f"max_staged_k must be 16, 32 or 64, got {max_staged_k!r}")
     source = GATHER_SOURCE.read_text() + FUSED_SOURCE.read_text()
     options = ("--std=c++17", f"-DXPNET_MAX_BK={max_staged_k}")
+    if persistent:
+        if precision != "highest":
+            raise ValueError(f"the persistent step runs highest-precision products only, not {precision!r}")
+        blocks_per_sm = PERSISTENT_BLOCKS_PER_SM if blocks_per_sm is None else blocks_per_sm
+        if blocks_per_sm not in (1, 2):
+            raise ValueError(f"blocks_per_sm must be 1 or 2, got {blocks_per_sm!r}")
+        return (source + PERSISTENT_SOURCE.read_text(), (*options, f"-DXPNET_PERSISTENT_BLOCKS_PER_SM={blocks_per_sm}"),
+                tuple(persistent_kernel_names(ctype)))
     if precision == "highest":
         return source, options, tuple(kernel_names(ctype))
     return source, (*options, "-DXPNET_TENSOR_CORES"), tuple(_gemm_names(ctype, precision))
 
 
 @functools.lru_cache(maxsize=None)
-def _function(name: str, max_staged_k: int) -> Any:
+def _function(name: str, max_staged_k: int, blocks_per_sm: int) -> Any:
     ctype = "double" if "<double" in name else "float"
     precision = next((p for p, code in PRECISIONS.items() if code and name.endswith(f", {code}>")), "highest")
+    if name.startswith("xpnet_persistent_step<"):  # its own module, of this kernel alone (a fit needs one)
+        import cupy
+
+        source, options, names = module_spec(ctype, "highest", max_staged_k, True, blocks_per_sm)
+        if name not in names:
+            raise ValueError(f"{name} is not one of the persistent step's kernels {names}")
+        return cupy.RawModule(code=source, options=options, name_expressions=(name,)).get_function(name)
     return _module(ctype, precision, max_staged_k).get_function(name)
 
 

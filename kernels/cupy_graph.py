@@ -30,7 +30,9 @@ stream, so it is ordered with everything else the model queues.
 
 With ``XPNET_GRAPH_STEP=fused``, or a model whose ``matmul_precision`` is "tf32" or "bf16", the
 captured body is instead :mod:`~xpnet.kernels.cuda_step`'s plan of ``3L + 2`` fused kernels (11
-instead of about 33 on 784-256-128-10), same buffers, counters and statistics.
+instead of about 33 on 784-256-128-10), same buffers, counters and statistics. With
+``XPNET_GRAPH_STEP=persistent`` it is that plan as one kernel launch
+(:mod:`~xpnet.kernels.persistent_step`; opt-in, not yet run on a GPU).
 
 Importing this module does not import CuPy; the CUDA sources are compiled by CI
 with ``nvcc``.
@@ -366,17 +368,24 @@ class CapturedTraining:
         self.graph = None
         self.launches = 0  # graph launches so far
         # XPNET_GRAPH_STEP=fused: each step is cuda_step's plan of 3L + 2 fused kernels instead of
-        # the network's own code (opt-in until it has been measured on a GPU). Tensor-core products
-        # (matmul_precision "tf32"/"bf16") exist only in that plan, so they require it.
-        from .cuda_step import fused_step_requested, unsupported
+        # the network's own code (opt-in until it has been measured on a GPU); "persistent": that plan
+        # as one launch. Tensor-core products (matmul_precision "tf32"/"bf16") exist only in the plan
+        # launched kernel by kernel, so they require it.
+        from .cuda_step import graph_step_requested, unsupported
 
         self.precision = model.matmul_precision
-        wanted = self.precision != "highest" or fused_step_requested()
-        self.fused_why = unsupported(model, optimizer) if wanted else "XPNET_GRAPH_STEP is not 'fused'"
+        requested = graph_step_requested()
+        if requested == "persistent" and self.precision != "highest":
+            raise ValueError(f"XPNET_GRAPH_STEP=persistent runs highest-precision products only, and this model's "
+                             f"matmul_precision is {self.precision!r}; unset XPNET_GRAPH_STEP or set it to 'fused'")
+        wanted = self.precision != "highest" or requested != "generic"
+        self.fused_why = unsupported(model, optimizer) if wanted else "XPNET_GRAPH_STEP is 'generic'"
         if self.fused_why and self.precision != "highest":  # Sequential.uses_graphs refuses it first
             raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
                              f"cannot use: {self.fused_why}")
+        self.persistent = self.fused and requested == "persistent"  # the plan as one launch per step
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
+        self._persistent_launches: dict[int, Any] = {}  # rows -> that plan as one launch
         # XPNET_GRAPH_GEMM=cublas: the generic step's products by cuBLAS (its handle made now, not in the capture)
         self.products = "fused plan" if self.fused else graph_gemm_requested()
         if self.products == "cublas":
@@ -429,6 +438,22 @@ class CapturedTraining:
                     layer.grads = layer.grad_buffers
         return plan
 
+    def _persistent_launch(self, rows: int) -> Any:
+        """The fused plan for batches of ``rows`` rows as one launch, built once (its phase table and
+        barrier in the private pool; the plan's buffers, which the table addresses, stay in ``_plans``)."""
+        import cupy
+
+        from . import cuda_step
+        from .persistent_step import persistent_launch
+
+        launch = self._persistent_launches.get(rows)
+        if launch is None:
+            blocks = _sm_count(self.X.device.id) * cuda_step.PERSISTENT_BLOCKS_PER_SM  # all resident at once
+            launch = self._persistent_launches[rows] = persistent_launch(
+                self._fused_plan(rows), blocks=blocks, to_device=cupy.asarray,
+                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt))
+        return launch
+
     def _body(self, rows: int) -> None:
         """One step for the batch at ``counters[0]``, queued without any host synchronisation."""
         import cupy
@@ -437,7 +462,7 @@ class CapturedTraining:
         if self.fused:
             from .cuda_step import CudaKernels
 
-            CudaKernels()(self._fused_plan(rows))
+            CudaKernels()([self._persistent_launch(rows)] if self.persistent else self._fused_plan(rows))
             self.optimizer.iterations += 1  # as Optimizer.step counts it in the generic body
             return
         model, xp = self.model, self.model.backend.xp

@@ -152,12 +152,12 @@ __device__ __forceinline__ T xpnet_act_grad(const T d, const T y, const int code
     return d;
 }
 
-template <typename T>
+template <bool COHERENT, typename T>
 __device__ __forceinline__ T xpnet_epilogue(const T acc, const int epi, const int code, const T* aux, const long long at,
                                             const T lam) {
     if (epi == XPNET_EPI_ACT) return xpnet_act(acc, code);
-    if (epi == XPNET_EPI_ACT_GRAD) return xpnet_act_grad(acc, aux[at], code);
-    if (epi == XPNET_EPI_L2) return acc + lam * aux[at];
+    if (epi == XPNET_EPI_ACT_GRAD) return xpnet_act_grad(acc, xpnet_load<COHERENT>(aux + at), code);
+    if (epi == XPNET_EPI_L2) return acc + lam * xpnet_load<COHERENT>(aux + at);
     return acc;
 }
 
@@ -255,32 +255,43 @@ struct xpnet_tc_tile {
 // partials z = 0, 1, ... and stores. (gemm.cu is the generic captured step's product, the same
 // tiling with a separate split-K sum; it stays as measured on the GPU until this one has been.)
 // PREC (XPNET_PREC_*): the product's precision; the tensor-core ones take T = float only.
-template <typename T, int TILE, bool TA, bool TB, int PREC = XPNET_PREC_HIGHEST>
-__global__ void __launch_bounds__(256) xpnet_fused_gemm(
+//
+// xpnet_gemm_tile is the work of one block (blk) of that grid, with its shared memory (As, Bs, am_last)
+// passed in; xpnet_fused_gemm runs it as the block it is, and the persistent step (COHERENT loads)
+// as the blocks of each product in turn.
+//
+// BK values of k are staged per round: with XPNET_MAX_BK 64, TILE * BK = 2048 values of op(A)
+// and as many of op(B), 8 of each per thread, all loads issued before the first is stored, so a
+// round waits on memory once. On the reference network a block sums 64 to 128 values of k, and
+// the step reaches 2.3% of the H100's FP32 peak (bench/results/README.md): with BK = 16 a block
+// waited on memory and a barrier 4 to 8 times. That this is where the time goes is a reading of
+// the code, not yet a measurement: bench.launches times both (XPNET_MAX_BK 16 is the old depth).
+template <typename T, int TILE, int PREC>
+struct xpnet_gemm_stage {
+    static constexpr int BK = 2048 / TILE < XPNET_MAX_BK ? 2048 / TILE : XPNET_MAX_BK;
+    // wmma loads need rows of a multiple of 16 bytes, 32-byte aligned; the SIMT path pads by one
+    static constexpr int LD = TILE + (PREC == XPNET_PREC_HIGHEST ? 1 : PREC == XPNET_PREC_TF32 ? 4 : 8);
+    using S = typename xpnet_staged<T, PREC>::type;  // what shared memory holds: As[BK][LD], Bs[BK][LD]
+};
+
+template <typename T, int TILE, bool TA, bool TB, int PREC, bool COHERENT>
+__device__ __forceinline__ void xpnet_gemm_tile(
+        const xpnet_block& blk, typename xpnet_gemm_stage<T, TILE, PREC>::S (*As)[xpnet_gemm_stage<T, TILE, PREC>::LD],
+        typename xpnet_gemm_stage<T, TILE, PREC>::S (*Bs)[xpnet_gemm_stage<T, TILE, PREC>::LD], int& am_last,
         const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, const int M, const int N, const int K,
         const int lda, const int ldb, const int ldc, T* __restrict__ bias, const int bias_mode,
         const int epi, const int code, const T* __restrict__ aux, const int ld_aux, const T lam,
         T* __restrict__ partial, int* __restrict__ tile_counters, const int k_per_split) {
-    // BK values of k are staged per round: with XPNET_MAX_BK 64, TILE * BK = 2048 values of op(A)
-    // and as many of op(B), 8 of each per thread, all loads issued before the first is stored, so a
-    // round waits on memory once. On the reference network a block sums 64 to 128 values of k, and
-    // the step reaches 2.3% of the H100's FP32 peak (bench/results/README.md): with BK = 16 a block
-    // waited on memory and a barrier 4 to 8 times. That this is where the time goes is a reading of
-    // the code, not yet a measurement: bench.launches times both (XPNET_MAX_BK 16 is the old depth).
-    constexpr int BK = 2048 / TILE < XPNET_MAX_BK ? 2048 / TILE : XPNET_MAX_BK, TM = TILE / 16, TN = TILE / 16;
+    using stage = xpnet_gemm_stage<T, TILE, PREC>;
+    using S = typename stage::S;
+    constexpr int BK = stage::BK, LD = stage::LD, TM = TILE / 16, TN = TILE / 16;
     constexpr int PER_THREAD = TILE * BK / 256;
     static_assert(BK % 16 == 0 && PER_THREAD * 256 == TILE * BK, "whole wmma steps, whole rounds of 256 threads");
-    // wmma loads need rows of a multiple of 16 bytes, 32-byte aligned; the SIMT path pads by one
-    constexpr int LD = TILE + (PREC == XPNET_PREC_HIGHEST ? 1 : PREC == XPNET_PREC_TF32 ? 4 : 8);
-    using S = typename xpnet_staged<T, PREC>::type;
-    __shared__ __align__(32) S As[BK][LD];
-    __shared__ __align__(32) S Bs[BK][LD];
-    __shared__ int am_last;
     const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
     const int m_rows = bias_mode == XPNET_BIAS_OUT ? M + 1 : M;
     const int k_all = bias_mode == XPNET_BIAS_IN ? K + 1 : K;
-    const int m0 = blockIdx.y * TILE, n0 = blockIdx.x * TILE;
-    const int k_begin = blockIdx.z * k_per_split;
+    const int m0 = blk.y * TILE, n0 = blk.x * TILE;
+    const int k_begin = blk.z * k_per_split;
     const int k_end = min(k_all, k_begin + k_per_split);
     // staged value idx (0 to TILE * BK - 1) of a round is op(A)'s (i, k) and op(B)'s (k, j), taken
     // along whichever index is contiguous in memory, so that the global loads coalesce
@@ -304,7 +315,7 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
             int gi = m0 + i, gk = k0 + k;
             T v = T(0);
             if (gk < k_end) {
-                if (gi < M && gk < K) v = TA ? A[(long long)gk * lda + gi] : A[(long long)gi * lda + gk];
+                if (gi < M && gk < K) v = xpnet_load<COHERENT>(A + (TA ? (long long)gk * lda + gi : (long long)gi * lda + gk));
                 else if (gi < m_rows && (gi == M || gk == K)) v = T(1);  // the row or column of ones
             }
             a_vals[r] = v;
@@ -313,8 +324,8 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
             gk = k0 + k;
             v = T(0);
             if (gj < N && gk < k_end) {
-                if (gk < K) v = TB ? B[(long long)gj * ldb + gk] : B[(long long)gk * ldb + gj];
-                else v = bias[gj];  // gk == K: the bias row (XPNET_BIAS_IN)
+                if (gk < K) v = xpnet_load<COHERENT>(B + (TB ? (long long)gj * ldb + gk : (long long)gk * ldb + gj));
+                else v = xpnet_load<COHERENT>(bias + gj);  // gk == K: the bias row (XPNET_BIAS_IN)
             }
             b_vals[r] = v;
         }
@@ -347,7 +358,7 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
     }
     if constexpr (PREC != XPNET_PREC_HIGHEST) tc.take(acc);  // from here on, the same for every PREC
 
-    const int splits = gridDim.z;
+    const int splits = blk.gz;
     const long long plane = (long long)m_rows * N;
     if (splits > 1) {  // leave this split's sums; the tile's last block finishes them
 #pragma unroll
@@ -356,13 +367,13 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
 #pragma unroll
             for (int n = 0; n < TN; ++n) {
                 const int j = n0 + tx + 16 * n;
-                if (i < m_rows && j < N) partial[blockIdx.z * plane + (long long)i * N + j] = acc[m][n];
+                if (i < m_rows && j < N) partial[blk.z * plane + (long long)i * N + j] = acc[m][n];
             }
         }
         __threadfence();
         __syncthreads();
         if (threadIdx.x == 0) {
-            const int tile = blockIdx.y * gridDim.x + blockIdx.x;
+            const int tile = blk.y * blk.gx + blk.x;
             am_last = atomicAdd(&tile_counters[tile], 1) == splits - 1;
             if (am_last) tile_counters[tile] = 0;  // every split has arrived: ready for the next launch
         }
@@ -383,9 +394,24 @@ __global__ void __launch_bounds__(256) xpnet_fused_gemm(
                 for (int z = 0; z < splits; ++z) s += __ldcg(partial + z * plane + (long long)i * N + j);
             }
             if (i == M) bias[j] = s;  // the bias gradient row (XPNET_BIAS_OUT)
-            else C[(long long)i * ldc + j] = xpnet_epilogue(s, epi, code, aux, (long long)i * ld_aux + j, lam);
+            else C[(long long)i * ldc + j] = xpnet_epilogue<COHERENT>(s, epi, code, aux, (long long)i * ld_aux + j, lam);
         }
     }
+}
+
+template <typename T, int TILE, bool TA, bool TB, int PREC = XPNET_PREC_HIGHEST>
+__global__ void __launch_bounds__(256) xpnet_fused_gemm(
+        const T* __restrict__ A, const T* __restrict__ B, T* __restrict__ C, const int M, const int N, const int K,
+        const int lda, const int ldb, const int ldc, T* __restrict__ bias, const int bias_mode,
+        const int epi, const int code, const T* __restrict__ aux, const int ld_aux, const T lam,
+        T* __restrict__ partial, int* __restrict__ tile_counters, const int k_per_split) {
+    using stage = xpnet_gemm_stage<T, TILE, PREC>;
+    __shared__ __align__(32) typename stage::S As[stage::BK][stage::LD];
+    __shared__ __align__(32) typename stage::S Bs[stage::BK][stage::LD];
+    __shared__ int am_last;
+    xpnet_gemm_tile<T, TILE, TA, TB, PREC, false>(xpnet_launched_block(), As, Bs, am_last, A, B, C, M, N, K, lda, ldb,
+                                                  ldc, bias, bias_mode, epi, code, aux, ld_aux, lam, partial,
+                                                  tile_counters, k_per_split);
 }
 
 // The sum of v over a block's 256 threads, in a fixed order (the same on every run), returned to every
@@ -406,39 +432,41 @@ __device__ __forceinline__ double xpnet_block_sum(const double v, double* part) 
 // output, the last activation's (code out_code) output. labels (N,) class indices (loss 0) or
 // targets (N, C) (losses 1, 2), as U. grad (N, C) receives dL/dz. result[0] = mean loss of the
 // rows (without L2), result[1] = correct rows.
-template <typename T, typename U>
-__global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out, const U* __restrict__ labels,
-                                                       T* __restrict__ grad, const int N, const int C,
-                                                       const int loss_code, const int out_code,
-                                                       double* __restrict__ result) {
-    __shared__ double part[256];
+// xpnet_loss_rows is the block's work, with its shared memory (part, 256 doubles) passed in; the
+// persistent step runs it with COHERENT loads (xpnet_load) of out and labels.
+template <bool COHERENT, typename T, typename U>
+__device__ __forceinline__ void xpnet_loss_rows(double* part, const T* __restrict__ out, const U* __restrict__ labels,
+                                                T* __restrict__ grad, const int N, const int C, const int loss_code,
+                                                const int out_code, double* __restrict__ result) {
     const T inv_n = T(1.0 / N);
     double total = 0.0, right = 0.0;
     for (int i = threadIdx.x; i < N; i += 256) {
         const T* z = out + (long long)i * C;
         T* g = grad + (long long)i * C;
         if (loss_code == 0) {
-            T m = z[0];
+            T m = xpnet_load<COHERENT>(z);
             int best = 0;
-            for (int j = 1; j < C; ++j)
-                if (z[j] > m) { m = z[j]; best = j; }
+            for (int j = 1; j < C; ++j) {
+                const T v = xpnet_load<COHERENT>(z + j);
+                if (v > m) { m = v; best = j; }
+            }
             T s = T(0);
             for (int j = 0; j < C; ++j) {
-                const T e = exp(z[j] - m);
+                const T e = exp(xpnet_load<COHERENT>(z + j) - m);
                 g[j] = e;
                 s += e;
             }
-            const long long label = (long long)labels[i];
+            const long long label = (long long)xpnet_load<COHERENT>(labels + i);
             const T row_scale = inv_n / s;
             for (int j = 0; j < C; ++j) g[j] *= row_scale;
             g[label] -= inv_n;
-            total += (double)(log(s) - (z[label] - m));
+            total += (double)(log(s) - (xpnet_load<COHERENT>(z + label) - m));
             if (best == label && m == m) right += 1.0;  // a row with NaN is never right
         } else if (loss_code == 1) {
             bool all_right = true;
             const U* t = labels + (long long)i * C;
             for (int j = 0; j < C; ++j) {
-                const T v = z[j], tj = (T)t[j];
+                const T v = xpnet_load<COHERENT>(z + j), tj = (T)xpnet_load<COHERENT>(t + j);
                 const T e = exp(-fabs(v));
                 total += (double)((v > T(0) ? v : T(0)) + log1p(e) - v * tj);
                 const T p = v >= T(0) ? T(1) / (T(1) + e) : e / (T(1) + e);
@@ -449,13 +477,13 @@ __global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out
         } else {
             const U* t = labels + (long long)i * C;
             for (int j = 0; j < C; ++j) {
-                const T diff = z[j] - (T)t[j];
+                const T diff = xpnet_load<COHERENT>(z + j) - (T)xpnet_load<COHERENT>(t + j);
                 total += 0.5 * (double)(diff * diff);
                 g[j] = diff * inv_n;
             }
         }
         if (out_code != 0)
-            for (int j = 0; j < C; ++j) g[j] = xpnet_act_grad(g[j], z[j], out_code);
+            for (int j = 0; j < C; ++j) g[j] = xpnet_act_grad(g[j], xpnet_load<COHERENT>(z + j), out_code);
     }
     total = xpnet_block_sum(total, part);
     right = xpnet_block_sum(right, part);
@@ -465,27 +493,38 @@ __global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out
     }
 }
 
+template <typename T, typename U>
+__global__ void __launch_bounds__(256) xpnet_loss_grad(const T* __restrict__ out, const U* __restrict__ labels,
+                                                       T* __restrict__ grad, const int N, const int C,
+                                                       const int loss_code, const int out_code,
+                                                       double* __restrict__ result) {
+    __shared__ double part[256];
+    xpnet_loss_rows<false>(part, out, labels, grad, N, C, loss_code, out_code, result);
+}
+
 // The optimizer's update of all parameters (flat, size elements), the L2 penalty of the weights
 // before it, and the epoch statistics of training_step.cu's xpnet_step_stats, in one kernel.
 //   opt_code: 0 SGD, 1 SGD with momentum (slot1: velocity), 2 Nesterov, 3 Adam (slot1 m, slot2 v;
 //     the step number is counters[3] + 1, read on the device as cupy_graph's adam_device_step),
 //     4 Adam with scikit-learn's epsilon, eps / sqrt(1 - beta2^t) (xpnet.ops.adam_eps).
 //   w_segments: (n_segments, 2) [offset, size] of each weight matrix in params (the L2 penalty's).
-//   loss_result: xpnet_loss_grad's result. penalty_partial: gridDim.x doubles; block_counter: one int,
+//   loss_result: xpnet_loss_grad's result. penalty_partial: a double per block; block_counter: one int,
 //   zero before the launch and left zero after it. The last block to finish adds the penalty
 //   (l2_scale / 2 * sum W^2) to the loss and updates sums and counters as xpnet_step_stats does.
 // 256 threads per block.
-template <typename T>
-__global__ void __launch_bounds__(256) xpnet_update_step(
+//
+// xpnet_update_block is the work of block blk, with its shared memory (part: 256 doubles, am_last)
+// passed in; the persistent step runs it with COHERENT loads (xpnet_load).
+template <bool COHERENT, typename T>
+__device__ __forceinline__ void xpnet_update_block(
+        const xpnet_block& blk, double* part, int& am_last,
         T* __restrict__ params, const T* __restrict__ grads, T* __restrict__ slot1, T* __restrict__ slot2,
         const long long size, const int opt_code, const double lr, const double beta1, const double beta2,
         const double eps, const double momentum, const long long* __restrict__ w_segments, const int n_segments,
         const double l2_scale, const double* __restrict__ loss_result, const double rows,
         double* __restrict__ penalty_partial, int* __restrict__ block_counter,
         double* __restrict__ sums, long long* __restrict__ counters) {
-    __shared__ double part[256];
-    __shared__ int am_last;
-    const double t = (double)(counters[3] + 1);
+    const double t = (double)(xpnet_load<COHERENT>(counters + 3) + 1);
     const T step_size = (T)(lr / (1.0 - pow(beta1, t)));
     const double bias2 = sqrt(1.0 - pow(beta2, t));
     const T bias2_sqrt = (T)bias2;
@@ -493,24 +532,25 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     const T b1 = (T)beta1, b2 = (T)beta2, lr_t = (T)lr, mu = (T)momentum;
     const bool l2 = l2_scale != 0.0;  // the same for every thread: barriers under it are safe
     double penalty = 0.0;
-    for (long long idx = blockIdx.x * 256LL + threadIdx.x; idx < size; idx += (long long)gridDim.x * 256) {
-        const T p = params[idx], g = grads[idx];
+    for (long long idx = blk.x * 256LL + threadIdx.x; idx < size; idx += (long long)blk.gx * 256) {
+        const T p = xpnet_load<COHERENT>(params + idx), g = xpnet_load<COHERENT>(grads + idx);
         if (l2)
             for (int s = 0; s < n_segments; ++s)
-                if (idx >= w_segments[2 * s] && idx < w_segments[2 * s] + w_segments[2 * s + 1]) {
+                if (idx >= xpnet_load<COHERENT>(w_segments + 2 * s)
+                    && idx < xpnet_load<COHERENT>(w_segments + 2 * s) + xpnet_load<COHERENT>(w_segments + 2 * s + 1)) {
                     penalty += (double)(p * p);
                     break;
                 }
         if (opt_code >= 3) {
-            const T m = b1 * slot1[idx] + (T(1) - b1) * g;
-            const T v = b2 * slot2[idx] + (T(1) - b2) * g * g;
+            const T m = b1 * xpnet_load<COHERENT>(slot1 + idx) + (T(1) - b1) * g;
+            const T v = b2 * xpnet_load<COHERENT>(slot2 + idx) + (T(1) - b2) * g * g;
             slot1[idx] = m;
             slot2[idx] = v;
             params[idx] = p - step_size * m / (sqrt(v) / bias2_sqrt + eps_t);
         } else if (opt_code == 0) {
             params[idx] = p - lr_t * g;
         } else {
-            const T vi = mu * slot1[idx] - lr_t * g;
+            const T vi = mu * xpnet_load<COHERENT>(slot1 + idx) - lr_t * g;
             slot1[idx] = vi;
             params[idx] = opt_code == 2 ? p + (mu * vi - lr_t * g) : p + vi;
         }
@@ -521,9 +561,9 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     // step's bias correction. (The CUDA emulation runs blocks one after another, so it cannot show this.)
     __syncthreads();
     if (threadIdx.x == 0) {
-        if (l2) penalty_partial[blockIdx.x] = penalty;
+        if (l2) penalty_partial[blk.x] = penalty;
         __threadfence();
-        am_last = atomicAdd(block_counter, 1) == (int)gridDim.x - 1;
+        am_last = atomicAdd(block_counter, 1) == (int)blk.gx - 1;
     }
     __syncthreads();
     if (!am_last) return;
@@ -531,14 +571,29 @@ __global__ void __launch_bounds__(256) xpnet_update_step(
     double total = 0.0;
     if (l2) {  // the blocks' penalties, summed by the last block's threads
         double mine = 0.0;
-        for (int b = threadIdx.x; b < (int)gridDim.x; b += 256) mine += __ldcg(penalty_partial + b);
+        for (int b = threadIdx.x; b < (int)blk.gx; b += 256) mine += __ldcg(penalty_partial + b);
         total = xpnet_block_sum(mine, part);
     }
     if (threadIdx.x != 0) return;
     *block_counter = 0;
     // as the reference: the loss in the parameters' precision, the penalty added to it there
     const T value = (T)__ldcg(loss_result) + (T)(0.5 * l2_scale) * (T)total;
-    xpnet_record_step(value, (long long)__ldcg(loss_result + 1), rows, sums, counters);
+    xpnet_record_step<COHERENT>(value, (long long)__ldcg(loss_result + 1), rows, sums, counters);
+}
+
+template <typename T>
+__global__ void __launch_bounds__(256) xpnet_update_step(
+        T* __restrict__ params, const T* __restrict__ grads, T* __restrict__ slot1, T* __restrict__ slot2,
+        const long long size, const int opt_code, const double lr, const double beta1, const double beta2,
+        const double eps, const double momentum, const long long* __restrict__ w_segments, const int n_segments,
+        const double l2_scale, const double* __restrict__ loss_result, const double rows,
+        double* __restrict__ penalty_partial, int* __restrict__ block_counter,
+        double* __restrict__ sums, long long* __restrict__ counters) {
+    __shared__ double part[256];
+    __shared__ int am_last;
+    xpnet_update_block<false>(xpnet_launched_block(), part, am_last, params, grads, slot1, slot2, size, opt_code, lr,
+                              beta1, beta2, eps, momentum, w_segments, n_segments, l2_scale, loss_result, rows,
+                              penalty_partial, block_counter, sums, counters);
 }
 
 #ifdef XPNET_NVCC_CHECK

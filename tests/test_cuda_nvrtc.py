@@ -97,6 +97,29 @@ def test_fused_step_modules_assemble_for_the_h100(nvrtc, precision, max_staged_k
     assert cubin_size > 0
 
 
+@pytest.mark.parametrize("name,blocks_per_sm", [("xpnet_persistent_step<float, long long>", 1),
+                                                ("xpnet_persistent_step<double, double>", 2)])
+def test_persistent_step_module_assembles_for_the_h100(nvrtc, name, blocks_per_sm):
+    # its own module of the one kernel a fit needs (the plan's module does not pay for compiling it),
+    # machine code for sm_90: ptxas checks that it fits its launch bounds at that many blocks per
+    # multiprocessor
+    ctype = name.split("<")[1].split(",")[0]
+    source, options, names = cuda_step.module_spec(ctype, persistent=True, blocks_per_sm=blocks_per_sm)
+    assert name in names and names == tuple(cuda_step.persistent_kernel_names(ctype))
+    assert f"-DXPNET_PERSISTENT_BLOCKS_PER_SM={blocks_per_sm}" in options
+    assert "xpnet_persistent_step" not in cuda_step.module_spec(ctype)[0]
+    status, log, cubin_size = nvrtc_ptx(nvrtc, source, (*options, *CUPY_ADDS, "--gpu-architecture=sm_90"), (name,))
+    assert status == 0, f"{nvrtc.nvrtcGetErrorString(status).decode()}:\n{log}"
+    assert cubin_size > 0
+
+
+def test_persistent_module_spec_refuses_what_it_cannot_build():
+    with pytest.raises(ValueError, match="highest-precision products only, not 'tf32'"):
+        cuda_step.module_spec("float", "tf32", persistent=True)
+    with pytest.raises(ValueError, match="blocks_per_sm must be 1 or 2, got 3"):
+        cuda_step.module_spec("float", persistent=True, blocks_per_sm=3)
+
+
 def test_a_missing_header_fails_as_it_would_under_cupy(nvrtc):
     # the check above can fail: NVRTC without an include path refuses a CUDA header
     source = "#include <mma.h>\n" + cuda_step.module_spec("float", "tf32")[0]

@@ -25,7 +25,8 @@ def nvcc_compile(source_path, tmp_path, *defines):
 
 
 @pytest.mark.parametrize("sources", [[cupy_gpu.SOFTMAX_CE_SOURCE], [cupy_graph.GEMM_SOURCE], [cupy_graph.STEP_SOURCE],
-                                     [cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE]],
+                                     [cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE],
+                                     [cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE, cuda_step.PERSISTENT_SOURCE]],
                          ids=lambda sources: "+".join(p.name for p in sources))
 def test_raw_kernels_compile(sources, tmp_path):
     source = tmp_path / "module.cu"  # as CuPy compiles them: one module

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from xpnet import SGD, Adam, Sequential
-from xpnet.kernels import cuda_step
+from xpnet.kernels import cuda_step, persistent_step
 from xpnet.kernels.step_spec import describe
 from xpnet.layers import Dense, ReLU, Sigmoid, Tanh, dense_stack
 
@@ -108,9 +108,82 @@ def test_plan_refuses_a_precision_it_cannot_run():
 
 def test_fused_step_is_opt_in(monkeypatch):
     monkeypatch.delenv("XPNET_GRAPH_STEP", raising=False)
-    assert not cuda_step.fused_step_requested()
+    assert not cuda_step.fused_step_requested() and cuda_step.graph_step_requested() == "generic"
     monkeypatch.setenv("XPNET_GRAPH_STEP", "fused")
     assert cuda_step.fused_step_requested()
+    monkeypatch.setenv("XPNET_GRAPH_STEP", " Persistent ")  # the plan as one launch: the plan too
+    assert cuda_step.fused_step_requested() and cuda_step.graph_step_requested() == "persistent"
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "generic")
+    assert not cuda_step.fused_step_requested()
+
+
+def test_a_misspelt_graph_step_is_refused(monkeypatch):
+    # it used to mean "generic", silently
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "persistant")
+    with pytest.raises(ValueError, match=r"XPNET_GRAPH_STEP must be one of \('generic', 'fused', 'persistent'\), got 'persistant'"):
+        cuda_step.graph_step_requested()
+
+
+# -- the persistent step: the plan as one launch (kernels/persistent_step.py) --------------------------
+def _persistent(launches, blocks, steps=1):
+    return persistent_step.persistent_launch(launches, blocks=blocks, steps=steps, to_device=np.asarray,
+                                             zeros=lambda shape, dt: np.zeros(shape, dtype=dt))
+
+
+def test_persistent_step_is_one_launch_of_the_plans_launches():
+    model = Sequential(dense_stack([784, 256, 128, 10], "sigmoid"), seed=0, l2=0.5)
+    launches, buffers = _plan(model, Adam(1e-3), np.zeros((256, 784), np.float32), np.zeros(256, np.int64), rows=128)
+    launch = _persistent(launches, blocks=H100_SMS, steps=2)
+    assert launch.kernel == "xpnet_persistent_step<float, long long>"
+    assert launch.kernel in cuda_step.persistent_kernel_names("float")
+    assert launch.grid == (H100_SMS, 1, 1) and launch.block == (256, 1, 1)
+    table, n_phases, steps, barrier = launch.args
+    assert table.shape == (11, persistent_step.PHASE_SLOTS) and table.dtype == np.int64
+    assert (n_phases, steps) == (11, 2) and barrier.tolist() == [0, 0]
+    kinds = {"xpnet_gather_batch": persistent_step.PHASE_GATHER, "xpnet_fused_gemm": persistent_step.PHASE_PRODUCT,
+             "xpnet_loss_grad": persistent_step.PHASE_LOSS, "xpnet_update_step": persistent_step.PHASE_UPDATE}
+    args = persistent_step.PHASE_ARGS
+    for row, planned in zip(table, launches):
+        assert row[0] == kinds[planned.kernel.split("<")[0]] and tuple(row[1:4]) == planned.grid
+        for slot, value in zip(row[args:], planned.args):  # each argument as the kernel reads it back
+            if isinstance(value, np.ndarray):
+                assert slot == value.ctypes.data
+            elif isinstance(value, np.floating):
+                assert np.int64(slot).view(np.float64) == value
+            else:
+                assert slot == value
+        assert not row[args + len(planned.args):].any()
+    forward = table[1]  # tile 32, op(A) and op(B) as stored; its K and its lam (no L2 term forward)
+    assert tuple(forward[4:7]) == (32, 0, 0) and forward[args + 5] == 784
+    weight_gradient = table[5]  # the last layer's [gW; gb] = [h^T; 1^T] @ d + l2 / rows * W
+    assert tuple(weight_gradient[4:7]) == (32, 1, 0)
+    assert np.int64(weight_gradient[args + 15]).view(np.float64) == np.float32(0.5 / 128)
+    assert tuple(table[6][4:7]) == (32, 0, 1)  # the input gradient d @ W^T
+    # fewer blocks than the multiprocessors where no launch of the plan has as many
+    small = Sequential(dense_stack([6, 5, 3], "sigmoid"), seed=0)
+    few, _ = _plan(small, Adam(), np.zeros((8, 6), np.float32), np.zeros(8, np.int64), rows=4)
+    assert _persistent(few, blocks=H100_SMS).grid[0] == max(int(np.prod(f.grid)) for f in few) < H100_SMS
+
+
+def test_persistent_step_refuses_what_it_cannot_run():
+    model = Sequential(dense_stack([784, 64, 10], "sigmoid"), seed=0)
+    X, y = np.zeros((128, 784), np.float32), np.zeros(128, np.int64)
+    tensor_cores, _ = _plan(model, Adam(), X, y, rows=128, precision="tf32")
+    with pytest.raises(ValueError, match="highest-precision forward, weight-gradient and input-gradient products, "
+                                         "not xpnet_fused_gemm<float, 32, false, false, 1>"):
+        _persistent(tensor_cores, blocks=H100_SMS)
+    launches, _ = _plan(model, Adam(), X, y, rows=128)
+    product = launches[1]
+    short = cuda_step.Launch(product.kernel, product.grid, product.block, product.args[:-1])
+    with pytest.raises(ValueError, match="18 arguments, the persistent step reads 19"):
+        persistent_step.phase_row(short)
+    wrong = cuda_step.Launch(product.kernel, product.grid, product.block, (*product.args[:3], np.float32(1), *product.args[4:]))
+    with pytest.raises(TypeError, match="argument 3: an integer was expected, got float32"):
+        persistent_step.phase_row(wrong)
+    with pytest.raises(ValueError, match="the persistent step runs"):
+        persistent_step.phase_row(cuda_step.Launch("xpnet_step_stats<float>", (1, 1, 1), (1, 1, 1), ()))
+    with pytest.raises(ValueError, match="blocks and steps must be at least 1"):
+        _persistent(launches, blocks=0)
 
 
 # -- the kernels, emulated on the CPU ----------------------------------------------------------------
@@ -123,10 +196,11 @@ def _emulate(max_staged_k=cuda_step.MAX_STAGED_K):
     spec = importlib.util.spec_from_file_location("cuda_emulation", where)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    names = {*cuda_step.kernel_names("double")}
+    names = {*cuda_step.kernel_names("double"), *cuda_step.persistent_kernel_names("double"),
+             *cuda_step.persistent_kernel_names("float")}
     for precision in cuda_step.PRECISIONS:
         names.update(cuda_step.kernel_names("float", precision))
-    return module.load([cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE], sorted(names),
+    return module.load([cuda_step.GATHER_SOURCE, cuda_step.FUSED_SOURCE, cuda_step.PERSISTENT_SOURCE], sorted(names),
                        defines=["XPNET_TENSOR_CORES", f"XPNET_MAX_BK={max_staged_k}"])
 
 
@@ -419,3 +493,84 @@ def test_a_non_finite_loss_is_recorded(emulator):
     _run(emulator, launches)
     _run(emulator, launches)
     assert buffers.counters[2] == 0 and not np.isfinite(buffers.sums[1])
+
+
+@pytest.fixture
+def recorded_modules(monkeypatch):
+    """A ``cupy`` whose ``RawModule`` records what it is asked to compile, and compiles nothing."""
+    import sys
+    import types
+
+    compiled = []
+
+    class RawModule:
+        def __init__(self, code, options, name_expressions):
+            compiled.append((code, options, name_expressions))
+
+        def get_function(self, name):
+            return name
+
+    monkeypatch.setitem(sys.modules, "cupy", types.SimpleNamespace(RawModule=RawModule))
+    cuda_step._function.cache_clear()
+    cuda_step._module.cache_clear()
+    yield compiled
+    cuda_step._function.cache_clear()
+    cuda_step._module.cache_clear()
+
+
+def test_the_persistent_kernel_compiles_alone_in_a_module_of_its_own(recorded_modules, monkeypatch):
+    monkeypatch.setattr(cuda_step, "PERSISTENT_BLOCKS_PER_SM", 2)
+    name = "xpnet_persistent_step<float, long long>"
+    assert cuda_step.CudaKernels.function(name) == name
+    code, options, names = recorded_modules[-1]
+    assert names == (name,) and "-DXPNET_PERSISTENT_BLOCKS_PER_SM=2" in options
+    assert "xpnet_persistent_step(" in code and "xpnet_fused_gemm(" in code  # it runs the plan's device code
+    cuda_step.CudaKernels.function("xpnet_update_step<float>")  # the plan's module: without it
+    code, options, names = recorded_modules[-1]
+    assert "xpnet_persistent_step" not in code and "xpnet_update_step<float>" in names
+    assert not any(n.startswith("xpnet_persistent_step") for n in names)
+    with pytest.raises(ValueError, match="is not one of the persistent step's kernels"):
+        cuda_step.CudaKernels.function("xpnet_persistent_step<float, int>")
+
+
+# The persistent step against the plan it runs, emulated: the same blocks and sums in the same order,
+# so the same bits. With blocks=1 one real block runs every launch's blocks in turn; with blocks=3,
+# three real blocks run at once (cuda_emulation's concurrent launch) and meet at the grid barrier,
+# three training steps in one launch. Without the barrier the concurrent runs differ (2026-11-24,
+# checked by deleting it): the later phases read what the earlier ones have not yet written.
+PERSISTENT_RUNS = [(case, "float64", 3) for case in sorted(CASES)] + [
+    ("sigmoid-ce-adam", "float32", 1), ("mixed-ce-nesterov-l2", "float32", 1), ("sigmoid-ce-adam-l2", "float32", 3)]
+
+
+@needs_gxx
+@pytest.mark.parametrize("case,dtype,blocks", PERSISTENT_RUNS)
+def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, blocks):
+    loss, layers, make_optimizer, l2 = CASES[case]
+    rng = np.random.default_rng(7)
+    width, rows, steps = 140, 40, 3
+    X, y = _data(loss, rows * steps + 7, width, rng)
+    order = rng.permutation(X.shape[0]).astype(np.int64)
+    trained = []
+    for persistent in (False, True):
+        model = Sequential(layers(width), loss=loss, dtype=dtype, seed=2, l2=l2)
+        optimizer = make_optimizer()
+        launches, buffers = _plan(model, optimizer, *model._check_data(X, y), rows)
+        buffers.order[...] = order
+        if not persistent:
+            for _ in range(steps):
+                _run(emulator, launches)
+        elif blocks == 1:  # a launch per step
+            for _ in range(steps):
+                launch = _persistent(launches, blocks=1)
+                emulator.launch(launch.kernel, launch.grid, launch.block, launch.args)
+        else:  # every step in one launch, its blocks at once
+            launch = _persistent(launches, blocks=blocks, steps=steps)
+            assert launch.grid == (blocks, 1, 1)
+            emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
+            assert launch.args[3][0] == 0 and launch.args[3][1] == steps * len(launches) - 1  # every barrier passed
+        state = optimizer._flat_state
+        trained.append([*model.parameters(), *model._grads(), *state.values(), buffers.sums, buffers.counters])
+    plan, persistent = trained
+    assert plan[-1].tolist()[0] == steps and plan[-1][2] == -1
+    for got, want in zip(persistent, plan):
+        np.testing.assert_array_equal(got, want)

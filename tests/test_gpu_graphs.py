@@ -24,12 +24,13 @@ def cp():
     return cupy
 
 
-@pytest.fixture(params=["generic", "fused", "cublas"])
+@pytest.fixture(params=["generic", "fused", "persistent", "cublas"])
 def graph_step(request, monkeypatch):
     """Each replay test runs with the generic captured step, with cuda_step's fused plan
-    (XPNET_GRAPH_STEP=fused), and with the generic step's products by cuBLAS
-    (XPNET_GRAPH_GEMM=cublas), each of which must train to the same parameters."""
-    monkeypatch.setenv("XPNET_GRAPH_STEP", "fused" if request.param == "fused" else "generic")
+    (XPNET_GRAPH_STEP=fused), with that plan as one launch (XPNET_GRAPH_STEP=persistent), and with
+    the generic step's products by cuBLAS (XPNET_GRAPH_GEMM=cublas), each of which must train to
+    the same parameters."""
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "generic" if request.param == "cublas" else request.param)
     if request.param == "cublas":
         monkeypatch.setenv("XPNET_GRAPH_GEMM", "cublas")
     else:
@@ -39,8 +40,10 @@ def graph_step(request, monkeypatch):
 
 def _check_step_kind(model, graph_step):
     captured = model._captured
-    assert captured is not None and captured.fused == (graph_step == "fused"), captured.fused_why
-    assert captured.products == {"fused": "fused plan", "cublas": "cublas", "generic": "xpnet"}[graph_step]
+    assert captured is not None and captured.fused == (graph_step in ("fused", "persistent")), captured.fused_why
+    assert captured.persistent == (graph_step == "persistent")
+    assert captured.products == {"fused": "fused plan", "persistent": "fused plan", "cublas": "cublas",
+                                 "generic": "xpnet"}[graph_step]
 
 
 @pytest.fixture
@@ -214,8 +217,44 @@ def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
     _check_step_kind(model, graph_step)
     if graph_step == "fused":  # cuda_step's plan for 2 Dense layers: 3 * 2 + 2 kernels, all inside the graph
         assert counts["kernels"] == pytest.approx(8.0, abs=0.05)
+    elif graph_step == "persistent":  # that plan as one kernel
+        assert counts["kernels"] == pytest.approx(1.0, abs=0.05)
+        assert set(counts["by_kernel"]) == {"xpnet_persistent_step<float, long long>"}
     else:
         assert counts["kernels"] >= 10  # the step's kernels all still run, inside the graph
+
+
+@pytest.mark.parametrize("dtype,tol", [("float64", dict(rtol=1e-12, atol=1e-14)), ("float32", dict(rtol=1e-5, atol=1e-7))])
+def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, rng, monkeypatch):
+    """The plan as one launch (persistent_step.cu) against the plan launched kernel by kernel, on the
+    reference network: the same blocks and sums, so equal to rounding in the compiled code. On the
+    GPU, unlike the CPU emulation, a stale L1 line read across the grid barrier would show here."""
+    X = cp.asarray(rng.normal(size=(128 * 12 + 50, 784)))
+    y = cp.asarray(rng.integers(0, 10, size=X.shape[0]))
+    trained = {}
+    for step in ("fused", "persistent"):
+        monkeypatch.setenv("XPNET_GRAPH_STEP", step)
+        model = Sequential([Dense(784, 256), Sigmoid(), Dense(256, 128), Sigmoid(), Dense(128, 10)], backend="cupy",
+                           dtype=dtype, seed=0, graphs=True)
+        history = model.fit(X, y, epochs=2, batch_size=128, optimizer=Adam(1e-3))
+        assert model._captured.persistent == (step == "persistent")
+        trained[step] = ([p.get() for p in model.parameters()], history)
+    (fused, h_fused), (persistent, h_persistent) = trained["fused"], trained["persistent"]
+    for got, want in zip(persistent, fused):
+        np.testing.assert_allclose(got, want, **tol)
+    np.testing.assert_allclose(h_persistent.loss, h_fused.loss, **tol)
+
+
+def test_persistent_step_refuses_tensor_core_products(cp, monkeypatch):
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "persistent")
+    model = Sequential([Dense(8, 6), Sigmoid(), Dense(6, 3)], backend="cupy", seed=0, graphs=True,
+                       matmul_precision="tf32")
+    before = [p.get() for p in model.parameters()]
+    X, y = cp.asarray(np.ones((64, 8), np.float32)), cp.asarray(np.zeros(64, np.int64))
+    with pytest.raises(ValueError, match="XPNET_GRAPH_STEP=persistent runs highest-precision products only"):
+        model.fit(X, y, epochs=1, batch_size=16)
+    for got, want in zip(model.parameters(), before):
+        np.testing.assert_array_equal(got.get(), want)
 
 
 # -- matmul_precision: tensor-core products (kernels/fused_step.cu, PREC 1 and 2) ------------------------

@@ -9,8 +9,8 @@ another, each on ``blockDim`` threads with a real barrier (see ``cuda_host.h``).
 What this checks: the kernels' indexing, tiling, epilogues, split-K finishing, reductions and
 their arithmetic, and that each launch's arguments have exactly the kernel's parameter types (as
 CuPy needs: it packs a scalar at its own size). What it cannot: timing, occupancy, register or
-shared-memory limits, and races between blocks (which never run at once here). Those need a GPU
-run.
+shared-memory limits, cache coherence, and races between blocks, except in a concurrent launch
+(every block at once, for the persistent step's grid barrier). Those need a GPU run.
 """
 
 from __future__ import annotations
@@ -32,12 +32,12 @@ _SCALARS = {np.dtype(np.int32): ctypes.c_int32, np.dtype(np.int64): ctypes.c_int
 
 
 def _registry(names: Sequence[str]) -> str:
-    table = ",\n".join(f'  {{"{name}", [](dim3 g, dim3 b, void** a) {{ emu_launch_kernel(&{name}, g, b, a); }}, '
+    table = ",\n".join(f'  {{"{name}", [](dim3 g, dim3 b, void** a, bool c) {{ emu_launch_kernel(&{name}, g, b, a, c); }}, '
                        f'[] {{ return emu_signature(&{name}); }}}}' for name in names)
     return (
         "#include <cstring>\n"
         "struct xpnet_emu_entry {\n"
-        "  const char* name; void (*launch)(dim3, dim3, void**); const char* (*signature)();\n};\n"
+        "  const char* name; void (*launch)(dim3, dim3, void**, bool); const char* (*signature)();\n};\n"
         f"static const xpnet_emu_entry xpnet_emu_entries[] = {{\n{table}\n}};\n"
         'extern "C" __attribute__((visibility("default"))) const char* xpnet_emu_signature(const char* name) {\n'
         "  for (const auto& e : xpnet_emu_entries)\n"
@@ -45,9 +45,12 @@ def _registry(names: Sequence[str]) -> str:
         "  return nullptr;\n}\n"
         'extern "C" __attribute__((visibility("default"))) int xpnet_emu_launch(const char* name, unsigned gx,\n'
         "                                unsigned gy, unsigned gz,\n"
-        "                                unsigned bx, unsigned by, unsigned bz, void** args) {\n"
+        "                                unsigned bx, unsigned by, unsigned bz, void** args, int concurrent) {\n"
         "  for (const auto& e : xpnet_emu_entries)\n"
-        "    if (std::strcmp(e.name, name) == 0) { e.launch(dim3(gx, gy, gz), dim3(bx, by, bz), args); return 0; }\n"
+        "    if (std::strcmp(e.name, name) == 0) {\n"
+        "      e.launch(dim3(gx, gy, gz), dim3(bx, by, bz), args, concurrent != 0);\n"
+        "      return 0;\n"
+        "    }\n"
         "  return 1;\n}\n"
     )
 
@@ -73,9 +76,12 @@ class Emulator:
         self.names = tuple(names)
         self.launches: list[str] = []  # every kernel launched, in order
 
-    def launch(self, name: str, grid: Sequence[int], block: Sequence[int], args: Sequence[Any]) -> None:
+    def launch(self, name: str, grid: Sequence[int], block: Sequence[int], args: Sequence[Any],
+               concurrent: bool = False) -> None:
         """Run kernel ``name`` on ``grid`` x ``block``; ``args``: NumPy arrays (their data pointer is
-        passed) and NumPy scalars (passed by value with their own type), in the kernel's order."""
+        passed) and NumPy scalars (passed by value with their own type), in the kernel's order.
+        ``concurrent``: every block at once (``cuda_host.h``'s ``emu_launch_concurrent``), for a
+        kernel whose blocks wait on each other; else one block after another."""
         holders = []
         for i, a in enumerate(args):
             if isinstance(a, np.ndarray):
@@ -94,7 +100,7 @@ class Emulator:
                             f"{signature.decode()!r} (i int32, l int64, f float32, d float64; upper case: array)")
         pointers = (ctypes.c_void_p * len(holders))(*[ctypes.addressof(h) for h in holders])
         grid, block = (*grid, 1, 1)[:3], (*block, 1, 1)[:3]
-        if self._lib.xpnet_emu_launch(name.encode(), *grid, *block, pointers) != 0:
+        if self._lib.xpnet_emu_launch(name.encode(), *grid, *block, pointers, int(concurrent)) != 0:
             raise KeyError(f"{name} is not among the emulated kernels {self.names}")
         self.launches.append(name)
 

@@ -7,10 +7,17 @@
 // so a block never waits on another (as on a GPU, where nothing orders them), and a kernel that
 // sums across blocks through a counter sees the last arriving block last, as it may on a GPU.
 //
+// emu_launch_concurrent() runs every block of the grid at once instead (grid x block threads), for
+// a kernel whose blocks wait on each other (the persistent step's grid barrier). Its shared memory
+// must be declared with XPNET_BLOCK_SHARED, which gives each block its own; a function-static
+// __shared__ would be one for all blocks there.
+//
 // Covered: threadIdx/blockIdx/blockDim/gridDim, __syncthreads, __threadfence, atomicAdd,
-// __ldcg, the float/double math of CUDA's headers, and the tensor cores as fused_step.cu's
-// xpnet_wmma uses them for TF32 and bfloat16 (see below). Not covered: other warp
-// intrinsics, texture or constant memory; the fused step uses none of them.
+// atomicExch, __ldcg, __trap, __longlong_as_double, the float/double math of CUDA's headers,
+// and the tensor cores as fused_step.cu's xpnet_wmma uses them for TF32 and bfloat16 (see
+// below). Not covered: other warp intrinsics, texture or constant memory; the fused step uses
+// none of them. Caches are: loads see every store at once, so the coherence of a GPU's L1 within
+// a launch (persistent_step.cu's xpnet_load<true>) cannot be checked here.
 #pragma once
 #define XPNET_CUDA_EMULATION 1
 #include <algorithm>
@@ -19,6 +26,9 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <functional>
 #include <thread>
 #include <type_traits>
@@ -32,12 +42,23 @@ struct xpnet_emu_index { unsigned x = 0, y = 0, z = 0; };
 
 inline thread_local xpnet_emu_index threadIdx, blockIdx;
 inline dim3 blockDim, gridDim;
-inline std::barrier<>* xpnet_emu_barrier = nullptr;
+inline thread_local std::barrier<>* xpnet_emu_barrier = nullptr;  // the running block's __syncthreads
+inline thread_local unsigned char* xpnet_emu_shared = nullptr;    // the running block's XPNET_BLOCK_SHARED
+constexpr std::size_t XPNET_EMU_SHARED_BYTES = 48 * 1024;           // as a GPU's static shared memory
+
+// A block's own shared memory: one object per block, zero-filled when the block starts.
+template <typename T>
+inline T& xpnet_emu_block_shared() {
+    static_assert(sizeof(T) <= XPNET_EMU_SHARED_BYTES, "more shared memory than a block has");
+    return *reinterpret_cast<T*>(xpnet_emu_shared);
+}
+#define XPNET_BLOCK_SHARED(TYPE, NAME) TYPE& NAME = xpnet_emu_block_shared<TYPE>()
 
 #define __global__
 #define __device__
 #define __host__
 #define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
 #define __shared__ static
 #define __restrict__ __restrict
 #define __launch_bounds__(...)
@@ -46,7 +67,16 @@ inline std::barrier<>* xpnet_emu_barrier = nullptr;
 inline void __syncthreads() { xpnet_emu_barrier->arrive_and_wait(); }
 inline void __threadfence() { std::atomic_thread_fence(std::memory_order_seq_cst); }
 template <typename T> inline T atomicAdd(T* address, T value) { return std::atomic_ref<T>(*address).fetch_add(value); }
+template <typename T> inline T atomicExch(T* address, T value) { return std::atomic_ref<T>(*address).exchange(value); }
 template <typename T> inline T __ldcg(const T* address) { return *address; }
+[[noreturn]] inline void __trap() { std::abort(); }
+inline double __longlong_as_double(long long v) { return std::bit_cast<double>(v); }
+// A load of a value another block changes while this one waits for it (a spin): atomic, and
+// yielding, since the blocks share the CPU's cores.
+inline int xpnet_emu_spin_load(int* address) {
+    std::this_thread::yield();
+    return std::atomic_ref<int>(*address).load();
+}
 
 using std::exp; using std::fabs; using std::isfinite; using std::log; using std::log1p; using std::max;
 using std::min; using std::pow; using std::sqrt; using std::tanh;
@@ -115,7 +145,28 @@ struct xpnet_wmma {
     }
 };
 
-// Run `body` (one kernel call) on every thread of every block of the grid.
+// The threads of block (bx, by, bz), started; each sets the block's barrier and shared memory.
+inline void xpnet_emu_start_block(std::vector<std::thread>& pool, unsigned bx, unsigned by, unsigned bz, dim3 block,
+                                  std::barrier<>* barrier, unsigned char* shared, const std::function<void()>& body) {
+    const unsigned threads = block.x * block.y * block.z;
+    for (unsigned t = 0; t < threads; ++t)
+        pool.emplace_back([=, &body] {
+            blockIdx = {bx, by, bz};
+            threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+            xpnet_emu_barrier = barrier;
+            xpnet_emu_shared = shared;
+            body();
+            barrier->arrive_and_drop();  // a thread that has returned waits for no one
+        });
+}
+
+inline std::unique_ptr<unsigned char[]> xpnet_emu_new_shared() {
+    std::unique_ptr<unsigned char[]> memory(new (std::align_val_t(64)) unsigned char[XPNET_EMU_SHARED_BYTES]);
+    std::memset(memory.get(), 0, XPNET_EMU_SHARED_BYTES);
+    return memory;
+}
+
+// Run `body` (one kernel call) on every thread of every block of the grid, a block at a time.
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
     gridDim = grid;
     blockDim = block;
@@ -124,18 +175,32 @@ inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
                 std::barrier<> barrier(threads);
-                xpnet_emu_barrier = &barrier;
+                auto shared = xpnet_emu_new_shared();
                 std::vector<std::thread> pool;
                 pool.reserve(threads);
-                for (unsigned t = 0; t < threads; ++t)
-                    pool.emplace_back([&, t] {
-                        blockIdx = {bx, by, bz};
-                        threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-                        body();
-                        barrier.arrive_and_drop();  // a thread that has returned waits for no one
-                    });
+                xpnet_emu_start_block(pool, bx, by, bz, block, &barrier, shared.get(), body);
                 for (auto& thread : pool) thread.join();
             }
+}
+
+// Run `body` on every thread of every block of the grid, all blocks at once, each with its own
+// barrier and shared memory (XPNET_BLOCK_SHARED).
+inline void emu_launch_concurrent(dim3 grid, dim3 block, const std::function<void()>& body) {
+    gridDim = grid;
+    blockDim = block;
+    const unsigned threads = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
+    std::vector<std::unique_ptr<std::barrier<>>> barriers;
+    std::vector<std::unique_ptr<unsigned char[]>> shared;
+    std::vector<std::thread> pool;
+    pool.reserve(std::size_t(threads) * blocks);
+    for (unsigned b = 0; b < blocks; ++b) {
+        barriers.push_back(std::make_unique<std::barrier<>>(threads));
+        shared.push_back(xpnet_emu_new_shared());
+    }
+    for (unsigned b = 0; b < blocks; ++b)
+        xpnet_emu_start_block(pool, b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y), block, barriers[b].get(),
+                              shared[b].get(), body);
+    for (auto& thread : pool) thread.join();
 }
 
 // Calls kernel(*args[0], *args[1], ...) with the parameter types of the kernel: args is the
@@ -170,6 +235,8 @@ inline const char* emu_signature(void (*)(P...)) {
 }
 
 template <typename... P>
-inline void emu_launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, void** args) {
-    emu_launch(grid, block, [&] { emu_call(kernel, args, std::index_sequence_for<P...>{}); });
+inline void emu_launch_kernel(void (*kernel)(P...), dim3 grid, dim3 block, void** args, bool concurrent) {
+    const auto body = [&] { emu_call(kernel, args, std::index_sequence_for<P...>{}); };
+    if (concurrent) emu_launch_concurrent(grid, block, body);
+    else emu_launch(grid, block, body);
 }
