@@ -6,10 +6,12 @@
 #   bash bench/device_run.sh sweep     # the sweep: xpnet's GPU steps against eager and compiled PyTorch and jax-gpu
 #   bash bench/device_run.sh precision # matmul_precision highest/tf32/bf16 against compiled PyTorch and JAX at the
 #                                      # matching setting, 10 epochs each: time and accuracy per precision
-#   bash bench/device_run.sh step      # the captured step, in one call (at most 9.2 minutes): the GPU tests,
-#                                      # time per kernel (bench.launches, the fused products staged both
-#                                      # ways, the persistent step, cuBLAS in the graph), the reference task
-#                                      # for the captured steps against the strongest peers
+#   bash bench/device_run.sh step      # the captured step (at most 6.5 minutes): the GPU tests, time per kernel
+#                                      # (bench.launches: the fused products staged both ways, the persistent
+#                                      # step at 1 and 2 blocks per multiprocessor, cuBLAS in the graph)
+#   bash bench/device_run.sh reference # the reference task, 10 epochs, for every captured step (xpnet's
+#                                      # products, cuBLAS's, the fused plan, the persistent step) against
+#                                      # the strongest peers (at most 9 minutes)
 #   bash bench/device_run.sh large-batches  # paired rounds of the captured steps (xpnet's products, cuBLAS's,
 #                                      # the fused plan, as one launch) at batch 1024 to 4096 (48 runs; at most 9 minutes),
 #                                      # for GRAPH_AUTO_MAX_ELEMENTS
@@ -81,13 +83,15 @@ if [ "$STAGE" = accuracy ]; then
 fi
 if [ "$STAGE" = step ]; then
   echo "== GPU tests"
-  timeout 190 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
+  timeout 240 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
   tail -4 "$OUT/pytest_gpu.log"
   echo "== launches and time per kernel"
-  timeout 120 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -12
+  timeout 150 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -14
+fi
+if [ "$STAGE" = reference ]; then
   echo "== reference task, 10 epochs: the captured steps (xpnet's products, cuBLAS's, the fused plan, as one launch) against the strongest peers"
   mkdir -p "$OUT/reference"
-  timeout 240 $PY -m bench.mnist --epochs 10 --timeout 200 --out "$OUT/reference" \
+  timeout 540 $PY -m bench.mnist --epochs 10 --timeout 200 --out "$OUT/reference" \
     --contestants xpnet-cupy-fused,xpnet-cupy-cublas-graph,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,jax-gpu-scan,torch-cuda,torch-cuda-compiled,torch-cuda-graphed \
     2>/dev/null | tail -12
 fi
