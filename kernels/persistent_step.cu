@@ -105,7 +105,7 @@ __device__ __forceinline__ double xpnet_slot_double(const long long* d, const in
 // Block blk of the product a phase describes (xpnet_fused_gemm's arguments, in its order).
 template <typename T, int TILE, bool TA, bool TB>
 __device__ __noinline__ void xpnet_persistent_product(const long long* d, const xpnet_block& blk,
-                                                         xpnet_persistent_shared<T>& sh) {
+                                                      xpnet_persistent_shared<T>& sh) {
     using stage = xpnet_gemm_stage<T, TILE, XPNET_PREC_HIGHEST>;
     using staged = typename stage::S(*)[stage::LD];
     xpnet_gemm_tile<T, TILE, TA, TB, XPNET_PREC_HIGHEST, true>(

@@ -4,9 +4,9 @@
 11 kernels (784-256-128-10, batch 128) kept the GPU busy 113.6 us per step, for work the chip
 could do in a few: each launch is a few microseconds of ramp-up, memory latency and tail for a
 grid that does little. :func:`persistent_launch` turns the same plan into one launch of
-``xpnet_persistent_step``: a grid of at most one block per multiprocessor runs each planned launch
-as a phase (its blocks taken in turn by the real blocks, the same device code), with a grid-wide
-barrier between phases. The results are the plan's, bit for bit (the tests hold the emulated
+``xpnet_persistent_step``: a grid of at most one (or two: ``cuda_step.PERSISTENT_BLOCKS_PER_SM``)
+blocks per multiprocessor runs each planned launch as a phase (its blocks taken in turn by the real
+blocks, the same device code), with a grid-wide barrier between phases. The results are the plan's, bit for bit (the tests hold the emulated
 kernel to that).
 
 The plan's launches become a table of :data:`PHASE_SLOTS` int64 slots per launch (:func:`phase_table`):
@@ -114,8 +114,8 @@ def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Cal
                       zeros: Callable[[tuple, Any], Any], steps: int = 1) -> Launch:
     """One launch that runs the plan ``launches`` ``steps`` times in a row (as many training steps).
 
-    ``blocks``: the most blocks the GPU runs at once that the kernel may ask for (one per
-    multiprocessor); fewer where no phase has that many. ``to_device`` / ``zeros``: the device's
+    ``blocks``: the most blocks the kernel may ask for, all of which the GPU must run at once (the
+    multiprocessors times ``cuda_step.PERSISTENT_BLOCKS_PER_SM``); fewer where no phase has that many. ``to_device`` / ``zeros``: the device's
     ``numpy array -> array`` and ``(shape, dtype) -> zero array`` (the phase table and the
     barrier's two counters are allocated with them). The plan's buffers must outlive the launch.
     """

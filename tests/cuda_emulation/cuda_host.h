@@ -27,7 +27,6 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <functional>
 #include <thread>
@@ -160,11 +159,11 @@ inline void xpnet_emu_start_block(std::vector<std::thread>& pool, unsigned bx, u
         });
 }
 
-inline std::unique_ptr<unsigned char[]> xpnet_emu_new_shared() {
-    std::unique_ptr<unsigned char[]> memory(new (std::align_val_t(64)) unsigned char[XPNET_EMU_SHARED_BYTES]);
-    std::memset(memory.get(), 0, XPNET_EMU_SHARED_BYTES);
-    return memory;
-}
+struct alignas(64) xpnet_emu_arena {  // a block's shared memory
+    unsigned char bytes[XPNET_EMU_SHARED_BYTES];
+};
+
+inline std::unique_ptr<xpnet_emu_arena> xpnet_emu_new_shared() { return std::make_unique<xpnet_emu_arena>(); }  // zeroed
 
 // Run `body` (one kernel call) on every thread of every block of the grid, a block at a time.
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
@@ -178,7 +177,7 @@ inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body)
                 auto shared = xpnet_emu_new_shared();
                 std::vector<std::thread> pool;
                 pool.reserve(threads);
-                xpnet_emu_start_block(pool, bx, by, bz, block, &barrier, shared.get(), body);
+                xpnet_emu_start_block(pool, bx, by, bz, block, &barrier, shared->bytes, body);
                 for (auto& thread : pool) thread.join();
             }
 }
@@ -190,7 +189,7 @@ inline void emu_launch_concurrent(dim3 grid, dim3 block, const std::function<voi
     blockDim = block;
     const unsigned threads = block.x * block.y * block.z, blocks = grid.x * grid.y * grid.z;
     std::vector<std::unique_ptr<std::barrier<>>> barriers;
-    std::vector<std::unique_ptr<unsigned char[]>> shared;
+    std::vector<std::unique_ptr<xpnet_emu_arena>> shared;
     std::vector<std::thread> pool;
     pool.reserve(std::size_t(threads) * blocks);
     for (unsigned b = 0; b < blocks; ++b) {
@@ -199,7 +198,7 @@ inline void emu_launch_concurrent(dim3 grid, dim3 block, const std::function<voi
     }
     for (unsigned b = 0; b < blocks; ++b)
         xpnet_emu_start_block(pool, b % grid.x, (b / grid.x) % grid.y, b / (grid.x * grid.y), block, barriers[b].get(),
-                              shared[b].get(), body);
+                              shared[b]->bytes, body);
     for (auto& thread : pool) thread.join();
 }
 
