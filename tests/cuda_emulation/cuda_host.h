@@ -45,7 +45,7 @@ inline thread_local std::barrier<>* xpnet_emu_barrier = nullptr;  // the running
 inline thread_local unsigned char* xpnet_emu_shared = nullptr;    // the running block's XPNET_BLOCK_SHARED
 constexpr std::size_t XPNET_EMU_SHARED_BYTES = 48 * 1024;           // as a GPU's static shared memory
 
-// A block's own shared memory: one object per block, zero-filled when the block starts.
+// A block's own shared memory (as on a GPU, not initialised: what an earlier block left may be there).
 template <typename T>
 inline T& xpnet_emu_block_shared() {
     static_assert(sizeof(T) <= XPNET_EMU_SHARED_BYTES, "more shared memory than a block has");
@@ -163,18 +163,18 @@ struct alignas(64) xpnet_emu_arena {  // a block's shared memory
     unsigned char bytes[XPNET_EMU_SHARED_BYTES];
 };
 
-inline std::unique_ptr<xpnet_emu_arena> xpnet_emu_new_shared() { return std::make_unique<xpnet_emu_arena>(); }  // zeroed
+inline std::unique_ptr<xpnet_emu_arena> xpnet_emu_new_shared() { return std::make_unique<xpnet_emu_arena>(); }
 
 // Run `body` (one kernel call) on every thread of every block of the grid, a block at a time.
 inline void emu_launch(dim3 grid, dim3 block, const std::function<void()>& body) {
     gridDim = grid;
     blockDim = block;
     const unsigned threads = block.x * block.y * block.z;
+    const auto shared = xpnet_emu_new_shared();  // one block runs at a time: its shared memory is the next one's
     for (unsigned bz = 0; bz < grid.z; ++bz)
         for (unsigned by = 0; by < grid.y; ++by)
             for (unsigned bx = 0; bx < grid.x; ++bx) {
                 std::barrier<> barrier(threads);
-                auto shared = xpnet_emu_new_shared();
                 std::vector<std::thread> pool;
                 pool.reserve(threads);
                 xpnet_emu_start_block(pool, bx, by, bz, block, &barrier, shared->bytes, body);
