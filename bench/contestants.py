@@ -43,6 +43,21 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float | None, **ex
 
 
 # -- xpnet ----------------------------------------------------------------------------
+def captured_step_mismatch(captured, graph_step: str = "", graph_gemm: str = "", matmul_precision: str = "highest") -> str:
+    """Why a fit's captured step (``model._captured``: a ``CapturedTraining``, or None where no graph
+    was captured) is not the one a benchmark asked for; "" when it is. Never report the generic step
+    as the fused plan or as tensor-core products, the plan's kernels as the persistent step, nor
+    xpnet's products as cuBLAS's (``graph_step``: ``XPNET_GRAPH_STEP``, ``graph_gemm``:
+    ``XPNET_GRAPH_GEMM``, "" where not asked)."""
+    if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
+        return f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}"
+    if graph_step == "persistent" and not captured.persistent:
+        return "the fused plan ran kernel by kernel, not as the persistent step"
+    if graph_gemm and (captured is None or captured.products != graph_gemm):
+        return f"the captured step's products were not {graph_gemm}'s: {captured.products if captured else 'no graph'}"
+    return ""
+
+
 def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool = False,
            compiled: bool | None = None, graph_step: str = "", matmul_precision: str = "highest",
            graph_gemm: str = "") -> Callable[[Task], dict]:
@@ -110,17 +125,11 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
         if backend.is_cupy:
             extra["cuda_graphs"], extra["cuda_graphs_reason"] = model.uses_graphs(Adam(task.lr), task.batch_size, task.train_samples)
             captured = model._captured
-            extra["graph_step"] = ("" if captured is None else "persistent" if captured.persistent
-                                   else "fused" if captured.fused else "generic")
+            extra["graph_step"] = "" if captured is None else captured.step_kind
             extra["graph_products"] = "" if captured is None else captured.products
-            if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
-                # never report the generic step as fused, nor as tensor-core products
-                raise Unavailable(f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}")
-            if graph_step == "persistent" and not captured.persistent:  # nor the plan's kernels as the persistent step
-                raise Unavailable("the persistent step did not run")
-            if graph_gemm and (captured is None or captured.products != graph_gemm):  # nor xpnet's products as cuBLAS's
-                raise Unavailable(f"the captured step's products were not {graph_gemm}'s: "
-                                  f"{captured.products if captured else 'no graph'}")
+            mismatch = captured_step_mismatch(captured, graph_step, graph_gemm, matmul_precision)
+            if mismatch:
+                raise Unavailable(mismatch)
         if backend.is_cupy:
             import cupy
 

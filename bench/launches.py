@@ -110,8 +110,10 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
     from xpnet import Adam, Sequential
     from xpnet.kernels import cuda_step
 
-    from .env import temporary_environment
     from xpnet.layers import dense_stack
+
+    from .contestants import captured_step_mismatch
+    from .env import temporary_environment
 
     model = Sequential(dense_stack([784, *hidden, 10], "sigmoid"), backend="cupy", seed=0, fused=fused, graphs=graphs if fused else False)
     rng = cupy.random.default_rng(0)
@@ -129,12 +131,9 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
                 model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
         finally:
             cuda_step.MAX_STAGED_K, cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
-        if graph_step and not model._captured.fused:  # never count the generic step as the fused one
-            raise RuntimeError(f"the fused captured step did not run: {model._captured.fused_why}")
-        if model._captured.persistent != (graph_step == "persistent"):  # nor the plan's kernels as the persistent step
-            raise RuntimeError(f"XPNET_GRAPH_STEP={graph_step!r}, but the persistent step ran: {model._captured.persistent}")
-        if graph_gemm and model._captured.products != graph_gemm:  # nor xpnet's products as cuBLAS's
-            raise RuntimeError(f"the captured step's products were {model._captured.products!r}, not {graph_gemm!r}")
+        mismatch = captured_step_mismatch(model._captured, graph_step, graph_gemm)
+        if mismatch:  # never count one step as another
+            raise RuntimeError(mismatch)
 
     return run
 

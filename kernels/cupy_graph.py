@@ -414,6 +414,12 @@ class CapturedTraining:
         """Whether each step runs ``cuda_step``'s fused plan (else the network's own code)."""
         return not self.fused_why
 
+    @property
+    def step_kind(self) -> str:
+        """What each step runs: "persistent" (the fused plan as one launch), "fused" (the plan, a
+        launch per kernel) or "generic" (the network's own code)."""
+        return "persistent" if self.persistent else "fused" if self.fused else "generic"
+
     def _fused_plan(self, rows: int) -> list:
         """The fused plan for batches of ``rows`` rows, built once (its buffers in the private pool)."""
         import cupy

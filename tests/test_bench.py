@@ -345,3 +345,29 @@ def test_temporary_environment_restores_what_was_there(monkeypatch):
             assert os.environ["XPNET_GRAPH_STEP"] == "" and os.environ["XPNET_GRAPH_GEMM"] == "cublas"
             raise RuntimeError("inside")
     assert os.environ["XPNET_GRAPH_STEP"] == "fused" and "XPNET_GRAPH_GEMM" not in os.environ
+
+
+def test_captured_step_mismatch_says_when_a_step_is_not_the_one_asked_for():
+    """bench.mnist's contestants and bench.launches never count one captured step as another; an
+    eager run (no graph) asked for nothing is fine (bench.launches' eager cases)."""
+    from types import SimpleNamespace
+
+    from bench.contestants import captured_step_mismatch
+
+    def captured(kind, products="xpnet"):
+        fused = kind != "generic"
+        return SimpleNamespace(fused=fused, persistent=kind == "persistent", products="fused plan" if fused else products,
+                               fused_why="" if fused else "XPNET_GRAPH_STEP is 'generic'")
+
+    assert captured_step_mismatch(None) == ""
+    assert captured_step_mismatch(captured("generic")) == ""
+    assert captured_step_mismatch(captured("fused"), "fused") == ""
+    assert captured_step_mismatch(captured("persistent"), "persistent") == ""
+    assert captured_step_mismatch(captured("generic", "cublas"), "", "cublas") == ""
+    assert captured_step_mismatch(captured("fused"), "", "", "tf32") == ""
+    assert "did not run: no graph" in captured_step_mismatch(None, "fused")
+    assert "did not run: XPNET_GRAPH_STEP is 'generic'" in captured_step_mismatch(captured("generic"), "persistent")
+    assert "did not run" in captured_step_mismatch(captured("generic"), "", "", "bf16")
+    assert "not as the persistent step" in captured_step_mismatch(captured("fused"), "persistent")
+    assert "not cublas's: xpnet" in captured_step_mismatch(captured("generic"), "", "cublas")
+    assert "not cublas's: no graph" in captured_step_mismatch(None, "", "cublas")

@@ -42,6 +42,7 @@ def _check_step_kind(model, graph_step):
     captured = model._captured
     assert captured is not None and captured.fused == (graph_step in ("fused", "persistent")), captured.fused_why
     assert captured.persistent == (graph_step == "persistent")
+    assert captured.step_kind == ("generic" if graph_step == "cublas" else graph_step)
     assert captured.products == {"fused": "fused plan", "persistent": "fused plan", "cublas": "cublas",
                                  "generic": "xpnet"}[graph_step]
 
