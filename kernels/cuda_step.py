@@ -31,14 +31,13 @@ needs a CUDA header (NVRTC finds none where CUDA comes from pip wheels).
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
-from .cupy_graph import gemm_plan  # (tile, splits, k_per_split), the generic captured step's choice
+from .cupy_graph import env_choice, gemm_plan  # gemm_plan: (tile, splits, k_per_split), the generic step's choice
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
 __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "graph_step_requested",
@@ -52,7 +51,7 @@ __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requ
 FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
 GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_batch
 PERSISTENT_SOURCE = Path(__file__).with_name("persistent_step.cu")  # xpnet_persistent_step
-# XPNET_GRAPH_STEP: what the captured step runs ("" is "generic")
+# XPNET_GRAPH_STEP: what the captured step runs (unset or "": the first)
 GRAPH_STEPS = ("generic", "fused", "persistent")
 
 # fused_step.cu's constants
@@ -101,10 +100,7 @@ def graph_step_requested() -> str:
     (bench/results/README.md, 2026-11-24), 784-256-128-10 at batch 128, the fused plan ran 11.2
     kernels per step against 33.2, but they kept the GPU busy 113.6 us against 101.9 us, and an
     epoch took 0.0548 s against 0.0509 s. The persistent step has not run on a GPU yet."""
-    value = os.environ.get("XPNET_GRAPH_STEP", "").strip().lower() or "generic"
-    if value not in GRAPH_STEPS:
-        raise ValueError(f"XPNET_GRAPH_STEP must be one of {GRAPH_STEPS}, got {value!r}")
-    return value
+    return env_choice("XPNET_GRAPH_STEP", GRAPH_STEPS)
 
 
 def fused_step_requested() -> bool:

@@ -215,14 +215,20 @@ def gemm_into(a: Any, b: Any, out: Any) -> None:
     gemm(a, b, out=out)
 
 
+def env_choice(name: str, choices: tuple[str, ...]) -> str:
+    """Environment variable ``name``, stripped and lower-cased, as one of ``choices`` (the first where
+    it is unset or empty); anything else is a ValueError naming the variable and its choices."""
+    value = os.environ.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+    return value
+
+
 def graph_gemm_requested() -> str:
     """``XPNET_GRAPH_GEMM``: the products of the generic captured step, "xpnet" (``gemm.cu``, the
     default) or "cublas" (:func:`cublas_gemm`; opt-in until it has been timed on a GPU). The
     fused plan (``XPNET_GRAPH_STEP=fused``) has its own products and ignores it."""
-    value = os.environ.get("XPNET_GRAPH_GEMM", "").strip().lower() or "xpnet"
-    if value not in GRAPH_GEMMS:
-        raise ValueError(f"XPNET_GRAPH_GEMM must be one of {GRAPH_GEMMS}, got {value!r}")
-    return value
+    return env_choice("XPNET_GRAPH_GEMM", GRAPH_GEMMS)
 
 
 def cublas_gemm_arguments(m: int, n: int, k: int, a_layout: tuple[bool, int],

@@ -126,8 +126,9 @@ def test_a_misspelt_graph_step_is_refused(monkeypatch):
 
 # -- the persistent step: the plan as one launch (kernels/persistent_step.py) --------------------------
 def _persistent(launches, blocks, steps=1):
-    return persistent_step.persistent_launch(launches, blocks=blocks, steps=steps, to_device=np.asarray,
-                                             zeros=lambda shape, dt: np.zeros(shape, dtype=dt))
+    device = _numpy_device()
+    return persistent_step.persistent_launch(launches, blocks=blocks, steps=steps, to_device=device["to_device"],
+                                             zeros=device["zeros"])
 
 
 def test_persistent_step_is_one_launch_of_the_plans_launches():
