@@ -43,16 +43,21 @@ def _result(task: Task, epoch_seconds: list[float], accuracy: float | None, **ex
 
 
 # -- xpnet ----------------------------------------------------------------------------
-def captured_step_mismatch(captured, graph_step: str = "", graph_gemm: str = "", matmul_precision: str = "highest") -> str:
+def captured_step_mismatch(captured, graph_step: str = "", graph_gemm: str = "", matmul_precision: str = "highest",
+                           blocks_per_sm: int | None = None) -> str:
     """Why a fit's captured step (``model._captured``: a ``CapturedTraining``, or None where no graph
     was captured) is not the one a benchmark asked for; "" when it is. Never report the generic step
-    as the fused plan or as tensor-core products, the plan's kernels as the persistent step, nor
+    as the fused plan or as tensor-core products, the plan's kernels as the persistent step (nor
+    that step at fewer blocks per multiprocessor than ``blocks_per_sm``, where it asked), nor
     xpnet's products as cuBLAS's (``graph_step``: ``XPNET_GRAPH_STEP``, ``graph_gemm``:
     ``XPNET_GRAPH_GEMM``, "" where not asked)."""
     if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
         return f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}"
     if graph_step == "persistent" and not captured.persistent:
         return "the fused plan ran kernel by kernel, not as the persistent step"
+    if graph_step == "persistent" and blocks_per_sm and captured.persistent_blocks_per_sm != blocks_per_sm:
+        return (f"the persistent step's blocks per multiprocessor were {captured.persistent_blocks_per_sm}, not "
+                f"{blocks_per_sm} (no more fit at once)")
     if graph_gemm and (captured is None or captured.products != graph_gemm):
         return f"the captured step's products were not {graph_gemm}'s: {captured.products if captured else 'no graph'}"
     return ""

@@ -131,7 +131,7 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
                 model.fit(X[: n * batch_size], y[: n * batch_size], epochs=1, batch_size=batch_size, optimizer=optimizer)
         finally:
             cuda_step.MAX_STAGED_K, cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
-        mismatch = captured_step_mismatch(model._captured, graph_step, graph_gemm)
+        mismatch = captured_step_mismatch(model._captured, graph_step, graph_gemm, blocks_per_sm=blocks_per_sm)
         if mismatch:  # never count one step as another
             raise RuntimeError(mismatch)
 

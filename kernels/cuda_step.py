@@ -337,6 +337,15 @@ class CudaKernels:
         :data:`PERSISTENT_BLOCKS_PER_SM`."""
         return _function(name, MAX_STAGED_K, PERSISTENT_BLOCKS_PER_SM)
 
+    @classmethod
+    def blocks_per_multiprocessor(cls, name: str) -> int:
+        """How many blocks of kernel ``name`` (:data:`THREADS` threads, no dynamic shared memory) a
+        multiprocessor of the current GPU runs at once, as the driver computes it for the compiled
+        kernel (``cuOccupancyMaxActiveBlocksPerMultiprocessor``)."""
+        import cupy
+
+        return int(cupy.cuda.driver.occupancyMaxActiveBlocksPerMultiprocessor(cls.function(name).kernel.ptr, THREADS, 0))
+
 
 def tensor_core_support(device_id: int = 0) -> str:
     """Why this GPU cannot run the tensor-core products ("" when it can): TF32 and bfloat16 wmma

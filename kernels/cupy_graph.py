@@ -392,6 +392,7 @@ class CapturedTraining:
         self.persistent = self.fused and requested == "persistent"  # the plan as one launch per step
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
         self._persistent_launches: dict[int, Any] = {}  # rows -> that plan as one launch
+        self.persistent_blocks_per_sm = 0  # the persistent step's blocks per multiprocessor, once launched
         # XPNET_GRAPH_GEMM=cublas: the generic step's products by cuBLAS (its handle made now, not in the capture)
         self.products = "fused plan" if self.fused else graph_gemm_requested()
         if self.products == "cublas":
@@ -451,18 +452,25 @@ class CapturedTraining:
         return plan
 
     def _persistent_launch(self, rows: int) -> Any:
-        """The fused plan for batches of ``rows`` rows as one launch, built once (its phase table and
-        barrier in the private pool; the plan's buffers, which the table addresses, stay in ``_plans``)."""
+        """The fused plan for batches of ``rows`` rows as one launch, built once, outside any capture
+        (its phase table and barrier in the private pool; the plan's buffers, which the table
+        addresses, stay in ``_plans``). Its grid is at most as many blocks as the GPU runs at once:
+        ``cuda_step.PERSISTENT_BLOCKS_PER_SM`` per multiprocessor, fewer where the compiled kernel's
+        occupancy is lower (``persistent_blocks_per_sm`` says what was launched)."""
         import cupy
 
         from . import cuda_step
-        from .persistent_step import persistent_launch
+        from .persistent_step import persistent_kernel_name, persistent_launch, resident_blocks_per_sm
 
         launch = self._persistent_launches.get(rows)
         if launch is None:
-            blocks = _sm_count(self.X.device.id) * cuda_step.PERSISTENT_BLOCKS_PER_SM  # all resident at once
+            plan = self._fused_plan(rows)
+            name = persistent_kernel_name(plan)
+            per_sm = resident_blocks_per_sm(cuda_step.PERSISTENT_BLOCKS_PER_SM,
+                                            cuda_step.CudaKernels.blocks_per_multiprocessor(name), name)
+            self.persistent_blocks_per_sm = per_sm
             launch = self._persistent_launches[rows] = persistent_launch(
-                self._fused_plan(rows), blocks=blocks, to_device=cupy.asarray,
+                plan, blocks=_sm_count(self.X.device.id) * per_sm, to_device=cupy.asarray,
                 zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt))
         return launch
 

@@ -27,7 +27,10 @@
 // make that many fit: 256 threads each, at most 36 KB of shared memory each, and registers capped
 // by the compiler (at 2 blocks, 128 per thread: ptxas then spills a few hundred bytes per product,
 // where at 1 it uses about 220 and spills nothing; which is faster is for bench.launches to say).
-// A GPU shared with other work may make the barrier wait, not fail.
+// Before the first launch the host asks the driver how many blocks of the compiled kernel fit on a
+// multiprocessor, and launches no more than that (persistent_step.resident_blocks_per_sm): fewer
+// blocks per multiprocessor where fewer fit, a refusal where none does, never a grid that could not
+// pass its first barrier. A GPU shared with other work may make the barrier wait, not fail.
 //
 // The products are real calls (__noinline__): inlined into one function, six of them took NVRTC
 // more than twice as long to compile and the kernel 255 registers.

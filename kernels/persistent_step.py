@@ -27,7 +27,8 @@ import numpy as np
 from .cuda_step import THREADS, Launch
 
 __all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS", "PHASE_UPDATE",
-           "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "array_address"]
+           "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "resident_blocks_per_sm",
+           "array_address"]
 
 # persistent_step.cu's constants
 PHASE_SLOTS, PHASE_ARGS = 32, 8
@@ -110,12 +111,26 @@ def persistent_kernel_name(launches: Sequence[Launch]) -> str:
     return f"xpnet_persistent_step<{ctype}, {utype}>"
 
 
+def resident_blocks_per_sm(asked: int, fitting: int, kernel: str) -> int:
+    """Blocks per multiprocessor to launch ``kernel`` with: the ``asked`` number
+    (``cuda_step.PERSISTENT_BLOCKS_PER_SM``), or fewer where only ``fitting`` fit at once (the
+    driver's occupancy of the compiled kernel, for its registers and shared memory). The grid
+    barrier needs every block resident: a grid of more blocks than run at once would wait forever,
+    so no block fitting is refused here, before anything is launched."""
+    if fitting < 1:
+        raise RuntimeError(f"{kernel}: no block of {THREADS} threads fits on a multiprocessor of this GPU (the driver's "
+                           "occupancy for its registers and shared memory is 0), and its grid barrier needs every "
+                           "block resident; run the plan kernel by kernel instead (XPNET_GRAPH_STEP=fused)")
+    return min(asked, fitting)
+
+
 def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Callable[[np.ndarray], Any],
                       zeros: Callable[[tuple, Any], Any], steps: int = 1) -> Launch:
     """One launch that runs the plan ``launches`` ``steps`` times in a row (as many training steps).
 
     ``blocks``: the most blocks the kernel may ask for, all of which the GPU must run at once (the
-    multiprocessors times ``cuda_step.PERSISTENT_BLOCKS_PER_SM``); fewer where no phase has that many. ``to_device`` / ``zeros``: the device's
+    multiprocessors times :func:`resident_blocks_per_sm`); fewer where no phase has that many.
+    ``to_device`` / ``zeros``: the device's
     ``numpy array -> array`` and ``(shape, dtype) -> zero array`` (the phase table and the
     barrier's two counters are allocated with them). The plan's buffers must outlive the launch.
     """

@@ -354,10 +354,11 @@ def test_captured_step_mismatch_says_when_a_step_is_not_the_one_asked_for():
 
     from bench.contestants import captured_step_mismatch
 
-    def captured(kind, products="xpnet"):
+    def captured(kind, products="xpnet", blocks_per_sm=1):
         fused = kind != "generic"
         return SimpleNamespace(fused=fused, persistent=kind == "persistent", products="fused plan" if fused else products,
-                               fused_why="" if fused else "XPNET_GRAPH_STEP is 'generic'")
+                               fused_why="" if fused else "XPNET_GRAPH_STEP is 'generic'",
+                               persistent_blocks_per_sm=blocks_per_sm if kind == "persistent" else 0)
 
     assert captured_step_mismatch(None) == ""
     assert captured_step_mismatch(captured("generic")) == ""
@@ -369,5 +370,9 @@ def test_captured_step_mismatch_says_when_a_step_is_not_the_one_asked_for():
     assert "did not run: XPNET_GRAPH_STEP is 'generic'" in captured_step_mismatch(captured("generic"), "persistent")
     assert "did not run" in captured_step_mismatch(captured("generic"), "", "", "bf16")
     assert "not as the persistent step" in captured_step_mismatch(captured("fused"), "persistent")
+    assert captured_step_mismatch(captured("persistent", blocks_per_sm=2), "persistent", blocks_per_sm=2) == ""
+    assert captured_step_mismatch(captured("persistent"), "persistent", blocks_per_sm=None) == ""
+    assert "blocks per multiprocessor were 1, not 2" in captured_step_mismatch(captured("persistent"), "persistent",
+                                                                              blocks_per_sm=2)
     assert "not cublas's: xpnet" in captured_step_mismatch(captured("generic"), "", "cublas")
     assert "not cublas's: no graph" in captured_step_mismatch(None, "", "cublas")

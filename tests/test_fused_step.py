@@ -187,6 +187,20 @@ def test_persistent_step_refuses_what_it_cannot_run():
         _persistent(launches, blocks=0)
 
 
+def test_persistent_grid_never_has_more_blocks_than_run_at_once():
+    """The grid barrier needs every block resident: the blocks asked for per multiprocessor, fewer
+    where the compiled kernel's occupancy is lower, and a refusal (not a launch that would wait
+    forever) where no block fits."""
+    name = "xpnet_persistent_step<float, long long>"
+    assert persistent_step.resident_blocks_per_sm(1, 1, name) == 1
+    assert persistent_step.resident_blocks_per_sm(1, 3, name) == 1
+    assert persistent_step.resident_blocks_per_sm(2, 2, name) == 2
+    assert persistent_step.resident_blocks_per_sm(2, 1, name) == 1
+    with pytest.raises(RuntimeError, match=r"xpnet_persistent_step<float, long long>: no block of 256 threads fits.*"
+                                           r"XPNET_GRAPH_STEP=fused"):
+        persistent_step.resident_blocks_per_sm(1, 0, name)
+
+
 # -- the kernels, emulated on the CPU ----------------------------------------------------------------
 def _emulate(max_staged_k=cuda_step.MAX_STAGED_K):
     """Every kernel of the fused plans, emulated, staging at most ``max_staged_k`` values of k per round."""

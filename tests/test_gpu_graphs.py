@@ -239,11 +239,29 @@ def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, r
                            dtype=dtype, seed=0, graphs=True)
         history = model.fit(X, y, epochs=2, batch_size=128, optimizer=Adam(1e-3))
         assert model._captured.persistent == (step == "persistent")
+        if step == "persistent":  # its launch bounds let cuda_step's blocks per multiprocessor run at once
+            from xpnet.kernels import cuda_step
+
+            sms = cp.cuda.Device().attributes["MultiProcessorCount"]
+            assert model._captured.persistent_blocks_per_sm == cuda_step.PERSISTENT_BLOCKS_PER_SM
+            assert {launch.grid[0] <= sms * cuda_step.PERSISTENT_BLOCKS_PER_SM
+                    for launch in model._captured._persistent_launches.values()} == {True}
         trained[step] = ([p.get() for p in model.parameters()], history)
     (fused, h_fused), (persistent, h_persistent) = trained["fused"], trained["persistent"]
     for got, want in zip(persistent, fused):
         np.testing.assert_allclose(got, want, **tol)
     np.testing.assert_allclose(h_persistent.loss, h_fused.loss, **tol)
+
+
+@pytest.mark.parametrize("blocks_per_sm", [1, 2])
+def test_persistent_kernel_launch_bounds_fit_its_blocks(cp, blocks_per_sm, monkeypatch):
+    """The driver's occupancy of the compiled persistent kernel: the blocks per multiprocessor its
+    launch bounds were compiled for fit at once (else a fit would launch fewer, and bench.launches
+    would refuse to report the 2-block case as such)."""
+    from xpnet.kernels import cuda_step
+
+    monkeypatch.setattr(cuda_step, "PERSISTENT_BLOCKS_PER_SM", blocks_per_sm)
+    assert cuda_step.CudaKernels.blocks_per_multiprocessor("xpnet_persistent_step<float, long long>") >= blocks_per_sm
 
 
 def test_persistent_step_refuses_tensor_core_products(cp, monkeypatch):
