@@ -48,14 +48,17 @@ def captured_step_mismatch(captured, graph_step: str = "", graph_gemm: str = "",
     """Why a fit's captured step (``model._captured``: a ``CapturedTraining``, or None where no graph
     was captured) is not the one a benchmark asked for; "" when it is. Never report the generic step
     as the fused plan or as tensor-core products, the plan's kernels as the persistent step (nor
-    that step at fewer blocks per multiprocessor than ``blocks_per_sm``, where it asked), nor
-    xpnet's products as cuBLAS's (``graph_step``: ``XPNET_GRAPH_STEP``, ``graph_gemm``:
-    ``XPNET_GRAPH_GEMM``, "" where not asked)."""
+    that step at fewer blocks per multiprocessor than ``blocks_per_sm``, where it asked), a step per
+    launch as the epoch step, nor xpnet's products as cuBLAS's (``graph_step``:
+    ``XPNET_GRAPH_STEP``, ``graph_gemm``: ``XPNET_GRAPH_GEMM``, "" where not asked)."""
+    persistent = graph_step in ("persistent", "epoch")
     if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
         return f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}"
-    if graph_step == "persistent" and not captured.persistent:
+    if persistent and not captured.persistent:
         return "the fused plan ran kernel by kernel, not as the persistent step"
-    if graph_step == "persistent" and blocks_per_sm and captured.persistent_blocks_per_sm != blocks_per_sm:
+    if graph_step == "epoch" and not captured.epoch_launches:
+        return "no epoch ran its batches in one launch (the persistent step ran one launch per step)"
+    if persistent and blocks_per_sm and captured.persistent_blocks_per_sm != blocks_per_sm:
         return (f"the persistent step's blocks per multiprocessor were {captured.persistent_blocks_per_sm}, not "
                 f"{blocks_per_sm} (no more fit at once)")
     if graph_gemm and (captured is None or captured.products != graph_gemm):
@@ -67,7 +70,8 @@ def _xpnet(backend_name: str, fused: bool, graphs: bool | None = None, jit: bool
            compiled: bool | None = None, graph_step: str = "", matmul_precision: str = "highest",
            graph_gemm: str = "") -> Callable[[Task], dict]:
     """``graph_step="fused"``: the captured step runs ``cuda_step``'s fused plan (``XPNET_GRAPH_STEP``);
-    ``"persistent"``: that plan as one launch per step (``persistent_step``).
+    ``"persistent"``: that plan as one launch per step (``persistent_step``); ``"epoch"``: that launch
+    running all of an epoch's full batches.
     ``graph_gemm="cublas"``: the generic captured step's products are cuBLAS's (``XPNET_GRAPH_GEMM``).
     ``matmul_precision``: Sequential's ("tf32"/"bf16": tensor-core products in that plan)."""
     settings = {name: value for name, value in (("XPNET_GRAPH_STEP", graph_step), ("XPNET_GRAPH_GEMM", graph_gemm))
@@ -543,6 +547,8 @@ CONTESTANTS: dict[str, Callable[[Task], dict]] = {
     "xpnet-cupy-fused-step": _xpnet("cupy", True, graphs=True, graph_step="fused"),
     # the same plan as one kernel launch per step, a grid barrier between its phases (kernels/persistent_step.py)
     "xpnet-cupy-persistent-step": _xpnet("cupy", True, graphs=True, graph_step="persistent"),
+    # that kernel running all of an epoch's full batches in one launch, as jax-gpu-scan runs an epoch
+    "xpnet-cupy-epoch-step": _xpnet("cupy", True, graphs=True, graph_step="epoch"),
     # the generic captured step with cuBLAS's products in the graph (XPNET_GRAPH_GEMM=cublas)
     "xpnet-cupy-cublas-graph": _xpnet("cupy", True, graphs=True, graph_gemm="cublas"),
     "xpnet-cupy-unfused": _xpnet("cupy", False),

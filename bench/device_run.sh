@@ -8,12 +8,14 @@
 #                                      # matching setting, 10 epochs each: time and accuracy per precision
 #   bash bench/device_run.sh step      # the captured step (at most 6.5 minutes): the GPU tests, time per kernel
 #                                      # (bench.launches: the fused products staged both ways, the persistent
-#                                      # step at 1 and 2 blocks per multiprocessor, cuBLAS in the graph)
+#                                      # step at 1 and 2 blocks per multiprocessor, the epoch step, cuBLAS in
+#                                      # the graph)
 #   bash bench/device_run.sh reference # the reference task, 10 epochs, for every captured step (xpnet's
-#                                      # products, cuBLAS's, the fused plan, the persistent step) against
-#                                      # the strongest peers (at most 9 minutes)
+#                                      # products, cuBLAS's, the fused plan, the persistent step, the epoch
+#                                      # step) against the strongest peers (at most 9 minutes)
 #   bash bench/device_run.sh large-batches  # paired rounds of the captured steps (xpnet's products, cuBLAS's,
-#                                      # the fused plan, as one launch) at batch 1024 to 4096 (48 runs; at most 9 minutes),
+#                                      # the fused plan, as one launch per step and per epoch) at batch 1024
+#                                      # to 4096 (60 runs; at most 9 minutes),
 #                                      # for GRAPH_AUTO_MAX_ELEMENTS
 #   bash bench/device_run.sh autotune  # torch.compile "max-autotune" against xpnet, 10 epochs (it compiled for
 #                                      # more than 150 s on the H100: this stage allows 450 s)
@@ -70,7 +72,7 @@ fi
 if [ "$STAGE" = sweep ]; then
   echo "== sweep (GPU contestants; torch-cuda-autotune compiles for minutes per point, so it is left to --sweep-contestants)"
   mkdir -p "$OUT/sweep"
-  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-cublas-graph,torch-cuda,torch-cuda-compiled,torch-cuda-graphed,jax-gpu,jax-gpu-scan --sweep \
+  $PY -m bench.mnist --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-epoch-step,xpnet-cupy-cublas-graph,torch-cuda,torch-cuda-compiled,torch-cuda-graphed,jax-gpu,jax-gpu-scan --sweep \
     --timeout 300 --out "$OUT/sweep" 2>/dev/null | tail -25
 fi
 if [ "$STAGE" = accuracy ]; then
@@ -89,18 +91,18 @@ if [ "$STAGE" = step ]; then
   timeout 150 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -14
 fi
 if [ "$STAGE" = reference ]; then
-  echo "== reference task, 10 epochs: the captured steps (xpnet's products, cuBLAS's, the fused plan, as one launch) against the strongest peers"
+  echo "== reference task, 10 epochs: the captured steps (xpnet's products, cuBLAS's, the fused plan, as one launch per step and per epoch) against the strongest peers"
   mkdir -p "$OUT/reference"
   timeout 540 $PY -m bench.mnist --epochs 10 --timeout 200 --out "$OUT/reference" \
-    --contestants xpnet-cupy-fused,xpnet-cupy-cublas-graph,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,jax-gpu-scan,torch-cuda,torch-cuda-compiled,torch-cuda-graphed \
+    --contestants xpnet-cupy-fused,xpnet-cupy-cublas-graph,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-epoch-step,jax-gpu-scan,torch-cuda,torch-cuda-compiled,torch-cuda-graphed \
     2>/dev/null | tail -12
 fi
 if [ "$STAGE" = large-batches ]; then
   echo "== paired rounds at large batches: the default step against the fused plan and cuBLAS in the graph"
   mkdir -p "$OUT/large-batches"
-  timeout 540 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-cublas-graph \
+  timeout 540 $PY -m bench.mnist --epochs 2 --rounds 3 --contestants xpnet-cupy-fused,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-epoch-step,xpnet-cupy-cublas-graph \
     --sweep --sweep-batch-sizes 1024,2048,4096 --sweep-hidden 256,128 \
-    --sweep-contestants xpnet-cupy-fused,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-cublas-graph --timeout 60 --out "$OUT/large-batches" \
+    --sweep-contestants xpnet-cupy-fused,xpnet-cupy-fused-step,xpnet-cupy-persistent-step,xpnet-cupy-epoch-step,xpnet-cupy-cublas-graph --timeout 60 --out "$OUT/large-batches" \
     2>/dev/null | tail -12
 fi
 if [ "$STAGE" = autotune ]; then

@@ -33,7 +33,7 @@ SWEEP_BATCH_SIZES = (32, 128, 512, 2048, 4096)
 SWEEP_HIDDEN = ((64, 32), (256, 128), (1024, 512), (2048, 1024), (4096, 2048))
 # the compiled peers too (torch.compile, jax.jit): a performance-minded user's choice (the GPU ones skip without CUDA)
 SWEEP_CONTESTANTS = ("xpnet-numpy-fused", "xpnet-cupy-fused", "xpnet-cupy-fused-eager", "xpnet-cupy-fused-step",
-                     "xpnet-cupy-persistent-step", "xpnet-cupy-cublas-graph",
+                     "xpnet-cupy-persistent-step", "xpnet-cupy-epoch-step", "xpnet-cupy-cublas-graph",
                      "torch-cpu", "torch-cpu-compiled", "torch-cuda", "torch-cuda-compiled", "torch-cuda-autotune",
                      "torch-cuda-graphed", "jax-cpu", "jax-gpu", "jax-gpu-scan")
 

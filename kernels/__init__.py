@@ -11,7 +11,8 @@ Installed as ``xpnet.kernels`` (never as a bare top-level ``kernels`` module):
 - ``cuda_step``: that step planned as ``3L + 2`` fused kernels (``fused_step.cu``), opt-in with
   ``XPNET_GRAPH_STEP=fused``; tested on the CPU through a CUDA emulation (``tests/cuda_emulation``).
 - ``persistent_step``: that plan as one kernel launch per step, a grid barrier between its
-  phases (``persistent_step.cu``), opt-in with ``XPNET_GRAPH_STEP=persistent``.
+  phases (``persistent_step.cu``), opt-in with ``XPNET_GRAPH_STEP=persistent``; with
+  ``XPNET_GRAPH_STEP=epoch``, one launch for all of an epoch's full batches.
 - ``step_spec``: the network description both whole-step kernels (Numba and CUDA) read.
 
 Nothing here is imported by ``import xpnet``; :class:`xpnet.ops.Ops` imports a

@@ -52,7 +52,7 @@ FUSED_SOURCE = Path(__file__).with_name("fused_step.cu")
 GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_batch
 PERSISTENT_SOURCE = Path(__file__).with_name("persistent_step.cu")  # xpnet_persistent_step
 # XPNET_GRAPH_STEP: what the captured step runs (unset or "": the first)
-GRAPH_STEPS = ("generic", "fused", "persistent")
+GRAPH_STEPS = ("generic", "fused", "persistent", "epoch")
 
 # fused_step.cu's constants
 EPI_NONE, EPI_ACT, EPI_ACT_GRAD, EPI_L2 = 0, 1, 2, 3
@@ -93,19 +93,20 @@ def round_inputs(x: np.ndarray, precision: str) -> np.ndarray:
 
 def graph_step_requested() -> str:
     """``XPNET_GRAPH_STEP``: what the captured step runs, one of :data:`GRAPH_STEPS`: "generic" (the
-    network's own code, the default), "fused" (this plan, a launch per kernel) or "persistent" (this
-    plan as one launch, :mod:`~xpnet.kernels.persistent_step`). Anything else is refused.
+    network's own code, the default), "fused" (this plan, a launch per kernel), "persistent" (this
+    plan as one launch, :mod:`~xpnet.kernels.persistent_step`) or "epoch" (that launch running all
+    of an epoch's full batches in a row, where no callback watches them). Anything else is refused.
 
     The generic step stays the default because it is faster at the reference task. On an H100
     (bench/results/README.md, 2026-11-24), 784-256-128-10 at batch 128, the fused plan ran 11.2
     kernels per step against 33.2, but they kept the GPU busy 113.6 us against 101.9 us, and an
-    epoch took 0.0548 s against 0.0509 s. The persistent step has not run on a GPU yet."""
+    epoch took 0.0548 s against 0.0509 s. The persistent and epoch steps have not run on a GPU yet."""
     return env_choice("XPNET_GRAPH_STEP", GRAPH_STEPS)
 
 
 def fused_step_requested() -> bool:
-    """Whether ``XPNET_GRAPH_STEP`` asks for this plan, a launch per kernel or as one ("fused" or
-    "persistent"), instead of the generic captured step."""
+    """Whether ``XPNET_GRAPH_STEP`` asks for this plan, a launch per kernel or as one ("fused",
+    "persistent" or "epoch"), instead of the generic captured step."""
     return graph_step_requested() != "generic"
 
 

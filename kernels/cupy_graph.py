@@ -32,7 +32,11 @@ With ``XPNET_GRAPH_STEP=fused``, or a model whose ``matmul_precision`` is "tf32"
 captured body is instead :mod:`~xpnet.kernels.cuda_step`'s plan of ``3L + 2`` fused kernels (11
 instead of about 33 on 784-256-128-10), same buffers, counters and statistics. With
 ``XPNET_GRAPH_STEP=persistent`` it is that plan as one kernel launch
-(:mod:`~xpnet.kernels.persistent_step`; opt-in, not yet run on a GPU).
+(:mod:`~xpnet.kernels.persistent_step`; opt-in, not yet run on a GPU). With
+``XPNET_GRAPH_STEP=epoch`` one launch of that kernel runs all of an epoch's full batches in a
+row (:meth:`CapturedTraining.steps`), no graph needed, as ``jax.lax.scan`` runs an epoch as
+one dispatch; where a callback watches each batch, the steps are launched one by one as with
+"persistent".
 
 Importing this module does not import CuPy; the CUDA sources are compiled by CI
 with ``nvcc``.
@@ -353,7 +357,8 @@ class CapturedTraining:
         same capturable code eagerly.
 
     Use: :meth:`begin_epoch` with the epoch's permutation, :meth:`step` once per
-    batch, :meth:`end_epoch` for the figures (one device read).
+    batch (or :meth:`steps` for several in a row), :meth:`end_epoch` for the figures
+    (one device read).
     """
 
     def __init__(self, model: Any, optimizer: Any, X: Any, y: Any, batch_size: int) -> None:
@@ -373,6 +378,7 @@ class CapturedTraining:
             self._zero_count = cupy.zeros((), dtype=cupy.int64)
         self.graph = None
         self.launches = 0  # graph launches so far
+        self.epoch_launches = 0  # launches that ran several steps in a row (XPNET_GRAPH_STEP=epoch)
         # XPNET_GRAPH_STEP=fused: each step is cuda_step's plan of 3L + 2 fused kernels instead of
         # the network's own code (opt-in until it has been measured on a GPU); "persistent": that plan
         # as one launch. Tensor-core products (matmul_precision "tf32"/"bf16") exist only in the plan
@@ -381,15 +387,16 @@ class CapturedTraining:
 
         self.precision = model.matmul_precision
         requested = graph_step_requested()
-        if requested == "persistent" and self.precision != "highest":
-            raise ValueError(f"XPNET_GRAPH_STEP=persistent runs highest-precision products only, and this model's "
+        if requested in ("persistent", "epoch") and self.precision != "highest":
+            raise ValueError(f"XPNET_GRAPH_STEP={requested} runs highest-precision products only, and this model's "
                              f"matmul_precision is {self.precision!r}; unset XPNET_GRAPH_STEP or set it to 'fused'")
         wanted = self.precision != "highest" or requested != "generic"
         self.fused_why = unsupported(model, optimizer) if wanted else "XPNET_GRAPH_STEP is 'generic'"
         if self.fused_why and self.precision != "highest":  # Sequential.uses_graphs refuses it first
             raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
                              f"cannot use: {self.fused_why}")
-        self.persistent = self.fused and requested == "persistent"  # the plan as one launch per step
+        self.persistent = self.fused and requested in ("persistent", "epoch")  # the plan as one launch
+        self.whole_epoch = self.persistent and requested == "epoch"  # ... of many steps where it can
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
         self._persistent_launches: dict[int, Any] = {}  # rows -> that plan as one launch
         self.persistent_blocks_per_sm = 0  # the persistent step's blocks per multiprocessor, once launched
@@ -423,9 +430,11 @@ class CapturedTraining:
 
     @property
     def step_kind(self) -> str:
-        """What each step runs: "persistent" (the fused plan as one launch), "fused" (the plan, a
-        launch per kernel) or "generic" (the network's own code)."""
-        return "persistent" if self.persistent else "fused" if self.fused else "generic"
+        """What each step runs: "epoch" (the fused plan as one launch, which runs several steps in
+        a row where :meth:`steps` is asked for them), "persistent" (the fused plan as one launch),
+        "fused" (the plan, a launch per kernel) or "generic" (the network's own code)."""
+        return ("epoch" if self.whole_epoch else "persistent" if self.persistent else "fused" if self.fused
+                else "generic")
 
     def _fused_plan(self, rows: int) -> list:
         """The fused plan for batches of ``rows`` rows, built once (its buffers in the private pool)."""
@@ -532,6 +541,26 @@ class CapturedTraining:
                 self.optimizer.iterations = iterations  # capture ran the Python side once, nothing on the GPU
         current.wait_event(self.stream.record())
         self.graph = graph
+
+    def steps(self, rows: int, count: int) -> None:
+        """Train on the next ``count`` batches of ``rows`` samples each, as :meth:`step` ``count``
+        times would. With ``XPNET_GRAPH_STEP=epoch``: one launch of the persistent step running them
+        in a row (its barrier between steps as between phases), on the current stream."""
+        if not (self.whole_epoch and count > 1):
+            for _ in range(count):
+                self.step(rows)
+            return
+        import cupy
+        import numpy as np
+
+        from .cuda_step import CudaKernels, Launch
+
+        with cupy.cuda.using_allocator(self.pool.malloc):  # the plan's buffers, as for the graph
+            one = self._persistent_launch(rows)
+        table, n_phases, _, barrier = one.args
+        CudaKernels()([Launch(one.kernel, one.grid, one.block, (table, n_phases, np.int32(count), barrier))])
+        self.optimizer.iterations += count
+        self.epoch_launches += 1
 
     def end_epoch(self) -> dict:
         """``{"loss_sum", "correct", "first_bad_batch", "bad_value"}`` in one device read."""

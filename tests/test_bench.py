@@ -284,6 +284,12 @@ def test_launches_per_kernel_per_step(monkeypatch):
     assert kernel_name("ampere_sgemm_32x32_sliced1x4_nn") == "ampere_sgemm_32x32_sliced1x4_nn"
     table = "\n".join(kernel_tables({"mode": step}))
     assert "| `xpnet_update_step<float>` | 1.00 | 3.0 |" in table
+    # the epoch step: one launch per epoch, whose time grows with its steps, stays in by_kernel
+    persistent = "void xpnet_persistent_step<float, long long>(long long const*, int, int, int*)"
+    short, long = (summarise([kernel(shuffle, 9.0), kernel(persistent, 30.0 * steps)]) for steps in (2, 12))
+    step = per_step(short, long, 10)
+    assert step["kernels"] == 0 and step["gpu_busy_us"] == pytest.approx(30.0)
+    assert step["by_kernel"] == {"xpnet_persistent_step<float, long long>": {"launches": 0.0, "us": 30.0}}
 
 
 def test_accuracy_compares_means_with_welch_intervals():

@@ -113,6 +113,8 @@ def test_fused_step_is_opt_in(monkeypatch):
     assert cuda_step.fused_step_requested()
     monkeypatch.setenv("XPNET_GRAPH_STEP", " Persistent ")  # the plan as one launch: the plan too
     assert cuda_step.fused_step_requested() and cuda_step.graph_step_requested() == "persistent"
+    monkeypatch.setenv("XPNET_GRAPH_STEP", "epoch")  # that launch for an epoch's batches: the plan too
+    assert cuda_step.fused_step_requested() and cuda_step.graph_step_requested() == "epoch"
     monkeypatch.setenv("XPNET_GRAPH_STEP", "generic")
     assert not cuda_step.fused_step_requested()
 
@@ -120,8 +122,23 @@ def test_fused_step_is_opt_in(monkeypatch):
 def test_a_misspelt_graph_step_is_refused(monkeypatch):
     # it used to mean "generic", silently
     monkeypatch.setenv("XPNET_GRAPH_STEP", "persistant")
-    with pytest.raises(ValueError, match=r"XPNET_GRAPH_STEP must be one of \('generic', 'fused', 'persistent'\), got 'persistant'"):
+    with pytest.raises(ValueError, match=r"XPNET_GRAPH_STEP must be one of \('generic', 'fused', 'persistent', 'epoch'\), "
+                                         r"got 'persistant'"):
         cuda_step.graph_step_requested()
+
+
+@pytest.mark.parametrize("whole_epoch,count,expected", [(False, 3, ["step"] * 3), (True, 1, ["step"]), (False, 0, [])])
+def test_captured_steps_are_single_steps_unless_the_epoch_step_runs_several(whole_epoch, count, expected):
+    """CapturedTraining.steps: one launch for ``count`` steps only with XPNET_GRAPH_STEP=epoch and more
+    than one step; otherwise ``step`` (a graph replay) per batch. (The one launch needs a GPU:
+    tests/test_gpu_graphs.py.)"""
+    from xpnet.kernels.cupy_graph import CapturedTraining
+
+    captured = object.__new__(CapturedTraining)  # no CuPy here: only what steps reads
+    calls = []
+    captured.whole_epoch, captured.step = whole_epoch, lambda rows: calls.append(("step", rows))
+    captured.steps(128, count)
+    assert calls == [(kind, 128) for kind in expected]
 
 
 # -- the persistent step: the plan as one launch (kernels/persistent_step.py) --------------------------

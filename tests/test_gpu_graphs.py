@@ -24,12 +24,12 @@ def cp():
     return cupy
 
 
-@pytest.fixture(params=["generic", "fused", "persistent", "cublas"])
+@pytest.fixture(params=["generic", "fused", "persistent", "epoch", "cublas"])
 def graph_step(request, monkeypatch):
     """Each replay test runs with the generic captured step, with cuda_step's fused plan
-    (XPNET_GRAPH_STEP=fused), with that plan as one launch (XPNET_GRAPH_STEP=persistent), and with
-    the generic step's products by cuBLAS (XPNET_GRAPH_GEMM=cublas), each of which must train to
-    the same parameters."""
+    (XPNET_GRAPH_STEP=fused), with that plan as one launch (XPNET_GRAPH_STEP=persistent), with that
+    launch running an epoch's full batches (XPNET_GRAPH_STEP=epoch), and with the generic step's
+    products by cuBLAS (XPNET_GRAPH_GEMM=cublas), each of which must train to the same parameters."""
     monkeypatch.setenv("XPNET_GRAPH_STEP", "generic" if request.param == "cublas" else request.param)
     if request.param == "cublas":
         monkeypatch.setenv("XPNET_GRAPH_GEMM", "cublas")
@@ -40,11 +40,12 @@ def graph_step(request, monkeypatch):
 
 def _check_step_kind(model, graph_step):
     captured = model._captured
-    assert captured is not None and captured.fused == (graph_step in ("fused", "persistent")), captured.fused_why
-    assert captured.persistent == (graph_step == "persistent")
+    assert captured is not None and captured.fused == (graph_step in ("fused", "persistent", "epoch")), captured.fused_why
+    assert captured.persistent == (graph_step in ("persistent", "epoch"))
+    assert captured.whole_epoch == (graph_step == "epoch")
     assert captured.step_kind == ("generic" if graph_step == "cublas" else graph_step)
-    assert captured.products == {"fused": "fused plan", "persistent": "fused plan", "cublas": "cublas",
-                                 "generic": "xpnet"}[graph_step]
+    assert captured.products == {"fused": "fused plan", "persistent": "fused plan", "epoch": "fused plan",
+                                 "cublas": "cublas", "generic": "xpnet"}[graph_step]
 
 
 @pytest.fixture
@@ -132,7 +133,10 @@ def test_replayed_training_equals_eager_training(cp, graph_step, make_optimizer,
     h_e = eager.fit(X, y, epochs=3, batch_size=64, optimizer=opt_e, shuffle=shuffle)
     h_r = replayed.fit(X, y, epochs=2, batch_size=64, optimizer=opt_r, shuffle=shuffle)
     h_r2 = replayed.fit(X, y, epochs=1, batch_size=64, optimizer=opt_r, shuffle=shuffle)  # a new capture, same optimizer
-    assert replayed._captured.launches == 14  # batch 1 eager, batch 2 captured, 14 replays, last batch eager
+    if graph_step == "epoch":  # the 15 full batches in one launch, the last batch eager
+        assert replayed._captured.epoch_launches == 1 and replayed._captured.launches == 0
+    else:
+        assert replayed._captured.launches == 14  # batch 1 eager, batch 2 captured, 14 replays, last batch eager
     _check_step_kind(replayed, graph_step)
     assert opt_r.iterations == opt_e.iterations == 48
     for a, b in zip(eager.parameters(), replayed.parameters()):
@@ -210,12 +214,19 @@ def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
     model = Sequential([Dense(30, 20), Sigmoid(), Dense(20, 4)], backend="cupy", seed=0, graphs=True)
     X, y = cp.asarray(rng.normal(size=(64 * 40, 30))), cp.asarray(rng.integers(0, 4, size=64 * 40))
     counts = count_per_step(lambda n: model.fit(X[: n * 64], y[: n * 64], epochs=1, batch_size=64), 5, 25)
+    _check_step_kind(model, graph_step)
+    if graph_step == "epoch":  # one launch per epoch, whatever its batches: nothing added per step but time
+        assert counts["host_launches"] == pytest.approx(0.0, abs=0.05) and counts["kernels"] == pytest.approx(0.0, abs=0.05)
+        assert set(counts["by_kernel"]) == {"xpnet_persistent_step<float, long long>"}
+        assert counts["by_kernel"]["xpnet_persistent_step<float, long long>"]["us"] == pytest.approx(
+            counts["gpu_busy_us"], rel=0.05)
+        assert model._captured.epoch_launches == 1 and model._captured.launches == 0  # no graph
+        return
     assert counts["host_launches"] == pytest.approx(1.0, abs=0.05)  # one cudaGraphLaunch
     # the per-kernel breakdown accounts for every kernel and its time
     assert sum(k["launches"] for k in counts["by_kernel"].values()) == pytest.approx(counts["kernels"])
     # (to timing noise: kernels run once per epoch in both profiles are left out, their time too)
     assert sum(k["us"] for k in counts["by_kernel"].values()) == pytest.approx(counts["gpu_busy_us"], rel=0.05)
-    _check_step_kind(model, graph_step)
     if graph_step == "fused":  # cuda_step's plan for 2 Dense layers: 3 * 2 + 2 kernels, all inside the graph
         assert counts["kernels"] == pytest.approx(8.0, abs=0.05)
     elif graph_step == "persistent":  # that plan as one kernel
@@ -233,13 +244,14 @@ def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, r
     X = cp.asarray(rng.normal(size=(128 * 12 + 50, 784)))
     y = cp.asarray(rng.integers(0, 10, size=X.shape[0]))
     trained = {}
-    for step in ("fused", "persistent"):
+    for step in ("fused", "persistent", "epoch"):
         monkeypatch.setenv("XPNET_GRAPH_STEP", step)
         model = Sequential([Dense(784, 256), Sigmoid(), Dense(256, 128), Sigmoid(), Dense(128, 10)], backend="cupy",
                            dtype=dtype, seed=0, graphs=True)
         history = model.fit(X, y, epochs=2, batch_size=128, optimizer=Adam(1e-3))
-        assert model._captured.persistent == (step == "persistent")
-        if step == "persistent":  # its launch bounds let cuda_step's blocks per multiprocessor run at once
+        assert model._captured.persistent == (step != "fused")
+        assert model._captured.epoch_launches == (2 if step == "epoch" else 0)  # 12 full batches in one launch, twice
+        if step != "fused":  # its launch bounds let cuda_step's blocks per multiprocessor run at once
             from xpnet.kernels import cuda_step
 
             sms = cp.cuda.Device().attributes["MultiProcessorCount"]
@@ -247,10 +259,12 @@ def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, r
             assert {launch.grid[0] <= sms * cuda_step.PERSISTENT_BLOCKS_PER_SM
                     for launch in model._captured._persistent_launches.values()} == {True}
         trained[step] = ([p.get() for p in model.parameters()], history)
-    (fused, h_fused), (persistent, h_persistent) = trained["fused"], trained["persistent"]
-    for got, want in zip(persistent, fused):
-        np.testing.assert_allclose(got, want, **tol)
-    np.testing.assert_allclose(h_persistent.loss, h_fused.loss, **tol)
+    fused, h_fused = trained["fused"]
+    for step in ("persistent", "epoch"):
+        params, history = trained[step]
+        for got, want in zip(params, fused):
+            np.testing.assert_allclose(got, want, **tol)
+        np.testing.assert_allclose(history.loss, h_fused.loss, **tol)
 
 
 @pytest.mark.parametrize("blocks_per_sm", [1, 2])

@@ -126,6 +126,69 @@ def test_callbacks_see_every_epoch_and_batch_across_fits(rng):
     assert batches[3][3] / 100 == pytest.approx(ends[0], rel=1e-6)  # the epoch's loss is the summed batch losses / n
 
 
+def test_which_callbacks_watch_batches():
+    """A fit asks a captured step for an epoch's batches in one call only where no callback has an
+    on_batch_end of its own (a duck-typed one may, so it counts as watching)."""
+    from xpnet.callbacks import Callback, EpochPrinter, ProgressBar, watches_batches
+
+    class EpochsOnly(Callback):
+        def on_epoch_end(self, epoch, logs):
+            pass
+
+    class FromAMixin:
+        def on_batch_end(self, batch, logs):
+            pass
+
+    class Mixed(FromAMixin, Callback):
+        pass
+
+    class DuckTyped:
+        on_epoch_begin = on_batch_end = on_epoch_end = staticmethod(lambda *args: None)
+
+    patched = EpochsOnly()
+    patched.on_batch_end = lambda batch, logs: None
+    assert not any(map(watches_batches, [Callback(), EpochsOnly(), EpochPrinter()]))
+    assert all(map(watches_batches, [ProgressBar(), Recorder(), Mixed(), DuckTyped(), patched]))
+
+
+class _StepsRecorder:
+    """Stands in for kernels.cupy_graph.CapturedTraining: records what an epoch asks of it."""
+
+    loss_sum = 0.0
+
+    def __init__(self):
+        self.calls = []
+
+    def begin_epoch(self, order):
+        self.calls.append(("begin",))
+
+    def step(self, rows):
+        self.calls.append(("step", rows))
+
+    def steps(self, rows, count):
+        self.calls.append(("steps", rows, count))
+
+    def end_epoch(self):
+        return {"loss_sum": 1.0, "correct": 0, "first_bad_batch": -1, "bad_value": 0.0}
+
+
+@pytest.mark.parametrize("n,expected", [(100, [("steps", 32, 3), ("step", 4)]), (96, [("steps", 32, 3)]),
+                                        (20, [("steps", 32, 0), ("step", 20)])])
+def test_a_captured_epoch_asks_for_its_full_batches_in_one_call_where_nothing_watches_them(n, expected):
+    from xpnet.callbacks import EpochPrinter
+    from xpnet.training import captured_epoch
+
+    model = Sequential([Dense(6, 8), Sigmoid(), Dense(8, 3)], seed=0)
+    unwatched, watched = _StepsRecorder(), _StepsRecorder()
+    captured_epoch(model, unwatched, n, 32, False, [EpochPrinter()])
+    assert unwatched.calls == [("begin",), *expected]
+    recorder = Recorder()
+    captured_epoch(model, watched, n, 32, False, [EpochPrinter(), recorder])
+    batches = -(-n // 32)
+    assert watched.calls == [("begin",), *[("step", min(32, n - 32 * b)) for b in range(batches)]]
+    assert [e[2] for e in recorder.events if e[0] == "batch"] == [min(n, 32 * (b + 1)) for b in range(batches)]
+
+
 @pytest.mark.parametrize("verbose", [1, 2])
 def test_verbose_prints_an_epoch_line_naming_the_validation_data(verbose, rng, capsys):
     """verbose=1 prints each epoch's line, verbose=2 a tqdm bar first whose samples/s is read

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-__all__ = ["Callback", "ProgressBar", "EpochPrinter"]
+__all__ = ["Callback", "ProgressBar", "EpochPrinter", "watches_batches"]
 
 
 class Callback:
@@ -37,6 +37,13 @@ def check_callbacks(callbacks: Any) -> list:
             raise TypeError(f"callbacks[{i}] must be an xpnet Callback (with {', '.join(HOOKS)}); "
                             f"{type(cb).__name__} has no {', '.join(missing)}")
     return callbacks
+
+
+def watches_batches(callback: Any) -> bool:
+    """Whether ``callback`` has an ``on_batch_end`` of its own: anything but the base class's (which
+    does nothing), as a :class:`Callback` subclass inherits it. A fit asks for an epoch's batches in
+    one call where none watches them (``XPNET_GRAPH_STEP=epoch`` runs them as one launch)."""
+    return getattr(getattr(callback, "on_batch_end", None), "__func__", None) is not Callback.on_batch_end
 
 
 def format_epoch(epoch: int, logs: dict, held_out: str = "val") -> str:

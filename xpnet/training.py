@@ -22,7 +22,7 @@ from typing import Any, Iterator, Sequence
 import numpy as np
 
 from ._validation import check_features, check_flag, check_positive_int, check_same_length
-from .callbacks import EpochPrinter, ProgressBar, check_callbacks
+from .callbacks import EpochPrinter, ProgressBar, check_callbacks, watches_batches
 from .layers import Dense
 from .optim import Adam, get_optimizer
 from .sources import ChunkReader, DataSource, as_source
@@ -588,7 +588,10 @@ class JitStep:
 
 
 def captured_epoch(model: Any, captured: Any, n: int, batch_size: int, shuffle: bool, callbacks: Sequence[Any]) -> dict:
-    """One epoch of CUDA-graph replays: one launch per full batch, one device read per epoch."""
+    """One epoch of CUDA-graph replays: one launch per full batch, one device read per epoch. Where
+    no callback watches the batches (:func:`~xpnet.callbacks.watches_batches`), the full batches
+    are asked for in one call (``captured.steps``), which ``XPNET_GRAPH_STEP=epoch`` runs as one
+    launch."""
     backend = model.backend
     n_batches = -(-n // batch_size)
     epoch_no = model.epochs_trained
@@ -598,11 +601,17 @@ def captured_epoch(model: Any, captured: Any, n: int, batch_size: int, shuffle: 
     start = time.perf_counter()
     captured.begin_epoch(epoch_order(model, n, shuffle))
     with model.ops.training_loop():
-        for b in range(n_batches):
-            hi = min(n, (b + 1) * batch_size)
-            captured.step(hi - b * batch_size)
-            for cb in callbacks:
-                cb.on_batch_end(b, {"loss_sum": captured.loss_sum, "seen": hi, "batch_size": batch_size})
+        if any(map(watches_batches, callbacks)):
+            for b in range(n_batches):
+                hi = min(n, (b + 1) * batch_size)
+                captured.step(hi - b * batch_size)
+                for cb in callbacks:
+                    cb.on_batch_end(b, {"loss_sum": captured.loss_sum, "seen": hi, "batch_size": batch_size})
+        else:
+            full, rest = divmod(n, batch_size)
+            captured.steps(batch_size, full)
+            if rest:
+                captured.step(rest)
     figures = captured.end_epoch()  # synchronises
     seconds = time.perf_counter() - start
     if figures["first_bad_batch"] >= 0:
