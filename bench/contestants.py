@@ -19,6 +19,7 @@ from typing import Callable
 import numpy as np
 
 from xpnet.cli import peak_rss_bytes
+from xpnet.kernels.cuda_step import PERSISTENT_STEPS
 
 from .env import temporary_environment, usable_cores
 from .task import Task, load_data
@@ -51,7 +52,7 @@ def captured_step_mismatch(captured, graph_step: str = "", graph_gemm: str = "",
     that step at fewer blocks per multiprocessor than ``blocks_per_sm``, where it asked), a step per
     launch as the epoch step, nor xpnet's products as cuBLAS's (``graph_step``:
     ``XPNET_GRAPH_STEP``, ``graph_gemm``: ``XPNET_GRAPH_GEMM``, "" where not asked)."""
-    persistent = graph_step in ("persistent", "epoch")
+    persistent = graph_step in PERSISTENT_STEPS
     if (graph_step or matmul_precision != "highest") and not (captured is not None and captured.fused):
         return f"the fused captured step did not run: {captured.fused_why if captured else 'no graph'}"
     if persistent and not captured.persistent:

@@ -41,7 +41,7 @@ from .cupy_graph import env_choice, gemm_plan  # gemm_plan: (tile, splits, k_per
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
 __all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "graph_step_requested",
-           "GRAPH_STEPS", "kernel_names", "persistent_kernel_names", "PERSISTENT_SOURCE",
+           "GRAPH_STEPS", "PERSISTENT_STEPS", "kernel_names", "persistent_kernel_names", "PERSISTENT_SOURCE",
            "tensor_core_support",
            "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
            "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM",
@@ -53,6 +53,7 @@ GATHER_SOURCE = Path(__file__).with_name("training_step.cu")  # xpnet_gather_bat
 PERSISTENT_SOURCE = Path(__file__).with_name("persistent_step.cu")  # xpnet_persistent_step
 # XPNET_GRAPH_STEP: what the captured step runs (unset or "": the first)
 GRAPH_STEPS = ("generic", "fused", "persistent", "epoch")
+PERSISTENT_STEPS = ("persistent", "epoch")  # those that run the plan as one launch (persistent_step)
 
 # fused_step.cu's constants
 EPI_NONE, EPI_ACT, EPI_ACT_GRAD, EPI_L2 = 0, 1, 2, 3

@@ -383,11 +383,11 @@ class CapturedTraining:
         # the network's own code (opt-in until it has been measured on a GPU); "persistent": that plan
         # as one launch. Tensor-core products (matmul_precision "tf32"/"bf16") exist only in the plan
         # launched kernel by kernel, so they require it.
-        from .cuda_step import graph_step_requested, unsupported
+        from .cuda_step import PERSISTENT_STEPS, graph_step_requested, unsupported
 
         self.precision = model.matmul_precision
         requested = graph_step_requested()
-        if requested in ("persistent", "epoch") and self.precision != "highest":
+        if requested in PERSISTENT_STEPS and self.precision != "highest":
             raise ValueError(f"XPNET_GRAPH_STEP={requested} runs highest-precision products only, and this model's "
                              f"matmul_precision is {self.precision!r}; unset XPNET_GRAPH_STEP or set it to 'fused'")
         wanted = self.precision != "highest" or requested != "generic"
@@ -395,7 +395,7 @@ class CapturedTraining:
         if self.fused_why and self.precision != "highest":  # Sequential.uses_graphs refuses it first
             raise ValueError(f"matmul_precision={self.precision!r} runs in the fused captured step, which this fit "
                              f"cannot use: {self.fused_why}")
-        self.persistent = self.fused and requested in ("persistent", "epoch")  # the plan as one launch
+        self.persistent = self.fused and requested in PERSISTENT_STEPS  # the plan as one launch
         self.whole_epoch = self.persistent and requested == "epoch"  # ... of many steps where it can
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
         self._persistent_launches: dict[int, Any] = {}  # rows -> that plan as one launch
@@ -551,14 +551,13 @@ class CapturedTraining:
                 self.step(rows)
             return
         import cupy
-        import numpy as np
 
-        from .cuda_step import CudaKernels, Launch
+        from .cuda_step import CudaKernels
+        from .persistent_step import with_steps
 
         with cupy.cuda.using_allocator(self.pool.malloc):  # the plan's buffers, as for the graph
             one = self._persistent_launch(rows)
-        table, n_phases, _, barrier = one.args
-        CudaKernels()([Launch(one.kernel, one.grid, one.block, (table, n_phases, np.int32(count), barrier))])
+        CudaKernels()([with_steps(one, count)])
         self.optimizer.iterations += count
         self.epoch_launches += 1
 

@@ -20,6 +20,7 @@ Opt-in until measured on a GPU: ``XPNET_GRAPH_STEP=persistent``. Highest precisi
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -27,8 +28,8 @@ import numpy as np
 from .cuda_step import THREADS, Launch
 
 __all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS", "PHASE_UPDATE",
-           "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "resident_blocks_per_sm",
-           "array_address"]
+           "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "with_steps",
+           "resident_blocks_per_sm", "array_address"]
 
 # persistent_step.cu's constants
 PHASE_SLOTS, PHASE_ARGS = 32, 8
@@ -141,3 +142,12 @@ def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Cal
     grid = min(blocks, most)
     return Launch(persistent_kernel_name(launches), (grid, 1, 1), (THREADS, 1, 1),
                   (to_device(table), np.int32(len(launches)), np.int32(steps), zeros((2,), np.int32)))
+
+
+def with_steps(launch: Launch, steps: int) -> Launch:
+    """``launch`` (from :func:`persistent_launch`) running ``steps`` training steps in a row: the same
+    phase table, grid and barrier (``XPNET_GRAPH_STEP=epoch`` launches an epoch's full batches so)."""
+    if steps < 1:
+        raise ValueError(f"steps must be at least 1, got {steps}")
+    table, n_phases, _, barrier = launch.args
+    return dataclasses.replace(launch, args=(table, n_phases, np.int32(steps), barrier))

@@ -202,6 +202,14 @@ def test_persistent_step_refuses_what_it_cannot_run():
         persistent_step.phase_row(cuda_step.Launch("xpnet_step_stats<float>", (1, 1, 1), (1, 1, 1), ()))
     with pytest.raises(ValueError, match="blocks and steps must be at least 1"):
         _persistent(launches, blocks=0)
+    # the epoch step: the same table, grid and barrier, for more steps
+    one = _persistent(launches, blocks=H100_SMS)
+    many = persistent_step.with_steps(one, 468)
+    assert many.args[2] == 468 and many.args[2].dtype == np.int32 and one.args[2] == 1
+    assert (many.kernel, many.grid, many.block) == (one.kernel, one.grid, one.block)
+    assert many.args[0] is one.args[0] and many.args[1] == one.args[1] and many.args[3] is one.args[3]
+    with pytest.raises(ValueError, match="steps must be at least 1"):
+        persistent_step.with_steps(one, 0)
 
 
 def test_persistent_grid_never_has_more_blocks_than_run_at_once():
