@@ -40,9 +40,9 @@ import numpy as np
 from .cupy_graph import env_choice, gemm_plan  # gemm_plan: (tile, splits, k_per_split), the generic step's choice
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
-__all__ = ["Launch", "plan_step", "StepBuffers", "unsupported", "fused_step_requested", "graph_step_requested",
-           "GRAPH_STEPS", "PERSISTENT_STEPS", "kernel_names", "persistent_kernel_names", "PERSISTENT_SOURCE",
-           "tensor_core_support",
+__all__ = ["Launch", "plan_step", "resident_gemm_plan", "StepBuffers", "unsupported", "fused_step_requested",
+           "graph_step_requested", "GRAPH_STEPS", "PERSISTENT_STEPS", "kernel_names", "persistent_kernel_names",
+           "persistent_step_name", "PERSISTENT_SOURCE", "tensor_core_support",
            "CudaKernels", "FUSED_SOURCE", "GATHER_SOURCE", "EPI_NONE", "EPI_ACT", "EPI_ACT_GRAD", "EPI_L2",
            "BIAS_NONE", "BIAS_IN", "BIAS_OUT", "OPT_SGD", "OPT_MOMENTUM", "OPT_NESTEROV", "OPT_ADAM",
            "OPT_ADAM_SCIKIT_LEARN_EPS",
@@ -149,7 +149,13 @@ def persistent_kernel_names(ctype: str) -> list[str]:
     """The persistent step's name expressions in ``ctype`` (one per kind of targets). Each is compiled
     alone, where ``XPNET_GRAPH_STEP=persistent`` asks for it: one takes NVRTC about twice as long as
     all the plan's kernels together (9 s against 4.5 s, float, sm_90, on the 2-core development VM)."""
-    return [f"xpnet_persistent_step<{ctype}, {u}>" for u in ("long long", ctype)]
+    return [persistent_step_name(ctype, u) for u in ("long long", ctype)]
+
+
+def persistent_step_name(ctype: str, utype: str) -> str:
+    """``xpnet_persistent_step<ctype, utype>``: the persistent step for parameters of C type ``ctype``
+    and targets of ``utype`` (``"long long"`` for labels, else ``ctype``)."""
+    return f"xpnet_persistent_step<{ctype}, {utype}>"
 
 
 @dataclass(frozen=True)
@@ -217,15 +223,50 @@ class _Product:
         return self.k + (self.bias_mode == BIAS_IN)
 
 
+def resident_gemm_plan(m: int, n: int, k: int, sm_count: int, resident_blocks: int) -> tuple[int, int, int]:
+    """``(tile, splits, k_per_split)`` for an ``m x k`` by ``k x n`` product whose blocks a grid of
+    ``resident_blocks`` blocks takes in turn (the persistent step runs each launch of the plan so).
+
+    :func:`~xpnet.kernels.cupy_graph.gemm_plan` splits K until about two blocks per multiprocessor
+    exist, for a launch whose blocks the GPU schedules as they fit. In the persistent grid a block
+    that finds no free real block waits for a whole wave: 784-256-128-10's first product, split 9
+    ways into 288 blocks, would take 3 waves of 132 blocks of 2 rounds of staged k each, 6 rounds
+    where 4 splits (128 blocks, 4 rounds of 64) take 4. So: gemm_plan's tile, and the split that
+    puts the fewest rounds of staged k (:data:`MAX_STAGED_K`, fewer for 64-tiles) on the busiest
+    real block, ``ceil(blocks / resident_blocks) * ceil(k_per_split / BK)``; among equals the
+    fewest splits (less split-K summing); at most ``k // 64`` splits, as gemm_plan. Never more
+    rounds than gemm_plan's split, which is one of those weighed. A reading of the kernel (a round
+    waits on memory once), not a GPU measurement."""
+    if resident_blocks < 1:
+        raise ValueError(f"resident_blocks must be at least 1, got {resident_blocks}")
+    tile = gemm_plan(m, n, k, sm_count)[0]
+    tiles = -(-m // tile) * -(-n // tile)
+    staged = min(2048 // tile, MAX_STAGED_K)  # fused_step.cu's xpnet_gemm_stage::BK
+    best = None
+    for asked in range(1, max(1, k // 64) + 1):
+        k_per_split = -(-(-(-k // asked)) // 16) * 16  # whole BK slabs, as gemm_plan
+        splits = -(-k // k_per_split) if k else 1
+        rounds = -(-tiles * splits // resident_blocks) * -(-k_per_split // staged)
+        if best is None or rounds < best[0]:
+            best = (rounds, splits, k_per_split)
+    return tile, best[1], best[2]
+
+
 def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: int, optimizer: Any, l2: float,
               sm_count: int, empty: Callable[[tuple, Any], Any], zeros: Callable[[tuple, Any], Any],
-              to_device: Callable[[np.ndarray], Any], precision: str = "highest") -> list[Launch]:
+              to_device: Callable[[np.ndarray], Any], precision: str = "highest",
+              resident_blocks: int | None = None) -> list[Launch]:
     """The launches of one step on the batch of ``rows`` rows at ``counters[0] * batch_stride`` of
     ``order``, with its scratch buffers allocated through ``empty``/``zeros``/``to_device`` (the
     device's ``(shape, dtype) -> array`` and ``numpy array -> array``). ``optimizer`` (Adam or SGD)
     gives the update and its hyperparameters, fixed in the plan as in a captured graph; Adam's
     step number is read on the device (``counters[3]``). ``precision``: the products' (a key of
     :data:`PRECISIONS`; ``"tf32"`` and ``"bf16"`` need float32 parameters).
+
+    ``resident_blocks``: for a plan the persistent step runs, the blocks of its grid (all resident
+    at once). The products then split K by :func:`resident_gemm_plan`, and the gather and update,
+    grid-stride loops, take no more blocks than that grid has (each block of theirs a real block
+    would run in turn adds a block reduction, not work). None: a plan launched kernel by kernel.
     """
     from xpnet.optim import Adam
 
@@ -282,8 +323,16 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
                                      EPI_ACT_GRAD, int(spec.act_codes[layer - 1]), acts[layer - 1], k))
             which = 1 - which
 
+    if resident_blocks is None:
+        shapes = [gemm_plan(p.m_rows, p.n, p.k_all, sm_count) for p in forward + backward]
+    else:
+        shapes = [resident_gemm_plan(p.m_rows, p.n, p.k_all, sm_count, resident_blocks) for p in forward + backward]
+
+    def loop_blocks(size: int, per_sm: int) -> int:  # a grid-stride loop's blocks
+        blocks = min(-(-size // THREADS), per_sm * sm_count)
+        return max(1, blocks if resident_blocks is None else min(blocks, resident_blocks))
+
     # split-K workspace and tile counters, shared by every product (they run one after another)
-    shapes = [gemm_plan(p.m_rows, p.n, p.k_all, sm_count) for p in forward + backward]
     workspace = max([splits * p.m_rows * p.n for p, (_, splits, _) in zip(forward + backward, shapes) if splits > 1] + [1])
     tiles = max(-(-p.m_rows // tile) * -(-p.n // tile) for p, (tile, _, _) in zip(forward + backward, shapes))
     partial = empty((workspace,), dt)
@@ -300,7 +349,7 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
     launches = []
     y_cols = buffers.Y.shape[1]
     size = rows * (widths[0] + y_cols)
-    launches.append(Launch(f"xpnet_gather_batch<{ctype}, {utype}>", (min(-(-size // THREADS), 8 * sm_count), 1, 1),
+    launches.append(Launch(f"xpnet_gather_batch<{ctype}, {utype}>", (loop_blocks(size, 8), 1, 1),
                            (THREADS, 1, 1), (buffers.X, buffers.Y, buffers.order, buffers.counters, i32(batch_stride),
                                              i32(rows), i32(widths[0]), i32(y_cols), xb, yb)))
     launches += [product_launch(p, shape) for p, shape in zip(forward, shapes[:n_layers])]
@@ -310,7 +359,7 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
     launches += [product_launch(p, shape) for p, shape in zip(backward, shapes[n_layers:])]
 
     size = int(params.shape[0])
-    blocks = max(1, min(-(-size // THREADS), 4 * sm_count))
+    blocks = loop_blocks(size, 4)
     if isinstance(optimizer, Adam):
         opt_code = OPT_ADAM_SCIKIT_LEARN_EPS if optimizer.eps_form == "scikit-learn" else OPT_ADAM
         hyper = (optimizer.lr, optimizer.beta1, optimizer.beta2, optimizer.eps, 0.0)

@@ -399,7 +399,7 @@ class CapturedTraining:
         self.whole_epoch = self.persistent and requested == "epoch"  # ... of many steps where it can
         self._plans: dict[int, list] = {}  # rows -> the fused plan's launches
         self._persistent_launches: dict[int, Any] = {}  # rows -> that plan as one launch
-        self.persistent_blocks_per_sm = 0  # the persistent step's blocks per multiprocessor, once launched
+        self.persistent_blocks_per_sm = 0  # the persistent step's blocks per multiprocessor, once planned
         # XPNET_GRAPH_GEMM=cublas: the generic step's products by cuBLAS (its handle made now, not in the capture)
         self.products = "fused plan" if self.fused else graph_gemm_requested()
         if self.products == "cublas":
@@ -454,32 +454,44 @@ class CapturedTraining:
             plan = self._plans[rows] = plan_step(
                 describe(model), buffers, rows=rows, batch_stride=self.batch_size, optimizer=optimizer, l2=model.l2,
                 sm_count=_sm_count(self.X.device.id), empty=lambda shape, dt: cupy.empty(shape, dtype=dt),
-                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt), to_device=cupy.asarray, precision=self.precision)
+                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt), to_device=cupy.asarray, precision=self.precision,
+                resident_blocks=self._resident_blocks() if self.persistent else None)
             for layer in model.layers:  # the gradients the plan writes are the layers' gradients
                 if getattr(layer, "grad_buffers", None) is not None:
                     layer.grads = layer.grad_buffers
         return plan
 
+    def _resident_blocks(self) -> int:
+        """The persistent step's grid, every block of which the GPU runs at once: the multiprocessors
+        times ``cuda_step.PERSISTENT_BLOCKS_PER_SM``, or fewer per multiprocessor where the compiled
+        kernel's occupancy is lower (``persistent_blocks_per_sm``, set by the first call)."""
+        from . import cuda_step
+        from .persistent_step import resident_blocks_per_sm
+
+        if not self.persistent_blocks_per_sm:
+            name = cuda_step.persistent_step_name(*self._kernel_types())
+            self.persistent_blocks_per_sm = resident_blocks_per_sm(
+                cuda_step.PERSISTENT_BLOCKS_PER_SM, cuda_step.CudaKernels.blocks_per_multiprocessor(name), name)
+        return _sm_count(self.X.device.id) * self.persistent_blocks_per_sm
+
+    def _kernel_types(self) -> tuple[str, str]:
+        """The C types of the parameters and of the targets (``"long long"`` for labels)."""
+        import cupy
+
+        return _ctype(self.X.dtype), "long long" if self.y.dtype == cupy.int64 else _ctype(self.y.dtype)
+
     def _persistent_launch(self, rows: int) -> Any:
         """The fused plan for batches of ``rows`` rows as one launch, built once, outside any capture
         (its phase table and barrier in the private pool; the plan's buffers, which the table
-        addresses, stay in ``_plans``). Its grid is at most as many blocks as the GPU runs at once:
-        ``cuda_step.PERSISTENT_BLOCKS_PER_SM`` per multiprocessor, fewer where the compiled kernel's
-        occupancy is lower (``persistent_blocks_per_sm`` says what was launched)."""
+        addresses, stay in ``_plans``). The plan is made for its grid (``_resident_blocks``)."""
         import cupy
 
-        from . import cuda_step
-        from .persistent_step import persistent_kernel_name, persistent_launch, resident_blocks_per_sm
+        from .persistent_step import persistent_launch
 
         launch = self._persistent_launches.get(rows)
         if launch is None:
-            plan = self._fused_plan(rows)
-            name = persistent_kernel_name(plan)
-            per_sm = resident_blocks_per_sm(cuda_step.PERSISTENT_BLOCKS_PER_SM,
-                                            cuda_step.CudaKernels.blocks_per_multiprocessor(name), name)
-            self.persistent_blocks_per_sm = per_sm
             launch = self._persistent_launches[rows] = persistent_launch(
-                plan, blocks=_sm_count(self.X.device.id) * per_sm, to_device=cupy.asarray,
+                self._fused_plan(rows), blocks=self._resident_blocks(), to_device=cupy.asarray,
                 zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt))
         return launch
 
@@ -495,8 +507,7 @@ class CapturedTraining:
             self.optimizer.iterations += 1  # as Optimizer.step counts it in the generic body
             return
         model, xp = self.model, self.model.backend.xp
-        ctype = _ctype(self.X.dtype)
-        utype = "long long" if self.y.dtype == cupy.int64 else _ctype(self.y.dtype)
+        ctype, utype = self._kernel_types()
         xb = cupy.empty((rows, self.X.shape[1]), dtype=self.X.dtype)
         yb = cupy.empty((rows, self.y.shape[1]), dtype=self.y.dtype)
         gather = _step_module().get_function(f"xpnet_gather_batch<{ctype}, {utype}>")

@@ -9,6 +9,10 @@ blocks per multiprocessor runs each planned launch as a phase (its blocks taken 
 blocks, the same device code), with a grid-wide barrier between phases. The results are the plan's, bit for bit (the tests hold the emulated
 kernel to that).
 
+Any plan runs so; :class:`~xpnet.kernels.cupy_graph.CapturedTraining` makes its plan for the grid
+(``plan_step``'s ``resident_blocks``: K split for the fewest waves of the grid's blocks, grid-stride
+loops over no more blocks than it has).
+
 The plan's launches become a table of :data:`PHASE_SLOTS` int64 slots per launch (:func:`phase_table`):
 slot 0 the kind, 1-3 the grid, 4-6 a product's tile and layout (TA, TB), and from
 :data:`PHASE_ARGS` on the launch's arguments in order: arrays as their device address, integers as
@@ -25,7 +29,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .cuda_step import THREADS, Launch
+from .cuda_step import THREADS, Launch, persistent_step_name
 
 __all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS", "PHASE_UPDATE",
            "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "with_steps",
@@ -108,8 +112,7 @@ def persistent_kernel_name(launches: Sequence[Launch]) -> str:
     gathers = [launch.kernel for launch in launches if launch.kernel.startswith("xpnet_gather_batch<")]
     if len(gathers) != 1:
         raise ValueError(f"a plan has one gather launch, this one {len(gathers)}")
-    ctype, utype = _template_arguments(gathers[0])
-    return f"xpnet_persistent_step<{ctype}, {utype}>"
+    return persistent_step_name(*_template_arguments(gathers[0]))
 
 
 def resident_blocks_per_sm(asked: int, fitting: int, kernel: str) -> int:

@@ -30,7 +30,7 @@ def _numpy_device():
                 to_device=np.asarray)
 
 
-def _plan(model, optimizer, X, Y, rows, batch_stride=None, sm_count=H100_SMS, precision="highest"):
+def _plan(model, optimizer, X, Y, rows, batch_stride=None, sm_count=H100_SMS, precision="highest", resident_blocks=None):
     """A plan over NumPy buffers for ``model`` (fused, so its parameters are flat) and its optimizer."""
     optimizer._ensure_state(model.parameters(), np, flat=True)
     state = optimizer._flat_state
@@ -42,7 +42,7 @@ def _plan(model, optimizer, X, Y, rows, batch_stride=None, sm_count=H100_SMS, pr
         params=model._flat[0], grads=model._flat[1], slot1=slot1, slot2=slot2)
     launches = cuda_step.plan_step(describe(model), buffers, rows=rows, batch_stride=batch_stride or rows,
                                    optimizer=optimizer, l2=model.l2, sm_count=sm_count, precision=precision,
-                                   **_numpy_device())
+                                   resident_blocks=resident_blocks, **_numpy_device())
     return launches, buffers
 
 
@@ -224,6 +224,45 @@ def test_persistent_grid_never_has_more_blocks_than_run_at_once():
     with pytest.raises(RuntimeError, match=r"xpnet_persistent_step<float, long long>: no block of 256 threads fits.*"
                                            r"XPNET_GRAPH_STEP=fused"):
         persistent_step.resident_blocks_per_sm(1, 0, name)
+
+
+def _rounds(tile, splits, k_per_split, m, n, resident):
+    """Rounds of staged k on the busiest real block of a grid of ``resident`` blocks."""
+    waves = -(-(-(-m // tile) * -(-n // tile) * splits) // resident)
+    return waves * -(-k_per_split // min(2048 // tile, cuda_step.MAX_STAGED_K))
+
+
+def test_resident_plan_splits_k_for_the_fewest_waves_of_the_persistent_grid():
+    # 784-256-128-10 at batch 128 on 132 blocks: the first product split 4 ways (128 blocks, one wave of 4
+    # rounds), not 9 (288 blocks, 3 waves of 2 rounds); the first layer's weight gradient not split at all
+    assert cuda_step.gemm_plan(128, 256, 785, H100_SMS) == (32, 9, 96)
+    assert cuda_step.resident_gemm_plan(128, 256, 785, H100_SMS, H100_SMS) == (32, 4, 208)
+    assert cuda_step.gemm_plan(785, 256, 128, H100_SMS) == (32, 2, 64)
+    assert cuda_step.resident_gemm_plan(785, 256, 128, H100_SMS, H100_SMS) == (32, 1, 128)
+    assert cuda_step.resident_gemm_plan(128, 256, 785, H100_SMS, 2 * H100_SMS) == (32, 7, 128)
+    for m, n, k in [(128, 10, 129), (40, 16, 0), (1, 1, 1), (4096, 2048, 4097), (70, 45, 150), (257, 128, 128)]:
+        for resident in (1, 3, 4, 64, 132, 264):
+            tile, splits, k_per_split = cuda_step.resident_gemm_plan(m, n, k, H100_SMS, resident)
+            generic = cuda_step.gemm_plan(m, n, k, H100_SMS)
+            assert tile == generic[0] and 1 <= splits <= max(1, k // 64)
+            assert k_per_split % 16 == 0 and splits * k_per_split >= k > (splits - 1) * k_per_split or k == 0
+            assert _rounds(tile, splits, k_per_split, m, n, resident) <= _rounds(*generic, m, n, resident)
+    with pytest.raises(ValueError, match="resident_blocks must be at least 1"):
+        cuda_step.resident_gemm_plan(128, 256, 785, H100_SMS, 0)
+
+
+def test_a_plan_for_the_persistent_grid_keeps_its_launches_and_fits_its_loops_to_the_grid():
+    model = Sequential(dense_stack([784, 256, 128, 10], "sigmoid"), seed=0)
+    X, y = np.zeros((256, 784), np.float32), np.zeros(256, np.int64)
+    ordinary, _ = _plan(model, Adam(1e-3), X, y, rows=128)
+    resident, _ = _plan(model, Adam(1e-3), X, y, rows=128, resident_blocks=H100_SMS)
+    assert [launch.kernel for launch in resident] == [launch.kernel for launch in ordinary]
+    grids = [(o.grid, r.grid) for o, r in zip(ordinary, resident)]
+    assert grids[0] == ((393, 1, 1), (132, 1, 1))  # the gather: 128 * 785 values, a grid-stride loop
+    assert grids[1] == ((8, 4, 9), (8, 4, 4))  # the first product
+    assert grids[-2] == ((8, 25, 2), (8, 25, 1))  # the first layer's weight gradient
+    assert grids[-1] == ((528, 1, 1), (132, 1, 1))  # the update of 235,146 parameters: a grid-stride loop
+    assert max(int(np.prod(launch.grid)) for launch in resident) == 200  # 8 x 25 tiles, in two waves
 
 
 # -- the kernels, emulated on the CPU ----------------------------------------------------------------
@@ -578,25 +617,34 @@ def test_the_persistent_kernel_compiles_alone_in_a_module_of_its_own(recorded_mo
 # three real blocks run at once (cuda_emulation's concurrent launch) and meet at the grid barrier,
 # three training steps in one launch. Without the barrier the concurrent runs differ (2026-11-24,
 # checked by deleting it): the later phases read what the earlier ones have not yet written.
-PERSISTENT_RUNS = [(case, "float64", 3) for case in sorted(CASES)] + [
-    ("sigmoid-ce-adam", "float32", 1), ("mixed-ce-nesterov-l2", "float32", 1), ("sigmoid-ce-adam-l2", "float32", 3)]
+# "resident": the plan made for the grid, as CapturedTraining makes it (plan_step's resident_blocks),
+# which also trains as the plan made for kernel-by-kernel launches, to rounding.
+PERSISTENT_RUNS = [(case, "float64", 3, False) for case in sorted(CASES)] + [
+    ("sigmoid-ce-adam", "float32", 1, False), ("mixed-ce-nesterov-l2", "float32", 1, False),
+    ("sigmoid-ce-adam-l2", "float32", 3, False), ("sigmoid-ce-adam-l2", "float64", 4, True),
+    ("mixed-ce-nesterov-l2", "float32", 4, True)]
 
 
 @needs_gxx
-@pytest.mark.parametrize("case,dtype,blocks", PERSISTENT_RUNS)
-def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, blocks):
+@pytest.mark.parametrize("case,dtype,blocks,resident", PERSISTENT_RUNS)
+def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, blocks, resident):
     loss, layers, make_optimizer, l2 = CASES[case]
     rng = np.random.default_rng(7)
     width, rows, steps = 140, 40, 3
     X, y = _data(loss, rows * steps + 7, width, rng)
     order = rng.permutation(X.shape[0]).astype(np.int64)
     trained = []
-    for persistent in (False, True):
+    for persistent in (False, True, "ordinary plan") if resident else (False, True):
         model = Sequential(layers(width), loss=loss, dtype=dtype, seed=2, l2=l2)
         optimizer = make_optimizer()
-        launches, buffers = _plan(model, optimizer, *model._check_data(X, y), rows)
+        launches, buffers = _plan(model, optimizer, *model._check_data(X, y), rows,
+                                  resident_blocks=blocks if resident and persistent != "ordinary plan" else None)
         buffers.order[...] = order
-        if not persistent:
+        if persistent == "ordinary plan":
+            assert [launch.grid for launch in launches] != [launch.grid for launch in trained[0][-1]]
+            for _ in range(steps):
+                _run(emulator, launches)
+        elif not persistent:
             for _ in range(steps):
                 _run(emulator, launches)
         elif blocks == 1:  # a launch per step
@@ -609,8 +657,12 @@ def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, bloc
             emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
             assert launch.args[3][0] == 0 and launch.args[3][1] == steps * len(launches) - 1  # every barrier passed
         state = optimizer._flat_state
-        trained.append([*model.parameters(), *model._grads(), *state.values(), buffers.sums, buffers.counters])
-    plan, persistent = trained
+        trained.append([*model.parameters(), model._flat[1], *state.values(), buffers.sums, buffers.counters,
+                        launches])  # model._flat[1]: the flat gradients the plan writes
+    plan, persistent = trained[0][:-1], trained[1][:-1]
     assert plan[-1].tolist()[0] == steps and plan[-1][2] == -1
     for got, want in zip(persistent, plan):
         np.testing.assert_array_equal(got, want)
+    if resident:  # the sums in another order, the same training
+        for got, want in zip(trained[2][:-1], plan):
+            np.testing.assert_allclose(got, want, **TOLERANCE[(dtype, "highest")])

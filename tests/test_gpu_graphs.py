@@ -236,11 +236,18 @@ def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
         assert counts["kernels"] >= 10  # the step's kernels all still run, inside the graph
 
 
-@pytest.mark.parametrize("dtype,tol", [("float64", dict(rtol=1e-12, atol=1e-14)), ("float32", dict(rtol=1e-5, atol=1e-7))])
-def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, rng, monkeypatch):
+# ||persistent - fused|| / ||fused - initial|| per parameter: emulated on the CPU (the two plans'
+# products, 784-256-128-10, random inputs, 2026-11-24) it was at most 7e-14 after 4 steps in float64
+# and 6e-6 after 8 in float32. Elementwise, float32 Adam turns an ulp in a gradient near zero into a
+# different first step (1.0e-5 apart after 2 steps). A stale read across the barrier is order 1e-2 or more.
+@pytest.mark.parametrize("dtype,change_rtol,loss_rtol", [("float64", 1e-9, 1e-9), ("float32", 1e-3, 1e-4)])
+def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, change_rtol, loss_rtol, rng, monkeypatch):
     """The plan as one launch (persistent_step.cu) against the plan launched kernel by kernel, on the
-    reference network: the same blocks and sums, so equal to rounding in the compiled code. On the
-    GPU, unlike the CPU emulation, a stale L1 line read across the grid barrier would show here."""
+    reference network. The persistent step's plan is made for its grid (``plan_step``'s
+    ``resident_blocks``: K split otherwise, grid-stride loops over fewer blocks), so its sums run in
+    another order: equal to rounding. (The CPU emulation holds the persistent step to its own plan
+    bit for bit.) On the GPU, unlike the emulation, a stale L1 line read across the grid barrier
+    would show here."""
     X = cp.asarray(rng.normal(size=(128 * 12 + 50, 784)))
     y = cp.asarray(rng.integers(0, 10, size=X.shape[0]))
     trained = {}
@@ -248,6 +255,7 @@ def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, r
         monkeypatch.setenv("XPNET_GRAPH_STEP", step)
         model = Sequential([Dense(784, 256), Sigmoid(), Dense(256, 128), Sigmoid(), Dense(128, 10)], backend="cupy",
                            dtype=dtype, seed=0, graphs=True)
+        initial = [p.get() for p in model.parameters()]  # seed 0: the same for each step
         history = model.fit(X, y, epochs=2, batch_size=128, optimizer=Adam(1e-3))
         assert model._captured.persistent == (step != "fused")
         assert model._captured.epoch_launches == (2 if step == "epoch" else 0)  # 12 full batches in one launch, twice
@@ -258,13 +266,15 @@ def test_persistent_step_computes_what_the_fused_plan_computes(cp, dtype, tol, r
             assert model._captured.persistent_blocks_per_sm == cuda_step.PERSISTENT_BLOCKS_PER_SM
             assert {launch.grid[0] <= sms * cuda_step.PERSISTENT_BLOCKS_PER_SM
                     for launch in model._captured._persistent_launches.values()} == {True}
+            plan = model._captured._plans[128]  # the gather and update loop over no more blocks than the grid has
+            assert plan[0].grid[0] <= sms * cuda_step.PERSISTENT_BLOCKS_PER_SM >= plan[-1].grid[0]
         trained[step] = ([p.get() for p in model.parameters()], history)
     fused, h_fused = trained["fused"]
     for step in ("persistent", "epoch"):
         params, history = trained[step]
-        for got, want in zip(params, fused):
-            np.testing.assert_allclose(got, want, **tol)
-        np.testing.assert_allclose(history.loss, h_fused.loss, **tol)
+        for got, want, start in zip(params, fused, initial):
+            assert np.linalg.norm(got - want) <= change_rtol * np.linalg.norm(want - start), step
+        np.testing.assert_allclose(history.loss, h_fused.loss, rtol=loss_rtol)
 
 
 @pytest.mark.parametrize("blocks_per_sm", [1, 2])
