@@ -161,12 +161,16 @@ def persistent_step_name(ctype: str, utype: str) -> str:
 @dataclass(frozen=True)
 class Launch:
     """One kernel launch: ``kernel`` (a name expression), ``grid`` and ``block`` (3-tuples),
-    ``args`` (arrays and NumPy scalars, in the kernel's parameter order)."""
+    ``args`` (arrays and NumPy scalars, in the kernel's parameter order).
+
+    ``with_next``: the plan's next launch neither reads nor writes what this one writes, nor writes
+    what it reads, so the two may run at once (the persistent step runs them in one phase)."""
 
     kernel: str
     grid: tuple[int, int, int]
     block: tuple[int, int, int]
     args: tuple
+    with_next: bool = False
 
 
 @dataclass
@@ -213,6 +217,9 @@ class _Product:
     aux: Any  # read by the EPI_ACT_GRAD and EPI_L2 epilogues only
     ld_aux: int = 0
     lam: float = 0.0
+    # 1: an input gradient, which may run at once with its layer's weight gradient (the launch
+    # before it), so it has split-K scratch of its own; 0: every other product
+    lane: int = 0
 
     @property
     def m_rows(self) -> int:  # the bias gradient is one more row
@@ -320,7 +327,7 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
         if layer > 0:  # d_prev = (d @ W^T) * act'(h_in)
             d_prev = deltas[1 - which][: rows * k]
             backward.append(_Product(d, W(params, layer), d_prev, rows, k, m, m, m, k, False, True, dummy, BIAS_NONE,
-                                     EPI_ACT_GRAD, int(spec.act_codes[layer - 1]), acts[layer - 1], k))
+                                     EPI_ACT_GRAD, int(spec.act_codes[layer - 1]), acts[layer - 1], k, lane=1))
             which = 1 - which
 
     if resident_blocks is None:
@@ -332,19 +339,26 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
         blocks = min(-(-size // THREADS), per_sm * sm_count)
         return max(1, blocks if resident_blocks is None else min(blocks, resident_blocks))
 
-    # split-K workspace and tile counters, shared by every product (they run one after another)
-    workspace = max([splits * p.m_rows * p.n for p, (_, splits, _) in zip(forward + backward, shapes) if splits > 1] + [1])
-    tiles = max(-(-p.m_rows // tile) * -(-p.n // tile) for p, (tile, _, _) in zip(forward + backward, shapes))
-    partial = empty((workspace,), dt)
-    tile_counters = zeros((tiles,), np.int32)
+    # Split-K workspace and tile counters (zero between products), one pair per lane: the input
+    # gradients' own, as each may run at once with its layer's weight gradient (the same signal d
+    # read, different outputs written: Launch.with_next), and one for every other product, which
+    # runs after the one before it.
+    scratch = {}
+    for lane in sorted({p.lane for p in forward + backward}):
+        mine = [(p, shape) for p, shape in zip(forward + backward, shapes) if p.lane == lane]
+        workspace = max([splits * p.m_rows * p.n for p, (_, splits, _) in mine if splits > 1] + [1])
+        tiles = max(-(-p.m_rows // tile) * -(-p.n // tile) for p, (tile, _, _) in mine)
+        scratch[lane] = (empty((workspace,), dt), zeros((tiles,), np.int32))
 
-    def product_launch(p: _Product, shape: tuple[int, int, int]) -> Launch:
+    def product_launch(p: _Product, shape: tuple[int, int, int], with_next: bool = False) -> Launch:
         tile, splits, k_per_split = shape
         name = _gemm_name(ctype, tile, p.ta, p.tb, precision)
         grid = (-(-p.n // tile), -(-p.m_rows // tile), splits)
+        partial, tile_counters = scratch[p.lane]
         return Launch(name, grid, (THREADS, 1, 1), (
             p.A, p.B, p.C, i32(p.m), i32(p.n), i32(p.k), i32(p.lda), i32(p.ldb), i32(p.ldc), p.bias, i32(p.bias_mode),
-            i32(p.epi), i32(p.code), p.aux, i32(p.ld_aux), scalar(p.lam), partial, tile_counters, i32(k_per_split)))
+            i32(p.epi), i32(p.code), p.aux, i32(p.ld_aux), scalar(p.lam), partial, tile_counters, i32(k_per_split)),
+            with_next)
 
     launches = []
     y_cols = buffers.Y.shape[1]
@@ -356,7 +370,8 @@ def plan_step(spec: StepSpec, buffers: StepBuffers, *, rows: int, batch_stride: 
     loss_result = zeros((2,), np.float64)
     launches.append(Launch(f"xpnet_loss_grad<{ctype}, {utype}>", (1, 1, 1), (THREADS, 1, 1), (
         acts[-1], yb, deltas[0], i32(rows), i32(widths[-1]), i32(spec.loss_code), i32(spec.act_codes[-1]), loss_result)))
-    launches += [product_launch(p, shape) for p, shape in zip(backward, shapes[n_layers:])]
+    launches += [product_launch(p, shape, with_next=nxt is not None and nxt.lane == 1)
+                 for p, shape, nxt in zip(backward, shapes[n_layers:], [*backward[1:], None])]
 
     size = int(params.shape[0])
     blocks = loop_blocks(size, 4)

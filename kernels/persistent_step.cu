@@ -8,8 +8,9 @@
 // boundary did (order, visibility of one kernel's writes to the next) the barrier does, so the
 // step computes exactly what the plan computes: same blocks, same sums in the same order, the
 // split-K partials and the update's penalty finished by whichever block arrives last, as before.
-// It replaces 3L + 1 kernel boundaries with grid barriers; whether that is faster is for a GPU
-// run to say (bench.launches, XPNET_GRAPH_STEP=persistent).
+// It replaces 3L + 1 kernel boundaries with 2L + 2 grid barriers (a layer's weight and input
+// gradients, independent, share a phase); whether that is faster is for a GPU run to say
+// (bench.launches, XPNET_GRAPH_STEP=persistent).
 //
 // The phases come from a table in device memory, XPNET_PHASE_SLOTS 64-bit slots per launch
 // (persistent_step.py writes it): the kind of launch, its grid, for a product its tile and
@@ -43,6 +44,7 @@
 #endif
 #define XPNET_PHASE_SLOTS 32
 #define XPNET_PHASE_ARGS 8
+#define XPNET_PHASE_WITH_NEXT 7
 #define XPNET_PHASE_GATHER 0
 #define XPNET_PHASE_PRODUCT 1
 #define XPNET_PHASE_LOSS 2
@@ -160,22 +162,32 @@ __device__ __forceinline__ void xpnet_persistent_phase(const long long* d, const
     }
 }
 
-// steps training steps: each runs the n_phases phases of the table, a grid barrier after each but
-// the very last. T: the parameters' type; U: the targets' (long long labels, or T).
+// steps training steps: each runs the n_phases rows of the table, a grid barrier after each but
+// the very last. A row whose XPNET_PHASE_WITH_NEXT slot is set shares its phase with the next row
+// (the plan says they are independent): no barrier between them, and the next row's blocks are
+// numbered on from this row's over the grid, so that real blocks left idle by the first launch
+// start the second. T: the parameters' type; U: the targets' (long long labels, or T).
 template <typename T, typename U>
 __global__ void __launch_bounds__(256, XPNET_PERSISTENT_BLOCKS_PER_SM)
     xpnet_persistent_step(const long long* __restrict__ phases, const int n_phases, const int steps,
                           int* __restrict__ barrier) {
     XPNET_BLOCK_SHARED(xpnet_persistent_shared<T>, sh);
     for (int step = 0; step < steps; ++step) {
+        unsigned before = 0;  // blocks of the earlier launches in this phase, modulo the grid
         for (int p = 0; p < n_phases; ++p) {
             const long long* d = phases + (long long)p * XPNET_PHASE_SLOTS;
             const unsigned gx = (unsigned)d[1], gy = (unsigned)d[2], gz = (unsigned)d[3];
             const unsigned blocks = gx * gy * gz;
-            for (unsigned v = blockIdx.x; v < blocks; v += gridDim.x) {
+            // this real block takes the launch's blocks v with (before + v) % gridDim.x == blockIdx.x
+            for (unsigned v = (blockIdx.x + gridDim.x - before) % gridDim.x; v < blocks; v += gridDim.x) {
                 __syncthreads();  // the previous block's shared memory is free
                 xpnet_persistent_phase<T, U>(d, {v % gx, (v / gx) % gy, v / (gx * gy), gx, gy, gz}, sh);
             }
+            if (d[XPNET_PHASE_WITH_NEXT] != 0 && p + 1 < n_phases) {
+                before = (before + blocks) % gridDim.x;
+                continue;
+            }
+            before = 0;
             if (p + 1 < n_phases || step + 1 < steps) xpnet_grid_barrier(barrier);
         }
     }

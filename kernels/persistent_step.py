@@ -6,15 +6,18 @@ could do in a few: each launch is a few microseconds of ramp-up, memory latency 
 grid that does little. :func:`persistent_launch` turns the same plan into one launch of
 ``xpnet_persistent_step``: a grid of at most one (or two: ``cuda_step.PERSISTENT_BLOCKS_PER_SM``)
 blocks per multiprocessor runs each planned launch as a phase (its blocks taken in turn by the real
-blocks, the same device code), with a grid-wide barrier between phases. The results are the plan's, bit for bit (the tests hold the emulated
-kernel to that).
+blocks, the same device code), or two the plan marks independent (``Launch.with_next``) as one,
+with a grid-wide barrier between phases. The results are the plan's, bit for bit (the tests hold
+the emulated kernel to that).
 
 Any plan runs so; :class:`~xpnet.kernels.cupy_graph.CapturedTraining` makes its plan for the grid
 (``plan_step``'s ``resident_blocks``: K split for the fewest waves of the grid's blocks, grid-stride
 loops over no more blocks than it has).
 
 The plan's launches become a table of :data:`PHASE_SLOTS` int64 slots per launch (:func:`phase_table`):
-slot 0 the kind, 1-3 the grid, 4-6 a product's tile and layout (TA, TB), and from
+slot 0 the kind, 1-3 the grid, 4-6 a product's tile and layout (TA, TB), 7 whether the next launch
+runs in the same phase (``Launch.with_next``: a layer's weight and input gradients, no barrier between
+them, the second's blocks numbered on from the first's over the grid), and from
 :data:`PHASE_ARGS` on the launch's arguments in order: arrays as their device address, integers as
 they are, floating-point scalars as the bits of a double. The table holds raw addresses, so the
 plan's buffers must outlive it: :class:`~xpnet.kernels.cupy_graph.CapturedTraining` keeps both.
@@ -31,12 +34,12 @@ import numpy as np
 
 from .cuda_step import THREADS, Launch, persistent_step_name
 
-__all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS", "PHASE_UPDATE",
+__all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_WITH_NEXT", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS", "PHASE_UPDATE",
            "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "with_steps",
            "resident_blocks_per_sm", "array_address"]
 
 # persistent_step.cu's constants
-PHASE_SLOTS, PHASE_ARGS = 32, 8
+PHASE_SLOTS, PHASE_ARGS, PHASE_WITH_NEXT = 32, 8, 7
 PHASE_GATHER, PHASE_PRODUCT, PHASE_LOSS, PHASE_UPDATE = 0, 1, 2, 3
 
 # Each planned kernel: its phase kind and its arguments' kinds in order (a: array, i: integer,
@@ -97,6 +100,7 @@ def phase_row(launch: Launch) -> np.ndarray:
             raise ValueError(f"the persistent step runs highest-precision forward, weight-gradient and input-gradient "
                              f"products, not {launch.kernel}")
         row[4:7] = int(arguments[1]), *layout
+    row[PHASE_WITH_NEXT] = launch.with_next
     for i, (value, argument_kind) in enumerate(zip(launch.args, argument_kinds)):
         row[PHASE_ARGS + i] = _slot(value, argument_kind, f"{launch.kernel} argument {i}")
     return row
@@ -104,6 +108,8 @@ def phase_row(launch: Launch) -> np.ndarray:
 
 def phase_table(launches: Sequence[Launch]) -> np.ndarray:
     """``(len(launches), PHASE_SLOTS)`` int64: the plan's launches as the persistent step's phases."""
+    if launches and launches[-1].with_next:
+        raise ValueError(f"the plan's last launch ({launches[-1].kernel}) cannot share a phase with a next one")
     return np.stack([phase_row(launch) for launch in launches])
 
 

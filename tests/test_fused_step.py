@@ -183,6 +183,33 @@ def test_persistent_step_is_one_launch_of_the_plans_launches():
     assert _persistent(few, blocks=H100_SMS).grid[0] == max(int(np.prod(f.grid)) for f in few) < H100_SMS
 
 
+@pytest.mark.parametrize("hidden", [(256, 128), (64,), (512, 256, 128, 64)])
+def test_a_layers_weight_and_input_gradients_may_run_at_once(hidden):
+    """Each layer's input gradient (but the first layer's, which has none) is marked to run with its
+    weight gradient, the launch before it: both read the layer's signal d and write different
+    buffers, and the input gradient has its own split-K scratch. Nothing else is marked."""
+    model = Sequential(dense_stack([784, *hidden, 10], "sigmoid"), seed=0)
+    launches, _ = _plan(model, Adam(1e-3), np.zeros((256, 784), np.float32), np.zeros(256, np.int64), rows=128)
+    n_layers = len(hidden) + 1
+    backward = launches[n_layers + 2: -1]  # after the gather, the forward products and the loss
+    assert [launch.with_next for launch in launches] == (
+        [False] * (n_layers + 2) + [True, False] * (n_layers - 1) + [False, False])
+    for weight_gradient, input_gradient in zip(backward[0::2], backward[1::2]):
+        assert weight_gradient.kernel.endswith("true, false>") and input_gradient.kernel.endswith("false, true>")
+        signal = weight_gradient.args[1]
+        assert input_gradient.args[0] is signal  # the same d in
+        assert input_gradient.args[2] is not signal and weight_gradient.args[2] is not input_gradient.args[2]
+        for scratch in (16, 17):  # split-K partials and tile counters: not shared
+            assert input_gradient.args[scratch] is not weight_gradient.args[scratch]
+            assert weight_gradient.args[scratch] is launches[1].args[scratch]  # the lane of the rest
+    assert len({id(launch.args[16]) for launch in launches if "gemm" in launch.kernel}) == (1 if n_layers == 1 else 2)
+    table = _persistent(launches, blocks=H100_SMS).args[0]
+    assert table[:, persistent_step.PHASE_WITH_NEXT].tolist() == [int(launch.with_next) for launch in launches]
+    last = launches[-1]
+    with pytest.raises(ValueError, match=r"the plan's last launch \(xpnet_update_step<float>\) cannot share a phase"):
+        persistent_step.phase_table([*launches[:-1], cuda_step.Launch(last.kernel, last.grid, last.block, last.args, True)])
+
+
 def test_persistent_step_refuses_what_it_cannot_run():
     model = Sequential(dense_stack([784, 64, 10], "sigmoid"), seed=0)
     X, y = np.zeros((128, 784), np.float32), np.zeros(128, np.int64)
@@ -655,7 +682,8 @@ def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, bloc
             launch = _persistent(launches, blocks=blocks, steps=steps)
             assert launch.grid == (blocks, 1, 1)
             emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
-            assert launch.args[3][0] == 0 and launch.args[3][1] == steps * len(launches) - 1  # every barrier passed
+            phases = len(launches) - sum(planned.with_next for planned in launches)  # a layer's two gradients: one
+            assert launch.args[3][0] == 0 and launch.args[3][1] == steps * phases - 1  # every barrier passed
         state = optimizer._flat_state
         trained.append([*model.parameters(), model._flat[1], *state.values(), buffers.sums, buffers.counters,
                         launches])  # model._flat[1]: the flat gradients the plan writes
@@ -666,3 +694,29 @@ def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, bloc
     if resident:  # the sums in another order, the same training
         for got, want in zip(trained[2][:-1], plan):
             np.testing.assert_allclose(got, want, **TOLERANCE[(dtype, "highest")])
+
+
+@needs_gxx
+def test_a_layers_two_gradients_split_k_at_once_each_in_its_own_scratch(emulator):
+    """784-...-style shapes made small: at batch 128 the second layer's weight gradient (21 x 128,
+    K = 128) and input gradient (128 x 20, K = 128) each split K in two (the usual plan, for 132
+    multiprocessors), 8 blocks each. The persistent step runs them in one phase on a grid of 16
+    blocks, all at once: each must finish its own partial sums, with its own tile counters. (With
+    one split-K scratch for both, every parameter differed, 3 runs of 3, 2026-11-24.)"""
+    rng = np.random.default_rng(3)
+    X, y = rng.normal(size=(256 + 9, 24)), rng.integers(0, 3, 256 + 9)
+    trained = []
+    for persistent in (False, True):
+        model = Sequential(dense_stack([24, 20, 128, 3], "sigmoid"), dtype="float64", seed=4)
+        launches, buffers = _plan(model, Adam(0.01), *model._check_data(X, y), 128)
+        pairs = [(a, b) for a, b in zip(launches, launches[1:]) if a.with_next]
+        assert [(np.prod(a.grid), np.prod(b.grid)) for a, b in pairs] == [(10, 16), (8, 8)]
+        if persistent:
+            launch = _persistent(launches, blocks=16, steps=2)
+            emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
+        else:
+            for _ in range(2):
+                _run(emulator, launches)
+        trained.append([*model.parameters(), model._flat[1], buffers.sums])
+    for got, want in zip(*trained):
+        np.testing.assert_array_equal(got, want)
