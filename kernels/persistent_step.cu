@@ -14,9 +14,9 @@
 //
 // The phases come from a table in device memory, XPNET_PHASE_SLOTS 64-bit slots per launch
 // (persistent_step.py writes it): the kind of launch, its grid, for a product its tile and
-// layout, then the launch's arguments in the kernel's parameter order from slot
-// XPNET_PHASE_ARGS: pointers as addresses, integers as they are, floating-point scalars as the
-// bits of a double.
+// layout, whether the next launch shares its phase, then the launch's arguments in the kernel's
+// parameter order from slot XPNET_PHASE_ARGS: pointers as addresses, integers as they are,
+// floating-point scalars as the bits of a double.
 //
 // Loads of anything the step writes go through L2 (xpnet_load<true>): the multiprocessors' L1 and
 // read-only caches are not coherent within a launch, and a block may read an address that other

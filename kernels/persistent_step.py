@@ -34,8 +34,8 @@ import numpy as np
 
 from .cuda_step import THREADS, Launch, persistent_step_name
 
-__all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_WITH_NEXT", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS", "PHASE_UPDATE",
-           "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "with_steps",
+__all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_WITH_NEXT", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS",
+           "PHASE_UPDATE", "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "with_steps",
            "resident_blocks_per_sm", "array_address"]
 
 # persistent_step.cu's constants

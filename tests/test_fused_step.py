@@ -8,6 +8,7 @@ plan accepts, in float32 and float64. What the emulation cannot show (timing, an
 racing on a GPU) is for ``tests/test_gpu_graphs.py`` on a GPU.
 """
 
+import dataclasses
 import functools
 import importlib.util
 import shutil
@@ -205,9 +206,9 @@ def test_a_layers_weight_and_input_gradients_may_run_at_once(hidden):
     assert len({id(launch.args[16]) for launch in launches if "gemm" in launch.kernel}) == (1 if n_layers == 1 else 2)
     table = _persistent(launches, blocks=H100_SMS).args[0]
     assert table[:, persistent_step.PHASE_WITH_NEXT].tolist() == [int(launch.with_next) for launch in launches]
-    last = launches[-1]
+    marked_last = dataclasses.replace(launches[-1], with_next=True)
     with pytest.raises(ValueError, match=r"the plan's last launch \(xpnet_update_step<float>\) cannot share a phase"):
-        persistent_step.phase_table([*launches[:-1], cuda_step.Launch(last.kernel, last.grid, last.block, last.args, True)])
+        persistent_step.phase_table([*launches[:-1], marked_last])
 
 
 def test_persistent_step_refuses_what_it_cannot_run():
