@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .cupy_graph import env_choice, gemm_plan  # gemm_plan: (tile, splits, k_per_split), the generic step's choice
+from .cupy_graph import env_choice, gemm_plan, split_k  # gemm_plan: the generic step's (tile, splits, k_per_split)
 from .step_spec import SOFTMAX_CE, StepSpec, network_unsupported
 
 __all__ = ["Launch", "plan_step", "resident_gemm_plan", "StepBuffers", "unsupported", "fused_step_requested",
@@ -251,8 +251,7 @@ def resident_gemm_plan(m: int, n: int, k: int, sm_count: int, resident_blocks: i
     staged = min(2048 // tile, MAX_STAGED_K)  # fused_step.cu's xpnet_gemm_stage::BK
     best = None
     for asked in range(1, max(1, k // 64) + 1):
-        k_per_split = -(-(-(-k // asked)) // 16) * 16  # whole BK slabs, as gemm_plan
-        splits = -(-k // k_per_split) if k else 1
+        splits, k_per_split = split_k(k, asked)
         rounds = -(-tiles * splits // resident_blocks) * -(-k_per_split // staged)
         if best is None or rounds < best[0]:
             best = (rounds, splits, k_per_split)

@@ -157,11 +157,15 @@ def gemm_plan(m: int, n: int, k: int, sm_count: int) -> tuple[int, int, int]:
     """
     tile = 64 if -(-m // 64) * -(-n // 64) >= 2 * sm_count else 32
     blocks = -(-m // tile) * -(-n // tile)
-    splits = max(1, min(-(-2 * sm_count // blocks), k // 64))
-    k_per_split = -(-k // splits)
+    return (tile, *split_k(k, max(1, min(-(-2 * sm_count // blocks), k // 64))))
+
+
+def split_k(k: int, asked: int) -> tuple[int, int]:
+    """``(splits, k_per_split)`` for K split about ``asked`` ways in whole BK slabs (16 values of
+    k): fewer splits where rounding each up to a slab leaves the last with nothing."""
+    k_per_split = -(-k // asked)
     k_per_split = -(-k_per_split // 16) * 16  # whole BK slabs
-    splits = -(-k // k_per_split) if k else 1
-    return tile, splits, k_per_split
+    return (-(-k // k_per_split) if k else 1), k_per_split
 
 
 def _product_operands(a: Any, b: Any, out: Any) -> tuple[int, int, int, str, Any]:
