@@ -35,8 +35,8 @@ import numpy as np
 from .cuda_step import THREADS, Launch, persistent_step_name
 
 __all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_WITH_NEXT", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS",
-           "PHASE_UPDATE", "persistent_kernel_name", "phase_row", "phase_table", "persistent_launch", "with_steps",
-           "resident_blocks_per_sm", "array_address"]
+           "PHASE_UPDATE", "persistent_kernel_name", "phase_row", "phase_table", "phase_blocks", "persistent_launch",
+           "with_steps", "resident_blocks_per_sm", "array_address"]
 
 # persistent_step.cu's constants
 PHASE_SLOTS, PHASE_ARGS, PHASE_WITH_NEXT = 32, 8, 7
@@ -134,12 +134,28 @@ def resident_blocks_per_sm(asked: int, fitting: int, kernel: str) -> int:
     return min(asked, fitting)
 
 
+def phase_blocks(launches: Sequence[Launch]) -> list[int]:
+    """The blocks of each phase the persistent step runs ``launches`` as: a launch's grid, or the sum
+    of the grids of a run of launches marked ``with_next`` and the one after them (one phase)."""
+    phases: list[int] = []
+    joined = False
+    for launch in launches:
+        blocks = int(np.prod(launch.grid))
+        if joined:
+            phases[-1] += blocks
+        else:
+            phases.append(blocks)
+        joined = launch.with_next
+    return phases
+
+
 def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Callable[[np.ndarray], Any],
                       zeros: Callable[[tuple, Any], Any], steps: int = 1) -> Launch:
     """One launch that runs the plan ``launches`` ``steps`` times in a row (as many training steps).
 
     ``blocks``: the most blocks the kernel may ask for, all of which the GPU must run at once (the
-    multiprocessors times :func:`resident_blocks_per_sm`); fewer where no phase has that many.
+    multiprocessors times :func:`resident_blocks_per_sm`); fewer where no phase has that many
+    (:func:`phase_blocks`: a shared phase counts the blocks of both its launches).
     ``to_device`` / ``zeros``: the device's
     ``numpy array -> array`` and ``(shape, dtype) -> zero array`` (the phase table and the
     barrier's two counters are allocated with them). The plan's buffers must outlive the launch.
@@ -147,8 +163,7 @@ def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Cal
     if blocks < 1 or steps < 1:
         raise ValueError(f"blocks and steps must be at least 1, got {blocks} and {steps}")
     table = phase_table(launches)
-    most = int(max(np.prod(launch.grid) for launch in launches))
-    grid = min(blocks, most)
+    grid = min(blocks, max(phase_blocks(launches)))
     return Launch(persistent_kernel_name(launches), (grid, 1, 1), (THREADS, 1, 1),
                   (to_device(table), np.int32(len(launches)), np.int32(steps), zeros((2,), np.int32)))
 

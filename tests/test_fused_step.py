@@ -178,10 +178,14 @@ def test_persistent_step_is_one_launch_of_the_plans_launches():
     assert tuple(weight_gradient[4:7]) == (32, 1, 0)
     assert np.int64(weight_gradient[args + 15]).view(np.float64) == np.float32(0.5 / 128)
     assert tuple(table[6][4:7]) == (32, 0, 1)  # the input gradient d @ W^T
-    # fewer blocks than the multiprocessors where no launch of the plan has as many
+    # fewer blocks than the multiprocessors where no phase of the plan has as many: here every launch
+    # is one block, and the largest phase the last layer's two gradients, run at once
     small = Sequential(dense_stack([6, 5, 3], "sigmoid"), seed=0)
     few, _ = _plan(small, Adam(), np.zeros((8, 6), np.float32), np.zeros(8, np.int64), rows=4)
-    assert _persistent(few, blocks=H100_SMS).grid[0] == max(int(np.prod(f.grid)) for f in few) < H100_SMS
+    assert {int(np.prod(f.grid)) for f in few} == {1} and [f.with_next for f in few].count(True) == 1
+    assert persistent_step.phase_blocks(few) == [1, 1, 1, 1, 2, 1, 1]
+    assert _persistent(few, blocks=H100_SMS).grid[0] == 2
+    assert _persistent(few, blocks=1).grid[0] == 1  # never more than asked: the phase then takes two turns
 
 
 @pytest.mark.parametrize("hidden", [(256, 128), (64,), (512, 256, 128, 64)])
