@@ -88,7 +88,7 @@ if [ "$STAGE" = step ]; then
   timeout 300 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
   tail -4 "$OUT/pytest_gpu.log"
   echo "== launches and time per kernel"
-  timeout 180 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -18
+  timeout 180 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -26
 fi
 if [ "$STAGE" = reference ]; then
   echo "== reference task, 10 epochs: the captured steps (xpnet's products, cuBLAS's, the fused plan, as one launch per step and per epoch) against the strongest peers"

@@ -21,7 +21,9 @@ a round are now all issued before the first store, at either depth), so one run 
 So is the persistent step (``XPNET_GRAPH_STEP=persistent``, the plan as one launch): with one block
 per multiprocessor and with two (``cuda_step.PERSISTENT_BLOCKS_PER_SM``). The epoch step
 (``XPNET_GRAPH_STEP=epoch``) runs an epoch's full batches in one launch of that kernel, so it
-launches nothing per step: its time per step is that kernel's added time.
+launches nothing per step: its time per step is that kernel's added time. Last, the grid barrier
+those two steps end each phase with is timed alone (:func:`barrier_cost`), at one and two blocks
+per multiprocessor.
 
 Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
@@ -168,6 +170,42 @@ def torch_case(hidden=(256, 128), batch_size: int = 128) -> Callable[[int], None
     return run
 
 
+def barrier_cost(blocks_per_sm: int, phases: int = 8, steps: int = 250, repeats: int = 5) -> dict:
+    """The persistent step's grid barrier alone: one launch of phases without work
+    (``persistent_step.barrier_launch``), ``phases * steps - 1`` barriers on a grid of
+    ``blocks_per_sm`` blocks per multiprocessor, timed with CUDA events, best of ``repeats``.
+    Every phase of the persistent and epoch steps ends at one (``2 L + 2`` per step, 8 on the
+    reference network), so this is their floor per phase."""
+    import cupy
+
+    from xpnet.kernels import cuda_step, persistent_step
+
+    name = cuda_step.persistent_step_name("float", "long long")
+    saved = cuda_step.PERSISTENT_BLOCKS_PER_SM
+    cuda_step.PERSISTENT_BLOCKS_PER_SM = blocks_per_sm  # the kernel compiled for it (launch bounds)
+    try:
+        fitting = cuda_step.CudaKernels.blocks_per_multiprocessor(name)
+        if persistent_step.resident_blocks_per_sm(blocks_per_sm, fitting, name) != blocks_per_sm:
+            raise RuntimeError(f"{blocks_per_sm} blocks per multiprocessor asked, only {fitting} fit")
+        blocks = int(cupy.cuda.Device().attributes["MultiProcessorCount"]) * blocks_per_sm
+        launch = persistent_step.barrier_launch(name, phases=phases, steps=steps, blocks=blocks, to_device=cupy.asarray,
+                                                zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt))
+        run = cuda_step.CudaKernels()
+        run([launch])  # compiles; the barrier ends as it began, with no block arrived
+        times = []
+        for _ in range(repeats):
+            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
+            start.record()
+            run([launch])
+            stop.record()
+            stop.synchronize()
+            times.append(cupy.cuda.get_elapsed_time(start, stop) * 1e3)
+    finally:
+        cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
+    barriers = phases * steps - 1
+    return {"blocks": blocks, "barriers": barriers, "launch_us": min(times), "us_per_barrier": min(times) / barriers}
+
+
 def kernel_tables(results: dict, top: int = 12) -> list[str]:
     """Markdown lines: for each mode, its ``top`` slowest kernels per step."""
     lines = []
@@ -223,13 +261,24 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
     lines += [f"| {name} | failed: {why} | | |" for name, why in failed.items()]
+    barriers, barrier_failed = {}, {}
+    for per_sm in (1, 2):
+        try:
+            barriers[per_sm] = barrier_cost(per_sm)
+        except Exception as exc:
+            barrier_failed[per_sm] = f"{type(exc).__name__}: {exc}"
+    lines += ["", "The persistent step's grid barrier alone (phases without work, one launch; best of 5):", "",
+              "| blocks per multiprocessor | grid | barriers | us per barrier |", "|---:|---:|---:|---:|"]
+    lines += [f"| {per_sm} | {b['blocks']} | {b['barriers']} | {b['us_per_barrier']:.2f} |" for per_sm, b in barriers.items()]
+    lines += [f"| {per_sm} | failed: {why} | | |" for per_sm, why in barrier_failed.items()]
+    failed.update({f"grid barrier, {per_sm} blocks per multiprocessor": why for per_sm, why in barrier_failed.items()})
     lines += kernel_tables(results)
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "launches.json").write_text(json.dumps({"results": results, "failed": failed, "n1": args.n1, "n2": args.n2,
-                                                   "environment": environment()}, indent=2))
+    (out / "launches.json").write_text(json.dumps({"results": results, "barriers": barriers, "failed": failed, "n1": args.n1,
+                                                   "n2": args.n2, "environment": environment()}, indent=2))
     (out / "launches.md").write_text(table + "\n")
     return 1 if failed else 0
 

@@ -36,7 +36,7 @@ from .cuda_step import THREADS, Launch, persistent_step_name
 
 __all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_WITH_NEXT", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS",
            "PHASE_UPDATE", "persistent_kernel_name", "phase_row", "phase_table", "phase_blocks", "persistent_launch",
-           "with_steps", "resident_blocks_per_sm", "array_address"]
+           "with_steps", "barrier_launch", "resident_blocks_per_sm", "array_address"]
 
 # persistent_step.cu's constants
 PHASE_SLOTS, PHASE_ARGS, PHASE_WITH_NEXT = 32, 8, 7
@@ -166,6 +166,20 @@ def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Cal
     grid = min(blocks, max(phase_blocks(launches)))
     return Launch(persistent_kernel_name(launches), (grid, 1, 1), (THREADS, 1, 1),
                   (to_device(table), np.int32(len(launches)), np.int32(steps), zeros((2,), np.int32)))
+
+
+def barrier_launch(kernel: str, *, phases: int, steps: int, blocks: int, to_device: Callable[[np.ndarray], Any],
+                   zeros: Callable[[tuple, Any], Any]) -> Launch:
+    """A launch of the persistent step ``kernel`` (one of ``cuda_step.persistent_kernel_names``) whose
+    ``phases`` phases have no blocks: it runs only its grid barriers, ``phases * steps - 1`` of
+    them, on a grid of ``blocks`` (each resident, as for :func:`persistent_launch`).
+    ``bench.launches`` times it for the cost of one barrier, the floor of a phase."""
+    if blocks < 1 or steps < 1 or phases < 1:
+        raise ValueError(f"blocks, steps and phases must be at least 1, got {blocks}, {steps} and {phases}")
+    table = np.zeros((phases, PHASE_SLOTS), np.int64)
+    table[:, 0], table[:, 1:4] = PHASE_GATHER, (0, 1, 1)  # a gather of no blocks
+    return Launch(kernel, (blocks, 1, 1), (THREADS, 1, 1),
+                  (to_device(table), np.int32(phases), np.int32(steps), zeros((2,), np.int32)))
 
 
 def with_steps(launch: Launch, steps: int) -> Launch:

@@ -702,6 +702,23 @@ def test_persistent_step_equals_the_plan_bit_for_bit(emulator, case, dtype, bloc
 
 
 @needs_gxx
+@pytest.mark.parametrize("phases,steps,blocks", [(1, 1, 1), (8, 5, 6), (3, 40, 16)])
+def test_a_launch_of_empty_phases_passes_only_its_barriers(emulator, phases, steps, blocks):
+    """bench.launches times the grid barrier alone with this launch: every block at once passes
+    phases * steps - 1 barriers (the counter back at 0, the generation counting them) and runs no
+    phase's work (the table holds no arrays for it to touch)."""
+    launch = persistent_step.barrier_launch("xpnet_persistent_step<float, long long>", phases=phases, steps=steps,
+                                            blocks=blocks, **{k: v for k, v in _numpy_device().items() if k != "empty"})
+    table, n_phases, n_steps, barrier = launch.args
+    assert launch.grid == (blocks, 1, 1) and (n_phases, n_steps) == (phases, steps) and table.shape[0] == phases
+    assert not table[:, 1].any() and not table[:, persistent_step.PHASE_ARGS:].any()
+    emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
+    assert barrier.tolist() == [0, phases * steps - 1]
+    with pytest.raises(ValueError, match="phases must be at least 1"):
+        persistent_step.barrier_launch(launch.kernel, phases=0, steps=1, blocks=1, to_device=np.asarray, zeros=np.zeros)
+
+
+@needs_gxx
 def test_a_layers_two_gradients_split_k_at_once_each_in_its_own_scratch(emulator):
     """784-...-style shapes made small: at batch 128 the second layer's weight gradient (21 x 128,
     K = 128) and input gradient (128 x 20, K = 128) each split K in two (the usual plan, for 132
