@@ -9,7 +9,7 @@
 #   bash bench/device_run.sh step      # the captured step (at most 8 minutes): the GPU tests, time per kernel
 #                                      # (bench.launches: the fused products staged both ways, the persistent
 #                                      # step at 1 and 2 blocks per multiprocessor, the epoch step, cuBLAS in
-#                                      # the graph)
+#                                      # the graph; the persistent step phase by phase, and its grid barrier alone)
 #   bash bench/device_run.sh reference # the reference task, 10 epochs, for every captured step (xpnet's
 #                                      # products, cuBLAS's, the fused plan, the persistent step, the epoch
 #                                      # step) against the strongest peers (at most 9 minutes)
@@ -88,7 +88,7 @@ if [ "$STAGE" = step ]; then
   timeout 300 $PY -m pytest -q -rs -p no:cacheprovider -n 6 -m gpu tests > "$OUT/pytest_gpu.log" 2>&1
   tail -4 "$OUT/pytest_gpu.log"
   echo "== launches and time per kernel"
-  timeout 180 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -26
+  timeout 180 $PY -m bench.launches --out "$OUT" 2>&1 | grep -v -i warn | head -42
 fi
 if [ "$STAGE" = reference ]; then
   echo "== reference task, 10 epochs: the captured steps (xpnet's products, cuBLAS's, the fused plan, as one launch per step and per epoch) against the strongest peers"

@@ -23,7 +23,7 @@ per multiprocessor and with two (``cuda_step.PERSISTENT_BLOCKS_PER_SM``). The ep
 (``XPNET_GRAPH_STEP=epoch``) runs an epoch's full batches in one launch of that kernel, so it
 launches nothing per step: its time per step is that kernel's added time. Last, the grid barrier
 those two steps end each phase with is timed alone (:func:`barrier_cost`), at one and two blocks
-per multiprocessor.
+per multiprocessor, and so is each phase of the persistent step (:func:`phase_times`).
 
 Writes ``launches.json`` and ``launches.md`` to ``--out``.
 """
@@ -141,6 +141,7 @@ def xpnet_case(graphs: bool, fused: bool, hidden=(256, 128), batch_size: int = 1
         if mismatch:  # never count one step as another
             raise RuntimeError(mismatch)
 
+    run.model = model  # type: ignore[attr-defined] # its last fit's captured step, for phase_times
     return run
 
 
@@ -204,6 +205,65 @@ def barrier_cost(blocks_per_sm: int, phases: int = 8, steps: int = 250, repeats:
         cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
     barriers = phases * steps - 1
     return {"blocks": blocks, "barriers": barriers, "launch_us": min(times), "us_per_barrier": min(times) / barriers}
+
+
+def phase_times(blocks_per_sm: int, steps: int = 100, repeats: int = 3) -> list[dict]:
+    """The persistent step's time per phase, on the reference network: each phase of its table
+    (``persistent_step.phase_alone``) launched alone for ``steps`` steps in a row, timed with CUDA
+    events, best of ``repeats`` after one warm-up; in microseconds per step, its barrier included.
+    The profiler sees the persistent step as one kernel; this shows where its time goes. The
+    phases then compute nothing that is used (a throwaway model); the epoch's counters, which the
+    update advances, are put back to the epoch's start after each launch, so that the gather
+    always reads the first batch."""
+    import cupy
+    import numpy as np
+
+    from xpnet.kernels import cuda_step, persistent_step
+
+    run = xpnet_case(graphs=True, fused=True, graph_step="persistent", blocks_per_sm=blocks_per_sm)
+    run(2)  # plans, compiles and captures the persistent step
+    captured = run.model._captured
+    ((rows, launch),) = captured._persistent_launches.items()
+    plan = captured._fused_plan(rows)
+    captured.counters[:3] = cupy.asarray([0, 0, -1])  # the epoch's start: the gather reads batch 0, within X
+    counters = captured.counters.copy()
+    kernels = cuda_step.CudaKernels()
+    saved = cuda_step.PERSISTENT_BLOCKS_PER_SM
+    cuda_step.PERSISTENT_BLOCKS_PER_SM = blocks_per_sm  # the kernel the step was compiled as
+    phases = []
+    try:
+        for first, stop in persistent_step.phase_spans(plan):
+            alone = persistent_step.phase_alone(launch, first, stop, steps, lambda shape, dt: cupy.zeros(shape, dtype=dt))
+            times = []
+            for _ in range(repeats + 1):
+                start, end = cupy.cuda.Event(), cupy.cuda.Event()
+                start.record()
+                kernels([alone])
+                end.record()
+                end.synchronize()
+                times.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / steps)
+                captured.counters[...] = counters
+            phases.append({"kernels": [planned.kernel for planned in plan[first:stop]],
+                           "blocks": [int(np.prod(planned.grid)) for planned in plan[first:stop]],
+                           "us": min(times[1:])})
+    finally:
+        cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
+    return phases
+
+
+def phase_table_lines(by_blocks: dict[int, list[dict]]) -> list[str]:
+    """Markdown lines: :func:`phase_times` at each blocks per multiprocessor, a row per phase and their sum."""
+    if not by_blocks:
+        return []
+    columns = sorted(by_blocks)
+    lines = ["", "The persistent step phase by phase (each phase alone, its barrier included; us per step):", "",
+             "| phase | kernels (blocks) | " + " | ".join(f"{c} per multiprocessor" for c in columns) + " |",
+             "|---:|---|" + "---:|" * len(columns)]
+    for i, phase in enumerate(by_blocks[columns[0]]):
+        names = " + ".join(f"`{kernel_name(k)}` ({b})" for k, b in zip(phase["kernels"], phase["blocks"]))
+        lines.append(f"| {i} | {names} | " + " | ".join(f"{by_blocks[c][i]['us']:.2f}" for c in columns) + " |")
+    lines.append("| | sum | " + " | ".join(f"{sum(p['us'] for p in by_blocks[c]):.2f}" for c in columns) + " |")
+    return lines
 
 
 def kernel_tables(results: dict, top: int = 12) -> list[str]:
@@ -272,13 +332,23 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {per_sm} | {b['blocks']} | {b['barriers']} | {b['us_per_barrier']:.2f} |" for per_sm, b in barriers.items()]
     lines += [f"| {per_sm} | failed: {why} | | |" for per_sm, why in barrier_failed.items()]
     failed.update({f"grid barrier, {per_sm} blocks per multiprocessor": why for per_sm, why in barrier_failed.items()})
+    phases, phase_failed = {}, {}
+    for per_sm in (1, 2):
+        try:
+            phases[per_sm] = phase_times(per_sm)
+        except Exception as exc:
+            phase_failed[per_sm] = f"{type(exc).__name__}: {exc}"
+    lines += phase_table_lines(phases)
+    lines += [f"\nphase by phase at {per_sm} per multiprocessor failed: {why}" for per_sm, why in phase_failed.items()]
+    failed.update({f"phases, {per_sm} blocks per multiprocessor": why for per_sm, why in phase_failed.items()})
     lines += kernel_tables(results)
     table = "\n".join(lines)
     print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "launches.json").write_text(json.dumps({"results": results, "barriers": barriers, "failed": failed, "n1": args.n1,
-                                                   "n2": args.n2, "environment": environment()}, indent=2))
+    report = {"results": results, "barriers": barriers, "phases": phases, "failed": failed, "n1": args.n1, "n2": args.n2,
+              "environment": environment()}
+    (out / "launches.json").write_text(json.dumps(report, indent=2))
     (out / "launches.md").write_text(table + "\n")
     return 1 if failed else 0
 

@@ -35,8 +35,8 @@ import numpy as np
 from .cuda_step import THREADS, Launch, persistent_step_name
 
 __all__ = ["PHASE_SLOTS", "PHASE_ARGS", "PHASE_WITH_NEXT", "PHASE_GATHER", "PHASE_PRODUCT", "PHASE_LOSS",
-           "PHASE_UPDATE", "persistent_kernel_name", "phase_row", "phase_table", "phase_blocks", "persistent_launch",
-           "with_steps", "barrier_launch", "resident_blocks_per_sm", "array_address"]
+           "PHASE_UPDATE", "persistent_kernel_name", "phase_row", "phase_table", "phase_spans", "phase_blocks",
+           "persistent_launch", "with_steps", "phase_alone", "barrier_launch", "resident_blocks_per_sm", "array_address"]
 
 # persistent_step.cu's constants
 PHASE_SLOTS, PHASE_ARGS, PHASE_WITH_NEXT = 32, 8, 7
@@ -134,19 +134,21 @@ def resident_blocks_per_sm(asked: int, fitting: int, kernel: str) -> int:
     return min(asked, fitting)
 
 
-def phase_blocks(launches: Sequence[Launch]) -> list[int]:
-    """The blocks of each phase the persistent step runs ``launches`` as: a launch's grid, or the sum
-    of the grids of a run of launches marked ``with_next`` and the one after them (one phase)."""
-    phases: list[int] = []
+def phase_spans(launches: Sequence[Launch]) -> list[tuple[int, int]]:
+    """The phases the persistent step runs ``launches`` in, as ``(first, stop)`` rows of its table:
+    one launch, or a run of launches marked ``with_next`` and the one after them."""
+    spans: list[tuple[int, int]] = []
     joined = False
-    for launch in launches:
-        blocks = int(np.prod(launch.grid))
-        if joined:
-            phases[-1] += blocks
-        else:
-            phases.append(blocks)
+    for i, launch in enumerate(launches):
+        spans.append((spans.pop()[0] if joined else i, i + 1))
         joined = launch.with_next
-    return phases
+    return spans
+
+
+def phase_blocks(launches: Sequence[Launch]) -> list[int]:
+    """The blocks of each phase (:func:`phase_spans`): a launch's grid, or the sum of the grids of
+    launches that share a phase."""
+    return [sum(int(np.prod(launch.grid)) for launch in launches[first:stop]) for first, stop in phase_spans(launches)]
 
 
 def persistent_launch(launches: Sequence[Launch], *, blocks: int, to_device: Callable[[np.ndarray], Any],
@@ -180,6 +182,20 @@ def barrier_launch(kernel: str, *, phases: int, steps: int, blocks: int, to_devi
     table[:, 0], table[:, 1:4] = PHASE_GATHER, (0, 1, 1)  # a gather of no blocks
     return Launch(kernel, (blocks, 1, 1), (THREADS, 1, 1),
                   (to_device(table), np.int32(phases), np.int32(steps), zeros((2,), np.int32)))
+
+
+def phase_alone(launch: Launch, first: int, stop: int, steps: int, zeros: Callable[[tuple, Any], Any]) -> Launch:
+    """``launch`` (from :func:`persistent_launch`) running only rows ``[first, stop)`` of its table
+    (one phase: :func:`phase_spans`), ``steps`` times in a row, with a barrier of its own between
+    them, on the same grid. ``bench.launches`` times each phase of a step so. For timing only: the
+    phase reads what was left by whatever ran before it, and its update moves the parameters and
+    the epoch's counters (which the caller puts back)."""
+    table, n_phases, _, _ = launch.args
+    if not 0 <= first < stop <= int(n_phases) or steps < 1:
+        raise ValueError(f"rows [{first}, {stop}) of a table of {int(n_phases)}, {steps} steps: need "
+                         f"0 <= first < stop <= {int(n_phases)} and steps >= 1")
+    return dataclasses.replace(launch, args=(table[first:stop], np.int32(stop - first), np.int32(steps),
+                                             zeros((2,), np.int32)))
 
 
 def with_steps(launch: Launch, steps: int) -> Launch:

@@ -292,6 +292,24 @@ def test_launches_per_kernel_per_step(monkeypatch):
     assert step["by_kernel"] == {"xpnet_persistent_step<float, long long>": {"launches": 0.0, "us": 30.0}}
 
 
+def test_the_persistent_steps_phases_are_tabled_with_their_sum(monkeypatch):
+    # bench.launches' phase table: a row per phase (a shared phase names both launches), a column per
+    # blocks per multiprocessor, and the sum of each column
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.launches import phase_table_lines
+
+    gather, gw, gx = "xpnet_gather_batch<float, long long>", "xpnet_fused_gemm<float, 32, true, false>", \
+        "xpnet_fused_gemm<float, 32, false, true>"
+    one = [{"kernels": [gather], "blocks": [132], "us": 1.5}, {"kernels": [gw, gx], "blocks": [10, 16], "us": 2.25}]
+    two = [{"kernels": [gather], "blocks": [264], "us": 1.0}, {"kernels": [gw, gx], "blocks": [10, 16], "us": 3.0}]
+    lines = phase_table_lines({2: two, 1: one})
+    assert lines[3] == "| phase | kernels (blocks) | 1 per multiprocessor | 2 per multiprocessor |"
+    assert lines[5] == f"| 0 | `{gather}` (132) | 1.50 | 1.00 |"
+    assert lines[6] == f"| 1 | `{gw}` (10) + `{gx}` (16) | 2.25 | 3.00 |"
+    assert lines[7] == "| | sum | 3.75 | 4.00 |"
+    assert phase_table_lines({}) == []
+
+
 def test_accuracy_compares_means_with_welch_intervals():
     """bench.accuracy's interval is Welch's, as SciPy computes it, and the verdict follows it."""
     from scipy import stats

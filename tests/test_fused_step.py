@@ -210,6 +210,10 @@ def test_a_layers_weight_and_input_gradients_may_run_at_once(hidden):
     assert len({id(launch.args[16]) for launch in launches if "gemm" in launch.kernel}) == (1 if n_layers == 1 else 2)
     table = _persistent(launches, blocks=H100_SMS).args[0]
     assert table[:, persistent_step.PHASE_WITH_NEXT].tolist() == [int(launch.with_next) for launch in launches]
+    gradients = n_layers + 2 + 2 * (n_layers - 1)  # the first launch after the pairs: the first layer's weight gradient
+    assert persistent_step.phase_spans(launches) == (
+        [(i, i + 1) for i in range(n_layers + 2)] + [(i, i + 2) for i in range(n_layers + 2, gradients, 2)]
+        + [(gradients, gradients + 1), (gradients + 1, gradients + 2)])
     marked_last = dataclasses.replace(launches[-1], with_next=True)
     with pytest.raises(ValueError, match=r"the plan's last launch \(xpnet_update_step<float>\) cannot share a phase"):
         persistent_step.phase_table([*launches[:-1], marked_last])
@@ -716,6 +720,95 @@ def test_a_launch_of_empty_phases_passes_only_its_barriers(emulator, phases, ste
     assert barrier.tolist() == [0, phases * steps - 1]
     with pytest.raises(ValueError, match="phases must be at least 1"):
         persistent_step.barrier_launch(launch.kernel, phases=0, steps=1, blocks=1, to_device=np.asarray, zeros=np.zeros)
+
+
+@needs_gxx
+def test_the_phases_launched_alone_one_after_another_are_the_step(emulator):
+    """bench.launches times each phase of the persistent step alone (persistent_step.phase_alone).
+    Launched in order, once each, they are one step of the plan, bit for bit: the same rows of the
+    same table, a layer's two gradients still in one phase. Launched for several steps, one phase
+    passes only its own barriers."""
+    loss, layers, make_optimizer, l2 = CASES["mixed-ce-nesterov-l2"]
+    rng = np.random.default_rng(5)
+    X, y = _data(loss, 2 * 40 + 3, 140, rng)
+    trained = []
+    for alone in (False, True):
+        model = Sequential(layers(140), loss=loss, dtype="float64", seed=2, l2=l2)
+        launches, buffers = _plan(model, make_optimizer(), *model._check_data(X, y), 40)
+        launch = _persistent(launches, blocks=6)
+        if alone:
+            spans = persistent_step.phase_spans(launches)
+            assert len(spans) == len(launches) - sum(planned.with_next for planned in launches)
+            for first, stop in spans:
+                one = persistent_step.phase_alone(launch, first, stop, 1, np.zeros)
+                assert one.grid == launch.grid and one.args[1] == stop - first
+                emulator.launch(one.kernel, one.grid, one.block, one.args, concurrent=True)
+                assert one.args[3].tolist() == [0, 0]  # no barrier within one phase run once
+        else:
+            emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
+        trained.append([*model.parameters(), model._flat[1], buffers.sums, buffers.counters])
+    for got, want in zip(*trained):
+        np.testing.assert_array_equal(got, want)
+    pair = next(span for span in spans if span[1] - span[0] == 2)
+    repeated = persistent_step.phase_alone(launch, *pair, 3, np.zeros)
+    emulator.launch(repeated.kernel, repeated.grid, repeated.block, repeated.args, concurrent=True)
+    assert repeated.args[3].tolist() == [0, 2]
+    for first, stop, steps in [(0, 0, 1), (3, 2, 1), (0, len(launches) + 1, 1), (0, 1, 0)]:
+        with pytest.raises(ValueError, match="need 0 <= first < stop"):
+            persistent_step.phase_alone(launch, first, stop, steps, np.zeros)
+
+
+@needs_gxx
+def test_bench_times_each_phase_of_the_persistent_step(emulator, monkeypatch):
+    """bench.launches.phase_times end to end, on the emulation with CuPy played by NumPy and a clock
+    that counts the rows a launch runs: a row per phase of the plan, each launched for its steps
+    with its own barriers, its time the clock's per step; the epoch's counters put back to the
+    epoch's start after every launch (left at batch 7, the gather would read past X)."""
+    import sys
+    from types import SimpleNamespace
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
+    import bench.launches
+
+    loss, layers, make_optimizer, l2 = CASES["sigmoid-ce-adam"]
+    X, y = _data(loss, 2 * 40, 140, np.random.default_rng(6))
+    model = Sequential(layers(140), loss=loss, dtype="float32", seed=2)
+    launches, buffers = _plan(model, make_optimizer(), *model._check_data(X, y), 40)
+    buffers.counters[...] = [7, 3, 5, 2]  # as a fit leaves them: batch 7 next, Adam's 2 steps taken
+    captured = SimpleNamespace(_persistent_launches={40: _persistent(launches, blocks=4)},
+                               _fused_plan=lambda rows: launches, counters=buffers.counters)
+    run = type("Run", (), {"model": SimpleNamespace(_captured=captured), "__call__": lambda self, n: None})()
+    monkeypatch.setattr(bench.launches, "xpnet_case", lambda **options: run)
+    clock, launched = [], []
+
+    class Event:
+        def record(self):
+            self.at = len(clock)
+
+        def synchronize(self):
+            pass
+
+    cupy = SimpleNamespace(cuda=SimpleNamespace(Event=Event, get_elapsed_time=lambda a, b: float(b.at - a.at)),
+                           zeros=lambda shape, dtype: np.zeros(shape, dtype), asarray=np.asarray)
+    monkeypatch.setitem(sys.modules, "cupy", cupy)
+
+    def on_the_emulation(self, planned):
+        for launch in planned:
+            table, n_phases, steps, barrier = launch.args
+            assert buffers.counters[0] == 0  # the first batch
+            clock.extend(range(int(steps) * int(np.prod(table[:, 1:4], axis=1).sum())))
+            emulator.launch(launch.kernel, launch.grid, launch.block, launch.args, concurrent=True)
+            launched.append((int(n_phases), int(steps), barrier.tolist()))
+
+    monkeypatch.setattr(cuda_step.CudaKernels, "__call__", on_the_emulation)
+    phases = bench.launches.phase_times(1, steps=3, repeats=2)
+    spans = persistent_step.phase_spans(launches)
+    assert [phase["kernels"] for phase in phases] == [[p.kernel for p in launches[a:b]] for a, b in spans]
+    assert [phase["blocks"] for phase in phases] == [[int(np.prod(p.grid)) for p in launches[a:b]] for a, b in spans]
+    assert [phase["us"] for phase in phases] == [1e3 * sum(phase["blocks"]) for phase in phases]  # the clock's ms
+    # a warm-up and 2 timed launches per phase, 2 barriers each (one barrier pair per phase: its generation counts on)
+    assert launched == [(b - a, 3, [0, 2 * (i + 1)]) for a, b in spans for i in range(3)]
+    assert buffers.counters.tolist() == [0, 0, -1, 2] and cuda_step.PERSISTENT_BLOCKS_PER_SM == 1
 
 
 @needs_gxx
