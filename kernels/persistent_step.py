@@ -140,7 +140,10 @@ def phase_spans(launches: Sequence[Launch]) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     joined = False
     for i, launch in enumerate(launches):
-        spans.append((spans.pop()[0] if joined else i, i + 1))
+        if joined:  # the launch before shares its phase with this one
+            spans[-1] = (spans[-1][0], i + 1)
+        else:
+            spans.append((i, i + 1))
         joined = launch.with_next
     return spans
 
