@@ -266,6 +266,19 @@ def phase_table_lines(by_blocks: dict[int, list[dict]]) -> list[str]:
     return lines
 
 
+def at_one_and_two_blocks_per_sm(measure: Callable[[int], Any]) -> tuple[dict, dict]:
+    """``measure(blocks_per_sm)`` at 1 and at 2 blocks per multiprocessor: ``(results, failures)``,
+    each by blocks per multiprocessor, a failure as its exception's type and message (one failing
+    case is reported, not fatal)."""
+    results, failures = {}, {}
+    for per_sm in (1, 2):
+        try:
+            results[per_sm] = measure(per_sm)
+        except Exception as exc:
+            failures[per_sm] = f"{type(exc).__name__}: {exc}"
+    return results, failures
+
+
 def kernel_tables(results: dict, top: int = 12) -> list[str]:
     """Markdown lines: for each mode, its ``top`` slowest kernels per step."""
     lines = []
@@ -321,23 +334,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
     lines += [f"| {name} | failed: {why} | | |" for name, why in failed.items()]
-    barriers, barrier_failed = {}, {}
-    for per_sm in (1, 2):
-        try:
-            barriers[per_sm] = barrier_cost(per_sm)
-        except Exception as exc:
-            barrier_failed[per_sm] = f"{type(exc).__name__}: {exc}"
+    barriers, barrier_failed = at_one_and_two_blocks_per_sm(barrier_cost)
     lines += ["", "The persistent step's grid barrier alone (phases without work, one launch; best of 5):", "",
               "| blocks per multiprocessor | grid | barriers | us per barrier |", "|---:|---:|---:|---:|"]
     lines += [f"| {per_sm} | {b['blocks']} | {b['barriers']} | {b['us_per_barrier']:.2f} |" for per_sm, b in barriers.items()]
     lines += [f"| {per_sm} | failed: {why} | | |" for per_sm, why in barrier_failed.items()]
     failed.update({f"grid barrier, {per_sm} blocks per multiprocessor": why for per_sm, why in barrier_failed.items()})
-    phases, phase_failed = {}, {}
-    for per_sm in (1, 2):
-        try:
-            phases[per_sm] = phase_times(per_sm)
-        except Exception as exc:
-            phase_failed[per_sm] = f"{type(exc).__name__}: {exc}"
+    phases, phase_failed = at_one_and_two_blocks_per_sm(phase_times)
     lines += phase_table_lines(phases)
     lines += [f"\nphase by phase at {per_sm} per multiprocessor failed: {why}" for per_sm, why in phase_failed.items()]
     failed.update({f"phases, {per_sm} blocks per multiprocessor": why for per_sm, why in phase_failed.items()})

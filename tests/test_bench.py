@@ -296,7 +296,7 @@ def test_the_persistent_steps_phases_are_tabled_with_their_sum(monkeypatch):
     # bench.launches' phase table: a row per phase (a shared phase names both launches), a column per
     # blocks per multiprocessor, and the sum of each column
     monkeypatch.syspath_prepend(str(REPO))
-    from bench.launches import phase_table_lines
+    from bench.launches import at_one_and_two_blocks_per_sm, phase_table_lines
 
     gather, gw, gx = "xpnet_gather_batch<float, long long>", "xpnet_fused_gemm<float, 32, true, false>", \
         "xpnet_fused_gemm<float, 32, false, true>"
@@ -308,6 +308,15 @@ def test_the_persistent_steps_phases_are_tabled_with_their_sum(monkeypatch):
     assert lines[6] == f"| 1 | `{gw}` (10) + `{gx}` (16) | 2.25 | 3.00 |"
     assert lines[7] == "| | sum | 3.75 | 4.00 |"
     assert phase_table_lines({}) == []
+    # each measurement at 1 and 2 blocks per multiprocessor; one that fails is reported, the other kept
+
+    def measure(per_sm):
+        if per_sm == 2:
+            raise RuntimeError("2 blocks per multiprocessor asked, only 1 fit")
+        return [per_sm]
+
+    assert at_one_and_two_blocks_per_sm(measure) == (
+        {1: [1]}, {2: "RuntimeError: 2 blocks per multiprocessor asked, only 1 fit"})
 
 
 def test_accuracy_compares_means_with_welch_intervals():
