@@ -806,7 +806,7 @@ def test_bench_times_each_phase_of_the_persistent_step(emulator, monkeypatch):
     assert [phase["kernels"] for phase in phases] == [[p.kernel for p in launches[a:b]] for a, b in spans]
     assert [phase["blocks"] for phase in phases] == [[int(np.prod(p.grid)) for p in launches[a:b]] for a, b in spans]
     assert [phase["us"] for phase in phases] == [1e3 * sum(phase["blocks"]) for phase in phases]  # the clock's ms
-    # a warm-up and 2 timed launches per phase, 2 barriers each (one barrier pair per phase: its generation counts on)
+    # a warm-up and 2 timed launches per phase, 2 barriers each; one barrier per phase, its generation counting on
     assert launched == [(b - a, 3, [0, 2 * (i + 1)]) for a, b in spans for i in range(3)]
     assert buffers.counters.tolist() == [0, 0, -1, 2] and cuda_step.PERSISTENT_BLOCKS_PER_SM == 1
 
