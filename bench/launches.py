@@ -25,7 +25,10 @@ launches nothing per step: its time per step is that kernel's added time. Last, 
 those two steps end each phase with is timed alone (:func:`barrier_cost`), at one and two blocks
 per multiprocessor, and so is each phase of the persistent step (:func:`phase_times`).
 
-Writes ``launches.json`` and ``launches.md`` to ``--out``.
+Writes ``launches.json`` and ``launches.md`` to ``--out`` after every measurement, atomically, so a
+run cut short keeps what it measured (``"complete": false``). The modes that launch the persistent
+kernel run last, the barrier alone first of them: a grid barrier that never opened would hang the
+process until the device stage's timeout kills it.
 """
 
 from __future__ import annotations
@@ -290,6 +293,46 @@ def kernel_tables(results: dict, top: int = 12) -> list[str]:
     return lines
 
 
+# The modes, in the order they run: the persistent kernels last, so that one which never finished (its
+# grid barrier waiting for good: the stage's timeout kills the process) leaves the others' figures.
+def _modes() -> dict[str, Callable[[], Callable[[int], None]]]:
+    return {
+        "xpnet-cupy-unfused": lambda: xpnet_case(graphs=False, fused=False),
+        "xpnet-cupy-fused (eager)": lambda: xpnet_case(graphs=False, fused=True),
+        "xpnet-cupy-fused (CUDA graph)": lambda: xpnet_case(graphs=True, fused=True),
+        "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
+        "xpnet-cupy-fused-step, 16 k per round (the depth of 2026-11-24)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="fused", max_staged_k=16),
+        "xpnet-cupy-cublas-graph (CUDA graph, cuBLAS products)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_gemm="cublas"),
+        "torch-cuda eager": torch_case,
+        "xpnet-cupy-persistent-step (CUDA graph, the plan as 1 kernel)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="persistent"),
+        "xpnet-cupy-persistent-step, 2 blocks per multiprocessor": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="persistent", blocks_per_sm=2),
+        "xpnet-cupy-epoch-step (an epoch's batches as 1 kernel)": lambda: xpnet_case(
+            graphs=True, fused=True, graph_step="epoch"),
+    }
+
+
+def report_lines(report: dict) -> list[str]:
+    """The Markdown of a :func:`main` report (``results``, ``barriers``, ``phases``, ``failed``)."""
+    lines = ["Per training step of the MNIST reference network (784-256-128-10 sigmoid, batch 128, Adam, float32).", "",
+             "| mode | kernels on the GPU | launch calls from the host | GPU busy (us) |", "|---|---:|---:|---:|"]
+    for name, r in report["results"].items():
+        lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
+    lines += [f"| {name} | failed: {why} | | |" for name, why in report["failed"].items()]
+    if report["barriers"]:
+        lines += ["", "The persistent step's grid barrier alone (phases without work, one launch; best of 5):", "",
+                  "| blocks per multiprocessor | grid | barriers | us per barrier |", "|---:|---:|---:|---:|"]
+        lines += [f"| {per_sm} | {b['blocks']} | {b['barriers']} | {b['us_per_barrier']:.2f} |"
+                  for per_sm, b in report["barriers"].items()]
+    lines += phase_table_lines(report["phases"])
+    if not report["complete"]:
+        lines += ["", "(incomplete: the run stopped before its last measurement)"]
+    return lines + kernel_tables(report["results"])
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "out"))
@@ -304,56 +347,38 @@ def main(argv: list[str] | None = None) -> int:
     if not ok:
         print(f"needs a CUDA GPU: {why}", file=sys.stderr)
         return 1
+    from xpnet._io import atomic_write
+
     from .env import environment
 
-    cases = {
-        "xpnet-cupy-unfused": lambda: xpnet_case(graphs=False, fused=False),
-        "xpnet-cupy-fused (eager)": lambda: xpnet_case(graphs=False, fused=True),
-        "xpnet-cupy-fused (CUDA graph)": lambda: xpnet_case(graphs=True, fused=True),
-        "xpnet-cupy-fused-step (CUDA graph, 3L+2 kernels)": lambda: xpnet_case(graphs=True, fused=True, graph_step="fused"),
-        "xpnet-cupy-fused-step, 16 k per round (the depth of 2026-11-24)": lambda: xpnet_case(
-            graphs=True, fused=True, graph_step="fused", max_staged_k=16),
-        "xpnet-cupy-persistent-step (CUDA graph, the plan as 1 kernel)": lambda: xpnet_case(
-            graphs=True, fused=True, graph_step="persistent"),
-        "xpnet-cupy-persistent-step, 2 blocks per multiprocessor": lambda: xpnet_case(
-            graphs=True, fused=True, graph_step="persistent", blocks_per_sm=2),
-        "xpnet-cupy-epoch-step (an epoch's batches as 1 kernel)": lambda: xpnet_case(
-            graphs=True, fused=True, graph_step="epoch"),
-        "xpnet-cupy-cublas-graph (CUDA graph, cuBLAS products)": lambda: xpnet_case(
-            graphs=True, fused=True, graph_gemm="cublas"),
-        "torch-cuda eager": torch_case,
-    }
-    results, failed = {}, {}
-    for name, make in cases.items():  # one failing mode is reported, not fatal: the others still count
-        try:
-            results[name] = count_per_step(make(), args.n1, args.n2)
-        except Exception as exc:
-            failed[name] = f"{type(exc).__name__}: {exc}"
-    lines = ["Per training step of the MNIST reference network (784-256-128-10 sigmoid, batch 128, Adam, float32).", "",
-             "| mode | kernels on the GPU | launch calls from the host | GPU busy (us) |", "|---|---:|---:|---:|"]
-    for name, r in results.items():
-        lines.append(f"| {name} | {r['kernels']:.1f} | {r['host_launches']:.1f} | {r['gpu_busy_us']:.1f} |")
-    lines += [f"| {name} | failed: {why} | | |" for name, why in failed.items()]
-    barriers, barrier_failed = at_one_and_two_blocks_per_sm(barrier_cost)
-    lines += ["", "The persistent step's grid barrier alone (phases without work, one launch; best of 5):", "",
-              "| blocks per multiprocessor | grid | barriers | us per barrier |", "|---:|---:|---:|---:|"]
-    lines += [f"| {per_sm} | {b['blocks']} | {b['barriers']} | {b['us_per_barrier']:.2f} |" for per_sm, b in barriers.items()]
-    lines += [f"| {per_sm} | failed: {why} | | |" for per_sm, why in barrier_failed.items()]
-    failed.update({f"grid barrier, {per_sm} blocks per multiprocessor": why for per_sm, why in barrier_failed.items()})
-    phases, phase_failed = at_one_and_two_blocks_per_sm(phase_times)
-    lines += phase_table_lines(phases)
-    lines += [f"\nphase by phase at {per_sm} per multiprocessor failed: {why}" for per_sm, why in phase_failed.items()]
-    failed.update({f"phases, {per_sm} blocks per multiprocessor": why for per_sm, why in phase_failed.items()})
-    lines += kernel_tables(results)
-    table = "\n".join(lines)
-    print(table)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    report = {"results": results, "barriers": barriers, "phases": phases, "failed": failed, "n1": args.n1, "n2": args.n2,
-              "environment": environment()}
-    (out / "launches.json").write_text(json.dumps(report, indent=2))
-    (out / "launches.md").write_text(table + "\n")
-    return 1 if failed else 0
+    report = {"results": {}, "barriers": {}, "phases": {}, "failed": {}, "complete": False, "n1": args.n1,
+              "n2": args.n2, "environment": environment()}
+
+    def write() -> str:  # after every measurement: a run cut short keeps what it measured
+        table = "\n".join(report_lines(report))
+        atomic_write(out / "launches.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
+        atomic_write(out / "launches.md", lambda fh: fh.write((table + "\n").encode()))
+        return table
+
+    modes = _modes()
+    persistent = [name for name in modes if "persistent" in name or "epoch" in name]
+    for name, make in modes.items():  # one failing mode is reported, not fatal: the others still count
+        if name == persistent[0]:  # the barrier alone first, the simplest launch of the persistent kernel
+            report["barriers"], failed = at_one_and_two_blocks_per_sm(barrier_cost)
+            report["failed"].update({f"grid barrier, {n} blocks per multiprocessor": why for n, why in failed.items()})
+            write()
+        try:
+            report["results"][name] = count_per_step(make(), args.n1, args.n2)
+        except Exception as exc:
+            report["failed"][name] = f"{type(exc).__name__}: {exc}"
+        write()
+    report["phases"], failed = at_one_and_two_blocks_per_sm(phase_times)
+    report["failed"].update({f"phases, {n} blocks per multiprocessor": why for n, why in failed.items()})
+    report["complete"] = True
+    print(write())
+    return 1 if report["failed"] else 0
 
 
 if __name__ == "__main__":

@@ -319,6 +319,56 @@ def test_the_persistent_steps_phases_are_tabled_with_their_sum(monkeypatch):
         {1: [1]}, {2: "RuntimeError: 2 blocks per multiprocessor asked, only 1 fit"})
 
 
+def test_launches_writes_after_every_measurement_with_the_persistent_kernels_last(monkeypatch, tmp_path):
+    """bench.launches on a GPU run cut short (a persistent kernel that never finished, killed by the
+    stage's timeout; here an interrupt): its files hold every measurement made before, marked
+    incomplete. The barrier alone runs before the first persistent mode, the phases last."""
+    monkeypatch.syspath_prepend(str(REPO))
+    import bench.env
+    import bench.launches as launches
+    import xpnet.backend
+
+    ran = []
+    monkeypatch.setattr(xpnet.backend, "cupy_usable", lambda: (True, ""))
+    monkeypatch.setattr(bench.env, "environment", lambda: {"machine": "test"})
+    monkeypatch.setattr(launches, "_modes", lambda: {name: (lambda name=name: name) for name in (
+        "xpnet-cupy-fused (CUDA graph)", "torch-cuda eager", "xpnet-cupy-persistent-step", "xpnet-cupy-epoch-step")})
+
+    def count(mode, n1, n2):
+        ran.append(mode)
+        if mode == "xpnet-cupy-epoch-step":
+            raise KeyboardInterrupt  # as the timeout's kill: nothing after it runs
+        if mode == "torch-cuda eager":
+            raise RuntimeError("no torch")
+        return {"kernels": 3.0, "host_launches": 1.0, "gpu_busy_us": 9.5, "by_kernel": {}}
+
+    monkeypatch.setattr(launches, "count_per_step", count)
+    monkeypatch.setattr(launches, "barrier_cost", lambda per_sm: ran.append(f"barrier {per_sm}") or {
+        "blocks": 132 * per_sm, "barriers": 1999, "launch_us": 2000.0, "us_per_barrier": 1.0})
+    monkeypatch.setattr(launches, "phase_times", lambda per_sm: ran.append(f"phases {per_sm}") or [])
+    with pytest.raises(KeyboardInterrupt):
+        launches.main(["--out", str(tmp_path)])
+    assert ran == ["xpnet-cupy-fused (CUDA graph)", "torch-cuda eager", "barrier 1", "barrier 2",
+                   "xpnet-cupy-persistent-step", "xpnet-cupy-epoch-step"]
+    report = json.loads((tmp_path / "launches.json").read_text())
+    assert not report["complete"] and list(report["results"]) == ["xpnet-cupy-fused (CUDA graph)", "xpnet-cupy-persistent-step"]
+    assert report["failed"] == {"torch-cuda eager": "RuntimeError: no torch"} and set(report["barriers"]) == {"1", "2"}
+    table = (tmp_path / "launches.md").read_text()
+    assert "| xpnet-cupy-persistent-step | 3.0 | 1.0 | 9.5 |" in table and "| 2 | 264 | 1999 | 1.00 |" in table
+    assert "(incomplete: the run stopped before its last measurement)" in table
+    # run to its end: the phases last, the report complete, a failed mode in the exit status
+    ran.clear()
+    monkeypatch.setattr(launches, "count_per_step", lambda mode, n1, n2: ran.append(mode) or {
+        "kernels": 1.0, "host_launches": 1.0, "gpu_busy_us": 1.0, "by_kernel": {}})
+    monkeypatch.setattr(launches, "barrier_cost", lambda per_sm: 1 / 0)
+    assert launches.main(["--out", str(tmp_path)]) == 1
+    assert ran[-3:] == ["xpnet-cupy-epoch-step", "phases 1", "phases 2"]
+    report = json.loads((tmp_path / "launches.json").read_text())
+    assert report["complete"] and len(report["results"]) == 4 and report["barriers"] == {}
+    assert report["failed"]["grid barrier, 2 blocks per multiprocessor"] == "ZeroDivisionError: division by zero"
+    assert "incomplete" not in (tmp_path / "launches.md").read_text()
+
+
 def test_accuracy_compares_means_with_welch_intervals():
     """bench.accuracy's interval is Welch's, as SciPy computes it, and the verdict follows it."""
     from scipy import stats
