@@ -400,6 +400,12 @@ def main(argv=None) -> int:
     # epochs are pooled. This VM's speed drifts over minutes, so interleaving is what makes the
     # same-run ratios fair; the sweep interleaves its contestants at every point likewise.
     runs: dict = {name: [] for name in names}
+    partial = out / "mnist.partial.json"  # every run so far, raw: what a run killed part-way (a stage's timeout) keeps
+
+    def keep_partial(sweep_runs: list | None = None) -> None:
+        record = {"task": task.to_dict(), "environment": env, "runs": runs, "sweep_runs": sweep_runs or []}
+        atomic_write(partial, lambda fh: fh.write(json.dumps(record, indent=2, default=str).encode()))
+
     with tqdm(total=len(names) * args.rounds, desc="contestants", unit="run", file=sys.stderr) as bar:
         for round_no in range(args.rounds):
             for name in rotated(names, round_no):
@@ -411,6 +417,7 @@ def main(argv=None) -> int:
                 else:
                     status = f"{r['status']}: {r['reason']}"
                 tqdm.write(f"  {name:<24} {status}", file=sys.stdout)
+                keep_partial()
                 bar.update()
     results = {name: pool_rounds(rs, task) for name, rs in runs.items()}
 
@@ -424,8 +431,11 @@ def main(argv=None) -> int:
         point_runs: dict = {}
         jobs = [(name, axis, t, i) for i, (axis, t) in enumerate(grid) for round_no in range(args.rounds)
                 for name in rotated(sweep_names, round_no + i)]
+        done: list = []
         for name, axis, t, i in tqdm(jobs, desc="sweep", unit="run", file=sys.stderr):
-            point_runs.setdefault((i, name), (axis, t, []))[2].append(run_in_child(name, t, args.timeout, threads))
+            point_runs.setdefault((i, name), (axis, t, []))[2].append(r := run_in_child(name, t, args.timeout, threads))
+            done.append({"contestant": name, "axis": axis, "batch_size": t.batch_size, "hidden": list(t.hidden), **r})
+            keep_partial(done)
         for (i, name), (axis, t, rs) in point_runs.items():
             sweep.append({"contestant": name, "axis": axis, "batch_size": t.batch_size, "hidden": list(t.hidden),
                           "hidden_total": sum(t.hidden), "train_samples": t.train_samples, **pool_rounds(rs, t)})
@@ -454,6 +464,7 @@ def main(argv=None) -> int:
         table += "\n" + precision_markdown(precisions, task.epochs)
     atomic_write(out / "mnist.json", lambda fh: fh.write(json.dumps(report, indent=2).encode()))
     atomic_write(out / "mnist.md", lambda fh: fh.write(table.encode()))
+    partial.unlink(missing_ok=True)  # the whole report is written
     try:
         bar_chart(results, out / "mnist.png", task.describe())
         if sweep:

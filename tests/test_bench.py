@@ -47,6 +47,7 @@ def test_report_has_every_field(quick_run):
     assert report["results"]["xpnet-numpy-unfused"]["fused"] is False
     table = (out / "mnist.md").read_text()
     assert "| xpnet-numpy-fused |" in table and table in stdout
+    assert not (out / "mnist.partial.json").exists()  # the runs so far, only while the report is not written
     assert (out / "mnist.png").read_bytes()[:4] == b"\x89PNG"
     floor = report["results"]["sgemm-floor"]  # not a trainer: no accuracy, a blank in the table
     assert floor["status"] == "ok" and floor["test_accuracy"] is None and floor["gflop_per_second"] > 0
@@ -158,6 +159,25 @@ def test_rounds_pool_and_rotate():
     assert pooled["peak_host_memory_bytes"] == 40 and pooled["samples_per_second"] == REFERENCE.train_samples / 5.0
     skipped = {"status": "skipped", "reason": "no GPU"}
     assert pool_rounds([skipped, skipped], REFERENCE) == skipped
+
+
+def test_a_run_cut_short_keeps_the_contestants_it_ran(monkeypatch, tmp_path):
+    """A device stage's timeout kills bench.mnist part-way; mnist.partial.json then holds every
+    contestant's run so far (the report is written only at the end)."""
+    import bench.mnist
+
+    def run_in_child(name, task, timeout, threads):
+        if name == "sklearn-mlp":
+            raise KeyboardInterrupt  # as the timeout's kill
+        return {"status": "ok", "median_epoch_seconds": 0.5, "test_accuracy": 0.9, "epoch_seconds": [0.5]}
+
+    monkeypatch.setattr(bench.mnist, "run_in_child", run_in_child)
+    with pytest.raises(KeyboardInterrupt):
+        bench.mnist.main(["--contestants", "xpnet-numpy-fused,sklearn-mlp", "--out", str(tmp_path)])
+    kept = json.loads((tmp_path / "mnist.partial.json").read_text())
+    assert kept["runs"] == {"xpnet-numpy-fused": [run_in_child("xpnet-numpy-fused", None, 0, None)], "sklearn-mlp": []}
+    assert kept["task"]["hidden"] == [256, 128] and "versions" in kept["environment"] and kept["sweep_runs"] == []
+    assert not (tmp_path / "mnist.json").exists()
 
 
 def test_bad_arguments_are_refused_before_anything_runs(capsys):
