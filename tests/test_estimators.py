@@ -366,6 +366,31 @@ def test_logistic_regression_stops_on_tol_and_matches_scikit_learn(iris_pair):
     np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=1e-6)
 
 
+@pytest.mark.parametrize("classes,C,weighted", [(2, 0.1, False), (2, 10.0, True), (3, 1.0, False), (3, 1.0, True)])
+def test_logistic_regression_standardized_by_default_is_scikit_learns_scaled_pipeline(classes, C, weighted):
+    """standardize=True (the default) penalises the coefficients of the standardised features: the
+    fit is scikit-learn's make_pipeline(StandardScaler(), LogisticRegression(C=1 / alpha)), its
+    coefficients carried back to the raw features (sample weights in both steps). It is not
+    LogisticRegression(C) on the raw features, whose penalty weighs each feature by its scale."""
+    from sklearn.datasets import make_classification
+    from sklearn.linear_model import LogisticRegression as SkLogistic
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = make_classification(120, 5, n_informative=3, n_redundant=0, n_classes=classes, random_state=classes)
+    X = X * np.arange(1, 6) + 3.0  # features of different scales and means
+    w = np.random.default_rng(0).random(120) * 2 if weighted else None
+    ours = xpnet.LogisticRegression(alpha=1 / C, tol=1e-10, max_iter=20000).fit(X, y, sample_weight=w)
+    pipe = make_pipeline(StandardScaler(), SkLogistic(C=C, tol=1e-12, max_iter=5000))
+    pipe.fit(X, y, standardscaler__sample_weight=w, logisticregression__sample_weight=w)
+    scaler, theirs = pipe
+    coef = theirs.coef_ / scaler.scale_
+    np.testing.assert_allclose(ours.coef_, coef, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(ours.intercept_, theirs.intercept_ - coef @ scaler.mean_, rtol=1e-5, atol=1e-7)
+    raw = SkLogistic(C=C, tol=1e-12, max_iter=5000).fit(X, y, sample_weight=w)
+    assert np.max(np.abs(ours.coef_ - raw.coef_)) > 1e-3  # another objective
+
+
 def test_linear_models_take_sample_weight_as_scikit_learns_do():
     """LinearRegression and LogisticRegression took no sample_weight. Integer weights now equal
     repeated rows (the standardisation is weighted too), and the fits equal scikit-learn's weighted

@@ -147,9 +147,12 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     standardised features, from zero weights (so a constant feature gets coefficient 0);
     the defaults converge on small, separable problems such as iris setosa vs versicolor.
     ``alpha`` is the L2 penalty ``alpha / (2N) ||W||^2``, which is scikit-learn's ``1 / C``:
-    the default ``alpha=1.0`` is its ``C=1.0`` (on unstandardised features the coefficients
-    then equal scikit-learn's; tested). Without a penalty, separable classes have no finite
-    optimum. Training stops when the largest absolute gradient entry is at most ``tol``
+    the default ``alpha=1.0`` is its ``C=1.0``. The penalty is on the weights the model trains,
+    those of the standardised features by default, so the fit is scikit-learn's
+    ``make_pipeline(StandardScaler(), LogisticRegression(C=1 / alpha))`` (its coefficients
+    reported for the raw features); with ``standardize=False`` it is
+    ``LogisticRegression(C=1 / alpha)`` on the raw features (both tested). Without a penalty,
+    separable classes have no finite optimum. Training stops when the largest absolute gradient entry is at most ``tol``
     (scikit-learn's lbfgs criterion; full batch), or at ``max_iter``. ``n_iter_no_change``
     applies to mini-batches (``batch_size`` set): the loss rule of the MLP estimators.
 
