@@ -307,19 +307,25 @@ def test_estimators_on_array_api_strict(iris_pair):
 
 def test_perceptron_compiled_epoch_equals_the_reference_and_stops_like_scikit_learn():
     """Digits (integer features, eta0=1: exact arithmetic) through the Numba epoch and the
-    Array-API reference give identical weights; the default tol rule stops long before max_iter."""
+    Array-API reference give identical weights; the default tol rule stops long before max_iter,
+    each one-vs-rest unit by its own loss, as scikit-learn's: in a fixed order the weights and
+    n_iter_ are scikit-learn's. (Units trained together, stopped by their summed loss, ended
+    elsewhere: 6 of 40 random multiclass fits differed, by up to 7.5, 2026-11-24.)"""
     from sklearn.datasets import load_digits
+    from sklearn.linear_model import Perceptron as SkPerceptron
 
     X, y = load_digits(return_X_y=True)
     fused = xpnet.Perceptron(random_state=0, max_iter=4, tol=None).fit(X, y)
     reference = xpnet.Perceptron(random_state=0, max_iter=4, tol=None, fused=False).fit(X, y)
     np.testing.assert_array_equal(fused.coef_, reference.coef_)
-    assert fused.errors_ == reference.errors_
+    assert fused.errors_ == reference.errors_ and fused.loss_curve_ == reference.loss_curve_
     p = xpnet.Perceptron(random_state=0).fit(X, y)
     assert p.n_iter_ < 100 and p.score(X, y) > 0.9
-    losses = np.array(p.loss_curve_)
-    best_before = np.minimum.accumulate(losses)[-6:-1]  # the last 5 epochs improved on the best by < tol * n
-    assert np.all(losses[-5:] > best_before - 1e-3 * len(X))
+    for kw in (dict(shuffle=False), dict(shuffle=False, tol=0.1, n_iter_no_change=2, eta0=0.5)):
+        ours, theirs = xpnet.Perceptron(**kw).fit(X, y), SkPerceptron(**kw).fit(X, y)
+        np.testing.assert_array_equal(ours.coef_, theirs.coef_)
+        np.testing.assert_array_equal(ours.intercept_, theirs.intercept_)
+        assert ours.n_iter_ == theirs.n_iter_ < 100 and len(ours.errors_) == len(ours.loss_curve_) == ours.n_iter_
 
 
 def test_weighted_perceptron_equals_scikit_learns_and_the_reference():

@@ -218,15 +218,19 @@ class Perceptron(_ClassifierMixin, _Estimator):
     """Rosenblatt's perceptron: on a mistake ``y (w.x + b) <= 0``, ``w += eta0 y x``, ``b += eta0 y``.
 
     Two classes use one unit with labels mapped to -1/+1; more classes train one
-    unit per class (one-vs-rest), updated together. Each epoch is one call of
+    unit per class (one-vs-rest), each alone, as scikit-learn's does. Each epoch is one call of
     ``ops.perceptron_epoch`` (compiled with Numba on NumPy; the Array-API reference elsewhere).
-    Training stops after an epoch without mistakes, or by scikit-learn's rule: when the
+    A unit stops after an epoch without mistakes, or by scikit-learn's rule: when the
     epoch's summed perceptron loss ``max(0, -y (w.x + b))`` has not fallen below the best by
     ``tol * n_samples`` for ``n_iter_no_change`` epochs (``tol=None`` turns that off), or
-    after ``max_iter`` epochs.
+    after ``max_iter`` epochs. With ``shuffle=False`` the weights are scikit-learn's (tested),
+    and so is ``n_iter_`` unless a unit has an epoch without mistakes: scikit-learn runs on
+    there (changing nothing), so its ``n_iter_`` is larger.
 
     Attributes: ``classes_``, ``coef_`` ``(1 or n_classes, n_features)``,
-    ``intercept_``, ``n_iter_``, ``errors_`` (mistakes per epoch), ``loss_curve_``.
+    ``intercept_``, ``n_iter_`` (the most epochs of any unit, as scikit-learn's),
+    ``errors_`` (mistakes per epoch) and ``loss_curve_``, each summed over the units
+    still training at that epoch.
     """
 
     def __init__(
@@ -263,26 +267,34 @@ class Perceptron(_ClassifierMixin, _Estimator):
         ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
         signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)
-        Y = backend.asarray(signs, dtype=dtype)
-        W = xp.zeros((self.n_features_in_, k), dtype=dtype, device=backend.device)
-        b = xp.zeros((k,), dtype=dtype, device=backend.device)
         rng = np.random.default_rng(self.random_state)
         n = Xd.shape[0]
-        self.errors_, self.loss_curve_ = [], []
-        best, stale = np.inf, 0
-        for _ in range(max_iter):
-            order = rng.permutation(n) if shuffle else np.arange(n)
-            W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
-            self.errors_.append(mistakes)
-            self.loss_curve_.append(loss)
-            if mistakes == 0:
-                break
-            if tol is not None:  # scikit-learn's SGD rule (sklearn/linear_model/_sgd_fast)
-                stale = stale + 1 if loss > best - tol * n else 0
-                best = min(best, loss)
-                if stale >= patience:
+        columns, runs = [], []
+        for unit in range(k):  # one-vs-rest: each unit trained alone, with its own stopping, as scikit-learn's
+            Y = backend.asarray(signs[:, unit:unit + 1], dtype=dtype)
+            W = xp.zeros((self.n_features_in_, 1), dtype=dtype, device=backend.device)
+            b = xp.zeros((1,), dtype=dtype, device=backend.device)
+            errors, losses = [], []
+            best, stale = np.inf, 0
+            for _ in range(max_iter):
+                order = rng.permutation(n) if shuffle else np.arange(n)
+                W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
+                errors.append(mistakes)
+                losses.append(loss)
+                if mistakes == 0:
                     break
-        self.n_iter_ = len(self.errors_)
+                if tol is not None:  # scikit-learn's SGD rule (sklearn/linear_model/_sgd_fast)
+                    stale = stale + 1 if loss > best - tol * n else 0
+                    best = min(best, loss)
+                    if stale >= patience:
+                        break
+            columns.append((W, b))
+            runs.append((errors, losses))
+        self.n_iter_ = max(len(errors) for errors, _ in runs)  # scikit-learn's, over the units
+        self.errors_ = [sum(errors[e] for errors, _ in runs if e < len(errors)) for e in range(self.n_iter_)]
+        self.loss_curve_ = [sum(losses[e] for _, losses in runs if e < len(losses)) for e in range(self.n_iter_)]
+        W = columns[0][0] if k == 1 else xp.concat([W for W, _ in columns], axis=1)
+        b = columns[0][1] if k == 1 else xp.concat([b for _, b in columns], axis=0)
         self.coef_, self.intercept_ = W.T, b
         self.model_ = _LinearScorer(backend, W, b)
         return self
