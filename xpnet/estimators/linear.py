@@ -152,8 +152,8 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     ``make_pipeline(StandardScaler(), LogisticRegression(C=1 / alpha))`` (its coefficients
     reported for the raw features); with ``standardize=False`` it is
     ``LogisticRegression(C=1 / alpha)`` on the raw features (both tested). Without a penalty,
-    separable classes have no finite optimum. Training stops when the largest absolute gradient entry is at most ``tol``
-    (scikit-learn's lbfgs criterion; full batch), or at ``max_iter``. ``n_iter_no_change``
+    separable classes have no finite optimum. Training stops when the largest absolute gradient
+    entry is at most ``tol`` (scikit-learn's lbfgs criterion; full batch), or at ``max_iter``. ``n_iter_no_change``
     applies to mini-batches (``batch_size`` set): the loss rule of the MLP estimators.
 
     Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
@@ -290,14 +290,20 @@ class Perceptron(_ClassifierMixin, _Estimator):
                         break
             columns.append((W, b))
             runs.append((errors, losses))
-        self.n_iter_ = max(len(errors) for errors, _ in runs)  # scikit-learn's, over the units
-        self.errors_ = [sum(errors[e] for errors, _ in runs if e < len(errors)) for e in range(self.n_iter_)]
-        self.loss_curve_ = [sum(losses[e] for _, losses in runs if e < len(losses)) for e in range(self.n_iter_)]
+        self._record_epochs(runs)
         W = columns[0][0] if k == 1 else xp.concat([W for W, _ in columns], axis=1)
         b = columns[0][1] if k == 1 else xp.concat([b for _, b in columns], axis=0)
         self.coef_, self.intercept_ = W.T, b
         self.model_ = _LinearScorer(backend, W, b)
         return self
+
+    def _record_epochs(self, runs: list[tuple[list[int], list[float]]]) -> None:
+        """``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``errors_`` and
+        ``loss_curve_`` (each epoch's, summed over the units still training) from each unit's
+        ``(mistakes per epoch, loss per epoch)``."""
+        self.n_iter_ = max(len(errors) for errors, _ in runs)
+        self.errors_ = [sum(errors[e] for errors, _ in runs if e < len(errors)) for e in range(self.n_iter_)]
+        self.loss_curve_ = [sum(losses[e] for _, losses in runs if e < len(losses)) for e in range(self.n_iter_)]
 
     def _transform(self, Xd: Any) -> Any:
         return Xd
