@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,6 +145,25 @@ def gpu_seconds(fn, calls: int = 20, repeats: int = 5) -> float:
     del graph
     pool.free_all_blocks()
     return statistics.median(samples)
+
+
+def event_seconds(fn: Any, repeats: int, between: Any = None) -> list[float]:
+    """Seconds of each of ``repeats`` calls of ``fn`` on the current CUDA stream, between two CUDA
+    events (the GPU's time, the host's launch gap included: for calls long enough that it does not
+    count); ``between()`` runs after each call, outside the timed span."""
+    import cupy
+
+    samples = []
+    for _ in range(repeats):
+        start, end = cupy.cuda.Event(), cupy.cuda.Event()
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        samples.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
+        if between is not None:
+            between()
+    return samples
 
 
 def copy_bandwidth(repeats: int = 5) -> tuple[float, int]:

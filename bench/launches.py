@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from .arguments import positive_int
+from .kernels import event_seconds
 
 LAUNCH_CALLS = ("cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchKernel", "cudaLaunchKernelExC",
                 "cudaLaunchKernelEx", "cudaGraphLaunch", "cuGraphLaunch", "cudaLaunchCooperativeKernel")
@@ -196,18 +197,11 @@ def barrier_cost(blocks_per_sm: int, phases: int = 8, steps: int = 250, repeats:
                                                 zeros=lambda shape, dt: cupy.zeros(shape, dtype=dt))
         run = cuda_step.CudaKernels()
         run([launch])  # compiles; the barrier ends as it began, with no block arrived
-        times = []
-        for _ in range(repeats):
-            start, stop = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
-            run([launch])
-            stop.record()
-            stop.synchronize()
-            times.append(cupy.cuda.get_elapsed_time(start, stop) * 1e3)
+        best_us = min(event_seconds(lambda: run([launch]), repeats)) * 1e6
     finally:
         cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
     barriers = phases * steps - 1
-    return {"blocks": blocks, "barriers": barriers, "launch_us": min(times), "us_per_barrier": min(times) / barriers}
+    return {"blocks": blocks, "barriers": barriers, "launch_us": best_us, "us_per_barrier": best_us / barriers}
 
 
 def phase_times(blocks_per_sm: int, steps: int = 100, repeats: int = 3) -> list[dict]:
@@ -230,6 +224,10 @@ def phase_times(blocks_per_sm: int, steps: int = 100, repeats: int = 3) -> list[
     plan = captured._fused_plan(rows)
     captured.counters[:3] = cupy.asarray([0, 0, -1])  # the epoch's start: the gather reads batch 0, within X
     counters = captured.counters.copy()
+
+    def put_back() -> None:
+        captured.counters[...] = counters
+
     kernels = cuda_step.CudaKernels()
     saved = cuda_step.PERSISTENT_BLOCKS_PER_SM
     cuda_step.PERSISTENT_BLOCKS_PER_SM = blocks_per_sm  # the kernel the step was compiled as
@@ -237,18 +235,10 @@ def phase_times(blocks_per_sm: int, steps: int = 100, repeats: int = 3) -> list[
     try:
         for first, stop in persistent_step.phase_spans(plan):
             alone = persistent_step.phase_alone(launch, first, stop, steps, lambda shape, dt: cupy.zeros(shape, dtype=dt))
-            times = []
-            for _ in range(repeats + 1):
-                start, end = cupy.cuda.Event(), cupy.cuda.Event()
-                start.record()
-                kernels([alone])
-                end.record()
-                end.synchronize()
-                times.append(cupy.cuda.get_elapsed_time(start, end) * 1e3 / steps)
-                captured.counters[...] = counters
+            times = event_seconds(lambda: kernels([alone]), repeats + 1, between=put_back)  # the first warms up
             phases.append({"kernels": [planned.kernel for planned in plan[first:stop]],
                            "blocks": [int(np.prod(planned.grid)) for planned in plan[first:stop]],
-                           "us": min(times[1:])})
+                           "us": min(times[1:]) * 1e6 / steps})
     finally:
         cuda_step.PERSISTENT_BLOCKS_PER_SM = saved
     return phases

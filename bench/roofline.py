@@ -66,18 +66,10 @@ def _gpu_seconds(fn: Any, repeats: int = 10) -> float:
     """Median seconds per call of ``fn`` on the current CUDA stream, timed with CUDA events: for
     CuPy's cuBLAS products, which CuPy does not let a graph capture (``bench.kernels.gpu_seconds``)
     and which are long enough that the host's launch gap does not count."""
-    import cupy
+    from .kernels import event_seconds
 
     fn()
-    samples = []
-    for _ in range(repeats):
-        start, end = cupy.cuda.Event(), cupy.cuda.Event()
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        samples.append(cupy.cuda.get_elapsed_time(start, end) / 1e3)
-    return statistics.median(samples)
+    return statistics.median(event_seconds(fn, repeats))
 
 
 def machine_limits(n: int = 8192) -> dict:
