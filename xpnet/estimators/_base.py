@@ -309,6 +309,21 @@ class _Estimator(_SkBase):
         return min(check_positive_int("batch_size", bs), n)
 
 
+def scikit_learn_draws(random_state: Any) -> Any:
+    """The generator one ``fit`` or ``partial_fit`` call draws from, made as scikit-learn's MLP and
+    SGD estimators make it at each call (``check_random_state``): NumPy's global ``RandomState``
+    for None, a new ``RandomState(random_state)`` for a seed, the object itself for a
+    ``RandomState``; and what only NumPy's ``default_rng`` takes (a ``Generator``, a
+    ``SeedSequence``) as ``default_rng`` makes it."""
+    if random_state is None:
+        return np.random.mtrand._rand
+    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
+        return random_state
+    if isinstance(random_state, np.random.SeedSequence):
+        return np.random.default_rng(random_state)
+    return np.random.RandomState(random_state)
+
+
 def _not_fitted_error(est: Any) -> Exception:
     try:
         from sklearn.exceptions import NotFittedError

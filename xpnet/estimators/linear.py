@@ -4,7 +4,8 @@ on optionally standardised features) and ``Perceptron`` (a compiled epoch of the
 
 from __future__ import annotations
 
-from typing import Any
+import warnings
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -15,7 +16,8 @@ from ..layers import Dense
 from ..network import Sequential
 from ..ops import _device
 from ..optim import SGD
-from ._base import _ClassifierMixin, _Estimator, _RegressorMixin, _check_float, _unchanged_if_it_raises
+from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_float,
+                    _unchanged_if_it_raises, scikit_learn_draws)
 
 
 class _Standardized:
@@ -214,23 +216,70 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         return self._like_input(X, out[:, 0] if out.shape[1] == 1 else out)
 
 
+_INT32_MAX = int(np.iinfo(np.int32).max)
+
+
+def _integers(draws: Any, low: int, high: int, size: int | None = None) -> Any:
+    """``draws.randint(low, high, size)`` (scikit-learn's call), or ``integers`` for a ``Generator``."""
+    return (draws.integers if isinstance(draws, np.random.Generator) else draws.randint)(low, high, size)
+
+
+def scikit_learn_sgd_seeds(random_state: Any, units: int) -> list[int]:
+    """Each unit's shuffling seed, drawn as scikit-learn's SGD estimators draw it from
+    ``random_state`` (sklearn/linear_model/_stochastic_gradient.py). One unit: ``fit_binary`` draws
+    from the fit's generator ``make_dataset``'s seed, then the shuffle's. Several (one-vs-rest):
+    ``_fit_multiclass`` first draws one seed per unit, and each unit's ``fit_binary`` draws those two
+    from a ``RandomState`` of its own seed."""
+    draws = scikit_learn_draws(random_state)
+    if units == 1:
+        per_unit = [draws]
+    else:
+        per_unit = [np.random.RandomState(int(seed)) for seed in _integers(draws, 0, _INT32_MAX, units)]
+    seeds = []
+    for unit_draws in per_unit:
+        _integers(unit_draws, 1, _INT32_MAX)  # make_dataset's seed, which the epoch order does not use
+        seeds.append(int(_integers(unit_draws, 0, _INT32_MAX)))
+    return seeds
+
+
+def scikit_learn_sgd_orders(n: int, seed: int) -> Iterator[np.ndarray]:
+    """scikit-learn's SGD epoch orders of ``n`` samples (``SequentialDataset.shuffle`` before each
+    epoch): a Fisher-Yates shuffle of the previous epoch's order, its swaps drawn by scikit-learn's
+    xorshift generator (``our_rand_r``) from ``seed`` anew at every epoch, so each epoch applies the
+    same permutation of positions to the order before it. Yields ``(n,)`` index arrays."""
+    positions = np.arange(n)
+    state = seed or 1  # our_rand_r replaces a zero state with 1
+    for i in range(n - 1):
+        state ^= (state << 13) & 0xFFFFFFFF
+        state ^= state >> 17
+        state ^= (state << 5) & 0xFFFFFFFF
+        j = i + (state & 0x7FFFFFFF) % (n - i)
+        positions[i], positions[j] = positions[j], positions[i]
+    order = np.arange(n)
+    while True:
+        order = order[positions]
+        yield order
+
+
 class Perceptron(_ClassifierMixin, _Estimator):
     """Rosenblatt's perceptron: on a mistake ``y (w.x + b) <= 0``, ``w += eta0 y x``, ``b += eta0 y``.
 
     Two classes use one unit with labels mapped to -1/+1; more classes train one
     unit per class (one-vs-rest), each alone, as scikit-learn's does. Each epoch is one call of
     ``ops.perceptron_epoch`` (compiled with Numba on NumPy; the Array-API reference elsewhere).
-    A unit stops after an epoch without mistakes, or by scikit-learn's rule: when the
-    epoch's summed perceptron loss ``max(0, -y (w.x + b))`` has not fallen below the best by
-    ``tol * n_samples`` for ``n_iter_no_change`` epochs (``tol=None`` turns that off), or
-    after ``max_iter`` epochs. With ``shuffle=False`` the weights are scikit-learn's (tested),
-    and so is ``n_iter_`` unless a unit has an epoch without mistakes: scikit-learn runs on
-    there (changing nothing), so its ``n_iter_`` is larger.
+    A unit stops by scikit-learn's rule: when the epoch's summed perceptron loss
+    ``max(0, -y (w.x + b))`` has not fallen below the best by ``tol * n_samples`` for
+    ``n_iter_no_change`` epochs (``tol=None`` turns that off), or after ``max_iter`` epochs.
+    ``shuffle=True`` visits the samples in scikit-learn's epoch orders, drawn from ``random_state``
+    as scikit-learn draws them, so with the same ``random_state`` (or ``shuffle=False``) the
+    weights and ``n_iter_`` are scikit-learn's (tested). After an epoch without mistakes the weights
+    can no longer change, so a unit's later epochs are counted, not run: each has no mistakes and
+    no loss. ``ConvergenceWarning`` when ``max_iter`` ends a fit with ``tol`` set, as scikit-learn.
 
     Attributes: ``classes_``, ``coef_`` ``(1 or n_classes, n_features)``,
-    ``intercept_``, ``n_iter_`` (the most epochs of any unit, as scikit-learn's),
-    ``errors_`` (mistakes per epoch) and ``loss_curve_``, each summed over the units
-    still training at that epoch.
+    ``intercept_``, ``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``t_``
+    (``n_iter_ * n_samples + 1``, as scikit-learn's), ``errors_`` (mistakes per epoch) and
+    ``loss_curve_``, each summed over the units still training at that epoch.
     """
 
     def __init__(
@@ -267,22 +316,24 @@ class Perceptron(_ClassifierMixin, _Estimator):
         ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
         signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)
-        rng = np.random.default_rng(self.random_state)
         n = Xd.shape[0]
         columns, runs = [], []
-        for unit in range(k):  # one-vs-rest: each unit trained alone, with its own stopping, as scikit-learn's
+        for unit, seed in enumerate(scikit_learn_sgd_seeds(self.random_state, k)):  # one-vs-rest, as scikit-learn's
             Y = backend.asarray(signs[:, unit:unit + 1], dtype=dtype)
             W = xp.zeros((self.n_features_in_, 1), dtype=dtype, device=backend.device)
             b = xp.zeros((1,), dtype=dtype, device=backend.device)
+            orders = scikit_learn_sgd_orders(n, seed) if shuffle else None
             errors, losses = [], []
-            best, stale = np.inf, 0
+            best, stale, settled = np.inf, 0, False
             for _ in range(max_iter):
-                order = rng.permutation(n) if shuffle else np.arange(n)
-                W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
+                if settled:  # the last epoch made no mistake, so W and b stay: no mistake, no loss
+                    mistakes, loss = 0, 0.0
+                else:
+                    order = next(orders) if shuffle else np.arange(n)
+                    W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
+                    settled = mistakes == 0
                 errors.append(mistakes)
                 losses.append(loss)
-                if mistakes == 0:
-                    break
                 if tol is not None:  # scikit-learn's SGD rule (sklearn/linear_model/_sgd_fast)
                     stale = stale + 1 if loss > best - tol * n else 0
                     best = min(best, loss)
@@ -290,18 +341,22 @@ class Perceptron(_ClassifierMixin, _Estimator):
                         break
             columns.append((W, b))
             runs.append((errors, losses))
-        self._record_epochs(runs)
+        self._record_epochs(runs, n)
         W = columns[0][0] if k == 1 else xp.concat([W for W, _ in columns], axis=1)
         b = columns[0][1] if k == 1 else xp.concat([b for _, b in columns], axis=0)
         self.coef_, self.intercept_ = W.T, b
         self.model_ = _LinearScorer(backend, W, b)
+        if tol is not None and self.n_iter_ == max_iter:
+            warnings.warn("Maximum number of iteration reached before convergence. Consider increasing max_iter "
+                          "to improve the fit.", ConvergenceWarning)
         return self
 
-    def _record_epochs(self, runs: list[tuple[list[int], list[float]]]) -> None:
-        """``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``errors_`` and
+    def _record_epochs(self, runs: list[tuple[list[int], list[float]]], n_samples: int) -> None:
+        """``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``t_``, ``errors_`` and
         ``loss_curve_`` (each epoch's, summed over the units still training) from each unit's
         ``(mistakes per epoch, loss per epoch)``."""
         self.n_iter_ = max(len(errors) for errors, _ in runs)
+        self.t_ = 1.0 + self.n_iter_ * n_samples
         self.errors_ = [sum(errors[e] for errors, _ in runs if e < len(errors)) for e in range(self.n_iter_)]
         self.loss_curve_ = [sum(losses[e] for _, losses in runs if e < len(losses)) for e in range(self.n_iter_)]
 

@@ -20,7 +20,7 @@ from ..sources import DataSource
 from ..optim import SGD, Adam, _check_number
 from ._base import (ConvergenceWarning, DataConversionWarning, _ClassifierMixin, _Estimator, _RegressorMixin,
                     _check_below_one, _check_float, _labels, _sklearn_label_checks, _typed_labels,
-                    _unchanged_if_it_raises)
+                    _unchanged_if_it_raises, scikit_learn_draws)
 
 
 class _SklearnLines(Callback):
@@ -52,20 +52,6 @@ def _fused_for_fit(fused: bool | None, backend: Any, n_samples: int, widths: lis
     if fused is not None or not backend.is_numpy or "xpnet.kernels.numba_cpu" in sys.modules:
         return fused
     return None if n_samples * sum(widths) * epochs >= FUSED_AUTO_MIN_WORK else False
-
-
-def scikit_learn_draws(random_state: Any) -> Any:
-    """The generator one ``fit`` or ``partial_fit`` call draws from, made as scikit-learn's MLP makes
-    it at each call (``check_random_state``): NumPy's global ``RandomState`` for None, a new
-    ``RandomState(random_state)`` for a seed, the object itself for a ``RandomState``; and what only
-    NumPy's ``default_rng`` takes (a ``Generator``, a ``SeedSequence``) as ``default_rng`` makes it."""
-    if random_state is None:
-        return np.random.mtrand._rand
-    if isinstance(random_state, (np.random.RandomState, np.random.Generator)):
-        return random_state
-    if isinstance(random_state, np.random.SeedSequence):
-        return np.random.default_rng(random_state)
-    return np.random.RandomState(random_state)
 
 
 def scikit_learn_initial_weights(model: Sequential, activation: str, draws: Any = None) -> None:
