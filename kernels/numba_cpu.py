@@ -247,7 +247,7 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
     return param, velocity
 
 
-def _perceptron_epoch_body(X, Y, W, b, order, etas):
+def _perceptron_epoch_body(X, Y, W, b, order, etas, fit_intercept):
     d, k = W.shape
     mistakes = 0
     loss = 0.0
@@ -265,7 +265,8 @@ def _perceptron_epoch_body(X, Y, W, b, order, etas):
                 step = etas[i] * Y[i, j]
                 for f in range(d):
                     W[f, j] += step * X[i, f]
-                b[j] += step
+                if fit_intercept:
+                    b[j] += step
         if wrong_any:
             mistakes += 1
     return mistakes, loss
@@ -274,15 +275,16 @@ def _perceptron_epoch_body(X, Y, W, b, order, etas):
 _perceptron_epoch_serial = _jit(False)(_perceptron_epoch_body)
 
 
-def perceptron_epoch(X, Y, W, b, order, *, eta0, weights=None):
+def perceptron_epoch(X, Y, W, b, order, *, eta0, weights=None, fit_intercept=True):
     """One perceptron epoch compiled (the per-sample rule cannot be vectorised): ``W`` and ``b`` in
     place, returns ``(W, b, mistakes, loss)`` like ``ops.perceptron_epoch_reference``; sample
-    ``weights`` ``(N,)`` (host) scale each sample's step."""
+    ``weights`` ``(N,)`` (host) scale each sample's step; ``fit_intercept=False`` leaves ``b``."""
     if not _contiguous_same(W, W) or not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in (X, Y, b)):
-        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=np, weights=weights)
+        return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=np, weights=weights,
+                                               fit_intercept=fit_intercept)
     n = X.shape[0]
     etas = (np.full(n, eta0) if weights is None else eta0 * np.asarray(weights, dtype=np.float64)).astype(W.dtype)
-    mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), etas)
+    mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), etas, bool(fit_intercept))
     return W, b, int(mistakes), float(loss)
 
 

@@ -1,5 +1,7 @@
 """The seed models: the classic demos, and scikit-learn's conventions."""
 
+import functools
+
 import numpy as np
 import pytest
 
@@ -370,6 +372,72 @@ def test_shuffled_perceptron_visits_scikit_learns_epoch_orders(random_state):
         assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_)
         assert len(our_warnings) == len(their_warnings) == (1 if kw.get("max_iter") == 3 else 0)
     assert not np.array_equal(ours.coef_, xpnet.Perceptron(random_state=4, max_iter=2, tol=None).fit(X, y % 2).coef_)
+
+
+def test_perceptron_takes_scikit_learns_other_options():
+    """The default random_state (0), fit_intercept, class_weight (a dict, or "balanced"),
+    warm_start and partial_fit mean what they mean in scikit-learn's Perceptron: on digits the
+    weights, n_iter_ and t_ are scikit-learn's (exactly with dyadic class weights; "balanced" ones
+    are not, so there to rounding: the sums run in another order)."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    X, y = load_digits(return_X_y=True)
+    half = len(y) // 2
+
+    def assert_same(ours, theirs, exact=True):
+        check = np.testing.assert_array_equal if exact else functools.partial(np.testing.assert_allclose, rtol=1e-12)
+        check(ours.coef_, theirs.coef_)
+        check(ours.intercept_, theirs.intercept_)
+        assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_)
+
+    assert xpnet.Perceptron().get_params()["random_state"] == SkPerceptron().get_params()["random_state"] == 0
+    assert_same(xpnet.Perceptron().fit(X, y), SkPerceptron().fit(X, y))
+    for labels in (y, y % 2):
+        for kw in (dict(fit_intercept=False), dict(class_weight={0: 4.0, 1: 0.5}),
+                   dict(class_weight="balanced", tol=None, max_iter=5)):
+            ours, theirs = xpnet.Perceptron(**kw).fit(X, labels), SkPerceptron(**kw).fit(X, labels)
+            assert_same(ours, theirs, exact=kw.get("class_weight") != "balanced")
+            assert not np.array_equal(ours.coef_, xpnet.Perceptron().fit(X, labels).coef_)
+        assert not np.any(xpnet.Perceptron(fit_intercept=False).fit(X, labels).intercept_)
+        fits = []
+        for cls in (xpnet.Perceptron, SkPerceptron):  # a warm fit starts from the last fit's weights
+            est = cls(warm_start=True, max_iter=3, tol=None).fit(X[:half], labels[:half])
+            fits.append(est.fit(X, labels))
+        assert_same(*fits)
+        assert not np.array_equal(fits[0].coef_, xpnet.Perceptron(max_iter=3, tol=None).fit(X, labels).coef_)
+        fits = []
+        for cls in (xpnet.Perceptron, SkPerceptron):  # one epoch per call, t_ counting on
+            est = cls(class_weight={1: 2.0}).partial_fit(X[:half], labels[:half], classes=np.unique(labels))
+            fits.append(est.partial_fit(X[half:], labels[half:]).partial_fit(X, labels))
+        assert_same(*fits)
+        assert fits[0].n_iter_ == 1 and fits[0].t_ == 1 + 2 * len(y)
+
+
+def test_perceptron_refuses_what_scikit_learns_refuses():
+    """A warm start on other classes or features, partial_fit without classes on its first call or
+    with other ones later, and "balanced" class weights in partial_fit, each refused, the fitted
+    perceptron unchanged."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    warm = xpnet.Perceptron(warm_start=True, max_iter=2, tol=None).fit(X, y)
+    coef = warm.coef_.copy()
+    with pytest.raises(ValueError, match="warm_start can only be used where X and y are shaped as in the previous"):
+        warm.fit(X, y % 2)
+    with pytest.raises(ValueError, match="previously 64 features .* now 5 features"):
+        warm.fit(X[:, :5], y)
+    np.testing.assert_array_equal(warm.coef_, coef)
+    assert warm.classes_.size == 10 and warm.n_features_in_ == 64
+    with pytest.raises(ValueError, match="classes must be passed on the first call to partial_fit"):
+        xpnet.Perceptron().partial_fit(X, y)
+    with pytest.raises(ValueError, match="class_weight 'balanced' is not supported for partial_fit"):
+        xpnet.Perceptron(class_weight="balanced").partial_fit(X, y, classes=np.arange(10))
+    with pytest.raises(ValueError, match=r"is not the same as on the last call to partial_fit or fit"):
+        warm.partial_fit(X, y, classes=np.arange(11))
+    with pytest.raises(ValueError, match=r"y holds labels \[10\] not in classes"):
+        warm.partial_fit(X, y + 1)
+    np.testing.assert_array_equal(warm.coef_, coef)
 
 
 def test_weighted_perceptron_equals_scikit_learns_and_the_reference():

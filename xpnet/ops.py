@@ -192,7 +192,8 @@ def sgd_update_reference(
 
 
 def perceptron_epoch_reference(
-    X: Any, Y: Any, W: Any, b: Any, order: Any, *, eta0: float, xp: Any, weights: Any = None
+    X: Any, Y: Any, W: Any, b: Any, order: Any, *, eta0: float, xp: Any, weights: Any = None,
+    fit_intercept: bool = True,
 ) -> tuple[Any, Any, int, float]:
     """One epoch of Rosenblatt's rule over the samples in ``order``; returns ``(W, b, mistakes, loss)``.
 
@@ -202,7 +203,8 @@ def perceptron_epoch_reference(
     with a wrong unit; ``loss`` sums ``max(0, -y (w.x + b))`` before each update (scikit-learn's
     perceptron loss). Functional (new ``W``, ``b``), so correct on immutable arrays too. Sample
     ``weights`` ``(N,)`` (a host sequence) scale each sample's step, as scikit-learn's
-    ``sample_weight`` scales its update; the loss stays unweighted, as scikit-learn's.
+    ``sample_weight`` scales its update; the loss stays unweighted, as scikit-learn's. With
+    ``fit_intercept=False`` ``b`` is left as it is.
     """
     mistakes, loss = 0, 0.0
     for i in order:
@@ -212,7 +214,8 @@ def perceptron_epoch_reference(
         if bool(xp.any(wrong)):
             step = xp.where(wrong, y, xp.zeros_like(y)) * (eta0 if weights is None else eta0 * float(weights[int(i)]))
             W = W + xp.reshape(x, (-1, 1)) * xp.reshape(step, (1, -1))
-            b = b + step
+            if fit_intercept:
+                b = b + step
             mistakes += 1
             loss -= float(xp.sum(xp.where(wrong, margin, xp.zeros_like(margin))))
     return W, b, mistakes, loss
@@ -310,8 +313,8 @@ class Ops:
             self.matmul_into = lambda a, b, out: matmul_into_reference(a, b, out, xp)
             self.sum_rows_into = lambda g, out: sum_rows_into_reference(g, out, xp)
         if not hasattr(family, "perceptron_epoch"):  # the CuPy family has none: a per-sample loop is host-bound
-            self.perceptron_epoch = lambda X, Y, W, b, order, *, eta0, weights=None: perceptron_epoch_reference(
-                X, Y, W, b, order, eta0=eta0, xp=xp, weights=weights)
+            self.perceptron_epoch = lambda X, Y, W, b, order, **options: perceptron_epoch_reference(
+                X, Y, W, b, order, xp=xp, **options)
 
     def __repr__(self) -> str:
         how = self.kernel_family if self.fused else f"reference ({self.reason})"

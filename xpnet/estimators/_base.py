@@ -352,7 +352,9 @@ def _sklearn_label_checks(y: np.ndarray) -> np.ndarray:
 class _ClassifierMixin(_SkClassifier):
     """Label encoding, ``predict``, ``predict_proba`` and accuracy ``score`` for classifiers."""
 
-    def _encode_labels(self, y: Any, n_samples: int) -> np.ndarray:
+    def _encode_labels(self, y: Any, n_samples: int, classes: Any = None) -> np.ndarray:
+        """``y``'s class indices ``(N,)``; sets ``classes_``: the sorted labels of ``y``, or of
+        ``classes`` where given (``partial_fit``), which must then hold every label of ``y``."""
         backend = self._backend()
         y_host = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
         y_host = _sklearn_label_checks(y_host)
@@ -363,9 +365,18 @@ class _ClassifierMixin(_SkClassifier):
                 raise ValueError(f"y must be 1-D class labels of shape ({n_samples},), got shape {y_host.shape}")
         if y_host.dtype.kind not in "biufUSO":
             raise TypeError(f"y must hold class labels (numbers or strings), got dtype {y_host.dtype}")
-        self.classes_, encoded = np.unique(_typed_labels(y_host), return_inverse=True)
+        if classes is not None:
+            labels, known = _typed_labels(y_host), _typed_labels(np.ravel(np.asarray(classes)))
+            if not np.isin(labels, known).all():
+                raise ValueError(f"y holds labels {_labels(np.setdiff1d(labels, known))} not in "
+                                 f"classes={_labels(known)}")
+            self.classes_ = np.unique(known)
+            encoded = np.searchsorted(self.classes_, labels)
+        else:
+            self.classes_, encoded = np.unique(_typed_labels(y_host), return_inverse=True)
         if self.classes_.size < 2:
-            raise ValueError(f"y has only one class ({_labels(self.classes_)[1:-1]}); a classifier needs at least "
+            where = "y has" if classes is None else "classes holds"
+            raise ValueError(f"{where} only one class ({_labels(self.classes_)[1:-1]}); a classifier needs at least "
                              "2 classes")
         return encoded.astype(np.int64)
 

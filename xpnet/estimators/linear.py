@@ -16,8 +16,8 @@ from ..layers import Dense
 from ..network import Sequential
 from ..ops import _device
 from ..optim import SGD
-from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_float,
-                    _unchanged_if_it_raises, scikit_learn_draws)
+from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_float, _labels,
+                    _typed_labels, _unchanged_if_it_raises, scikit_learn_draws)
 
 
 class _Standardized:
@@ -276,6 +276,15 @@ class Perceptron(_ClassifierMixin, _Estimator):
     can no longer change, so a unit's later epochs are counted, not run: each has no mistakes and
     no loss. ``ConvergenceWarning`` when ``max_iter`` ends a fit with ``tol`` set, as scikit-learn.
 
+    scikit-learn's other options, with its meaning (tested against it): ``random_state`` (default
+    0, as there), ``fit_intercept``, ``class_weight`` (a dict of label to weight, or
+    ``"balanced"``: ``n_samples / (n_classes * count)``; a class's weight scales its samples'
+    steps, for the positive side of each one-vs-rest unit and both sides of a binary one),
+    ``warm_start`` (start from the last fit's weights; other classes or features are refused) and
+    ``partial_fit(X, y, classes=None, sample_weight=None)`` (one epoch per call). Not taken:
+    ``penalty``, ``alpha``, ``l1_ratio``, ``early_stopping``, ``validation_fraction``, ``verbose``
+    and ``n_jobs`` (passing one is a TypeError).
+
     Attributes: ``classes_``, ``coef_`` ``(1 or n_classes, n_features)``,
     ``intercept_``, ``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``t_``
     (``n_iter_ * n_samples + 1``, as scikit-learn's), ``errors_`` (mistakes per epoch) and
@@ -283,45 +292,130 @@ class Perceptron(_ClassifierMixin, _Estimator):
     """
 
     def __init__(
-        self, *, eta0: float = 1.0, max_iter: int = 1000, tol: float | None = 1e-3, n_iter_no_change: int = 5,
-        shuffle: bool = True, random_state: int | None = None, backend: Any = None, dtype: str = "float64",
-        fused: bool | None = None,
+        self, *, fit_intercept: bool = True, eta0: float = 1.0, max_iter: int = 1000, tol: float | None = 1e-3,
+        n_iter_no_change: int = 5, shuffle: bool = True, random_state: Any = 0, class_weight: Any = None,
+        warm_start: bool = False, backend: Any = None, dtype: str = "float64", fused: bool | None = None,
     ) -> None:
+        self.fit_intercept = fit_intercept
         self.eta0 = eta0
         self.max_iter = max_iter
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
         self.random_state = random_state
+        self.class_weight = class_weight
+        self.warm_start = warm_start
         self.backend = backend
         self.dtype = dtype
         self.fused = fused
 
     @_unchanged_if_it_raises
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "Perceptron":
-        """Run the rule over ``(X, y)``; ``sample_weight`` ``(N,)`` (or one number) scales each
-        sample's step, as scikit-learn's does."""
-        from ..ops import Ops
-
-        eta0 = _check_float("eta0", self.eta0, strict=True)
+        """Run the rule over ``(X, y)`` from zero weights, or from the last fit's with
+        ``warm_start=True``; ``sample_weight`` ``(N,)`` (or one number) scales each sample's step,
+        as scikit-learn's does."""
         max_iter = check_positive_int("max_iter", self.max_iter)
         tol = None if self.tol is None else _check_float("tol", self.tol)
-        patience = check_positive_int("n_iter_no_change", self.n_iter_no_change)
-        shuffle = check_flag("shuffle", self.shuffle)
+        before = self._fitted_units() if check_flag("warm_start", self.warm_start) else None
+        options = self._checked_options()
         Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
+        if before is not None:  # scikit-learn refuses other shapes ("Provided coef_init does not match dataset")
+            classes, n_features, _ = before
+            if not np.array_equal(classes, self.classes_) or n_features != self.n_features_in_:
+                raise ValueError(f"warm_start can only be used where X and y are shaped as in the previous call to "
+                                 f"fit: previously {n_features} features and classes {_labels(classes)}, now "
+                                 f"{self.n_features_in_} features and classes {_labels(self.classes_)}")
+        self._train(Xd, labels, sample_weight, options, max_iter, tol, None if before is None else before[2], t=1.0)
+        if tol is not None and self.n_iter_ == max_iter:
+            warnings.warn("Maximum number of iteration reached before convergence. Consider increasing max_iter "
+                          "to improve the fit.", ConvergenceWarning)
+        return self
+
+    @_unchanged_if_it_raises
+    def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> "Perceptron":
+        """One epoch over ``(X, y)`` from the weights so far, as scikit-learn's ``partial_fit``:
+        the first call needs ``classes`` (every label that will ever appear); ``n_iter_`` is 1 and
+        ``t_`` goes on counting."""
+        first = not hasattr(self, "model_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if not first and classes is not None and not np.array_equal(
+                np.unique(_typed_labels(np.ravel(np.asarray(classes)))), self.classes_):
+            raise ValueError(f"classes={_labels(np.asarray(classes))} is not the same as on the last call to "
+                             f"partial_fit or fit, was {_labels(self.classes_)}")
+        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+            raise ValueError("class_weight 'balanced' is not supported for partial_fit: compute the weights once "
+                             "from a large enough sample of y (sklearn.utils.class_weight.compute_class_weight) "
+                             "and pass them as a dict, as scikit-learn asks")
+        start = None if first else self._fitted_units()[2]
+        options = self._checked_options()
+        Xd, y = self._fit_inputs(X, y, reset=first)
+        labels = self._encode_labels(y, Xd.shape[0], classes if first else self.classes_)
+        self._train(Xd, labels, sample_weight, options, 1, None, start, t=1.0 if first else self.t_)
+        return self
+
+    def _checked_options(self) -> tuple[float, bool, int, bool]:
+        """``(eta0, fit_intercept, n_iter_no_change, shuffle)``, each checked; ``class_weight`` checked."""
+        cw = self.class_weight
+        if not (cw is None or isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
+            raise ValueError(f"class_weight must be None, 'balanced' or a dict of class label to weight, got {cw!r}")
+        return (_check_float("eta0", self.eta0, strict=True), check_flag("fit_intercept", self.fit_intercept),
+                check_positive_int("n_iter_no_change", self.n_iter_no_change), check_flag("shuffle", self.shuffle))
+
+    def _fitted_units(self) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]] | None:
+        """``(classes_, n_features_in_, (W (d, k), b (k,)) on the host)`` of the last fit, or None."""
+        if not hasattr(self, "model_"):
+            return None
+        backend = self.model_.backend
+        return self.classes_, self.n_features_in_, (backend.to_numpy(self.model_.W), backend.to_numpy(self.model_.b))
+
+    def _class_factors(self, labels: np.ndarray) -> np.ndarray | None:
+        """Each class's step factor ``(n_classes,)`` from ``class_weight``, as scikit-learn's
+        ``compute_class_weight``: ``"balanced"`` is ``n / (n_classes * count)``; a dict's missing
+        classes get 1 (every key must be a class, unless the dict names them all); None if none."""
+        cw, n_classes = self.class_weight, self.classes_.size
+        if cw is None:
+            return None
+        if isinstance(cw, str):
+            return len(labels) / (n_classes * np.bincount(labels, minlength=n_classes).astype(np.float64))
+        classes = self.classes_.tolist()
+        named = [c for c in classes if c in cw]
+        if len(named) != n_classes and len(named) != len(cw):
+            raise ValueError(f"class_weight names labels {sorted(set(cw) - set(named), key=str)} that are not "
+                             f"classes of y ({_labels(self.classes_)})")
+        return np.array([float(cw[c]) if c in cw else 1.0 for c in classes])
+
+    def _train(self, Xd: Any, labels: np.ndarray, sample_weight: Any, options: tuple, max_iter: int,
+               tol: float | None, start: tuple[np.ndarray, np.ndarray] | None, t: float) -> None:
+        """Train each one-vs-rest unit alone for up to ``max_iter`` epochs (from ``start``'s
+        ``(W (d, k), b (k,))``, else zeros) with scikit-learn's stopping rule (``tol=None``: none),
+        as scikit-learn's ``fit_binary``; set ``coef_``, ``intercept_``, ``model_`` and the epochs'
+        record (``t_`` counting on from ``t``). ``options``: from :meth:`_checked_options`."""
+        from ..ops import Ops
+
+        eta0, fit_intercept, patience, shuffle = options
         backend = self._backend()
-        weights = None if sample_weight is None else training.host_sample_weight(sample_weight, Xd.shape[0], backend)
+        n = Xd.shape[0]
+        weights = None if sample_weight is None else training.host_sample_weight(sample_weight, n, backend)
         xp, dtype = backend.xp, backend.dtype(self._dtype_name_)
         ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
         signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)
-        n = Xd.shape[0]
+        factors = self._class_factors(labels)
         columns, runs = [], []
         for unit, seed in enumerate(scikit_learn_sgd_seeds(self.random_state, k)):  # one-vs-rest, as scikit-learn's
             Y = backend.asarray(signs[:, unit:unit + 1], dtype=dtype)
-            W = xp.zeros((self.n_features_in_, 1), dtype=dtype, device=backend.device)
-            b = xp.zeros((1,), dtype=dtype, device=backend.device)
+            if start is None:
+                W = xp.zeros((self.n_features_in_, 1), dtype=dtype, device=backend.device)
+                b = xp.zeros((1,), dtype=dtype, device=backend.device)
+            else:  # fresh arrays: the epoch writes in place
+                W = backend.asarray(np.ascontiguousarray(start[0][:, unit:unit + 1]), dtype=dtype)
+                b = backend.asarray(np.array(start[1][unit:unit + 1]), dtype=dtype)
+            unit_weights = weights
+            if factors is not None:  # scikit-learn's (positive, negative) weights: one unit, classes 1 and 0;
+                pos, neg = (factors[1], factors[0]) if k == 1 else (factors[unit], 1.0)  # one-vs-rest, unit's and 1
+                unit_weights = np.where(signs[:, unit] > 0, pos, neg) * (1.0 if weights is None else weights)
             orders = scikit_learn_sgd_orders(n, seed) if shuffle else None
             errors, losses = [], []
             best, stale, settled = np.inf, 0, False
@@ -330,7 +424,8 @@ class Perceptron(_ClassifierMixin, _Estimator):
                     mistakes, loss = 0, 0.0
                 else:
                     order = next(orders) if shuffle else np.arange(n)
-                    W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=weights)
+                    W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=unit_weights,
+                                                                fit_intercept=fit_intercept)
                     settled = mistakes == 0
                 errors.append(mistakes)
                 losses.append(loss)
@@ -341,22 +436,18 @@ class Perceptron(_ClassifierMixin, _Estimator):
                         break
             columns.append((W, b))
             runs.append((errors, losses))
-        self._record_epochs(runs, n)
+        self._record_epochs(runs, n, t)
         W = columns[0][0] if k == 1 else xp.concat([W for W, _ in columns], axis=1)
         b = columns[0][1] if k == 1 else xp.concat([b for _, b in columns], axis=0)
         self.coef_, self.intercept_ = W.T, b
         self.model_ = _LinearScorer(backend, W, b)
-        if tol is not None and self.n_iter_ == max_iter:
-            warnings.warn("Maximum number of iteration reached before convergence. Consider increasing max_iter "
-                          "to improve the fit.", ConvergenceWarning)
-        return self
 
-    def _record_epochs(self, runs: list[tuple[list[int], list[float]]], n_samples: int) -> None:
-        """``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``t_``, ``errors_`` and
-        ``loss_curve_`` (each epoch's, summed over the units still training) from each unit's
-        ``(mistakes per epoch, loss per epoch)``."""
+    def _record_epochs(self, runs: list[tuple[list[int], list[float]]], n_samples: int, t: float) -> None:
+        """``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``t_`` (``t`` plus
+        ``n_iter_ * n_samples``), ``errors_`` and ``loss_curve_`` (each epoch's, summed over the
+        units still training) from each unit's ``(mistakes per epoch, loss per epoch)``."""
         self.n_iter_ = max(len(errors) for errors, _ in runs)
-        self.t_ = 1.0 + self.n_iter_ * n_samples
+        self.t_ = t + self.n_iter_ * n_samples
         self.errors_ = [sum(errors[e] for errors, _ in runs if e < len(errors)) for e in range(self.n_iter_)]
         self.loss_curve_ = [sum(losses[e] for _, losses in runs if e < len(losses)) for e in range(self.n_iter_)]
 

@@ -396,16 +396,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
             self._multilabel_ = True
             return y_host.astype(np.float64), int(y_host.shape[1]), "binary_cross_entropy"
         self._multilabel_ = False
-        if classes is not None:
-            labels = _typed_labels(np.ravel(y_host))
-            known = _typed_labels(np.asarray(classes))
-            if not np.isin(labels, known).all():
-                raise ValueError(f"y holds labels {_labels(np.setdiff1d(labels, known))} not in "
-                                 f"classes={_labels(known)}")
-            self.classes_ = np.unique(known)
-            encoded = np.searchsorted(self.classes_, labels)
-        else:
-            encoded = self._encode_labels(y_host, n)
+        encoded = self._encode_labels(y_host, n, classes)
         if self.classes_.size == 2:
             return encoded.astype(np.float64).reshape(-1, 1), 1, "binary_cross_entropy"
         return encoded, int(self.classes_.size), "softmax_cross_entropy"
