@@ -77,6 +77,8 @@ def test_perceptron_converges_on_separable_data(iris_pair):
     counted = p.max_iter - settled
     assert p.errors_[settled:] == [0] * counted and p.loss_curve_[settled:] == [0.0] * counted
     assert min(p.errors_[:settled]) > 0 and p.t_ == 1 + p.max_iter * len(y)
+    default = xpnet.Perceptron(random_state=0).fit(X, y)
+    assert default.n_iter_ == SkPerceptron(random_state=0).fit(X, y).n_iter_ < settled
     assert p.score(X, y) == 1.0
     margins = (2 * y - 1) * p.decision_function(X)
     assert np.all(margins > 0)
