@@ -380,6 +380,18 @@ class _ClassifierMixin(_SkClassifier):
                              "2 classes")
         return encoded.astype(np.int64)
 
+    def _first_partial_fit(self, classes: Any) -> bool:
+        """Whether this ``partial_fit`` call is the first (no model yet), with ``classes`` checked as
+        scikit-learn checks it: needed on the first call, and later, if given, the same as ``classes_``."""
+        first = not hasattr(self, "model_")
+        if first and classes is None:
+            raise ValueError("classes must be passed on the first call to partial_fit")
+        if not first and classes is not None and not np.array_equal(np.unique(_typed_labels(np.asarray(classes))),
+                                                                    self.classes_):
+            raise ValueError(f"classes={_labels(np.asarray(classes))} is not the same as on the last call to "
+                             f"partial_fit or fit, was {_labels(self.classes_)}")  # as scikit-learn refuses it
+        return first
+
     def _decode(self, indices: Any, on_host: bool) -> Any:
         """Class labels for class indices: NumPy where ``on_host`` or the labels are not numbers."""
         backend = self.model_.backend

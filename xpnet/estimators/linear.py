@@ -17,7 +17,7 @@ from ..network import Sequential
 from ..ops import _device
 from ..optim import SGD
 from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_float, _labels,
-                    _typed_labels, _unchanged_if_it_raises, scikit_learn_draws)
+                    _unchanged_if_it_raises, scikit_learn_draws)
 
 
 class _Standardized:
@@ -337,13 +337,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         """One epoch over ``(X, y)`` from the weights so far, as scikit-learn's ``partial_fit``:
         the first call needs ``classes`` (every label that will ever appear); ``n_iter_`` is 1 and
         ``t_`` goes on counting."""
-        first = not hasattr(self, "model_")
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        if not first and classes is not None and not np.array_equal(
-                np.unique(_typed_labels(np.ravel(np.asarray(classes)))), self.classes_):
-            raise ValueError(f"classes={_labels(np.asarray(classes))} is not the same as on the last call to "
-                             f"partial_fit or fit, was {_labels(self.classes_)}")
+        first = self._first_partial_fit(classes)
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
             raise ValueError("class_weight 'balanced' is not supported for partial_fit: compute the weights once "
                              "from a large enough sample of y (sklearn.utils.class_weight.compute_class_weight) "

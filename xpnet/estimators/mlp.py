@@ -19,7 +19,7 @@ from ..network import Sequential, check_matmul_precision
 from ..sources import DataSource
 from ..optim import SGD, Adam, _check_number
 from ._base import (ConvergenceWarning, DataConversionWarning, _ClassifierMixin, _Estimator, _RegressorMixin,
-                    _check_below_one, _check_float, _labels, _sklearn_label_checks, _typed_labels,
+                    _check_below_one, _check_float, _labels, _sklearn_label_checks,
                     _unchanged_if_it_raises, scikit_learn_draws)
 
 
@@ -424,13 +424,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over ``(X, y)``, continuing from the last call. The first call needs
         ``classes`` (every label that will ever appear), as in scikit-learn."""
-        first = not hasattr(self, "model_")
-        if first and classes is None:
-            raise ValueError("classes must be passed on the first call to partial_fit")
-        if not first and classes is not None and not np.array_equal(np.unique(_typed_labels(np.asarray(classes))),
-                                                                    self.classes_):
-            raise ValueError(f"classes={_labels(np.asarray(classes))} is not the same as on the last call to "
-                             f"partial_fit or fit, was {_labels(self.classes_)}")  # as scikit-learn refuses it
+        first = self._first_partial_fit(classes)
         if self.solver == "lbfgs":
             raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
         self._check_options()
