@@ -415,6 +415,41 @@ def test_lbfgs_reaches_scikit_learns_loss_from_the_same_weights():
         assert a.shape == b.shape
 
 
+def test_lbfgs_packs_its_vector_as_scikit_learn_and_takes_the_same_first_steps(monkeypatch):
+    """L-BFGS-B gets scikit-learn's vector (every weight matrix, then every bias), so it sums its
+    dot products in the same order and, from the same random_state, evaluates the same points:
+    the first 12 evaluations' points, losses and gradients agree to rounding. (In layer order
+    the vector is a permutation of scikit-learn's, and the points already differ at the start.)"""
+    import scipy.optimize
+
+    calls = []
+    minimize = scipy.optimize.minimize
+
+    def spy(fun, x0, args=(), **kw):
+        seen = []
+        calls.append(seen)
+
+        def recorded(theta, *a):
+            loss, grad = fun(theta, *a)
+            seen.append((theta.copy(), float(loss), np.array(grad, dtype=np.float64)))
+            return loss, grad
+        return minimize(recorded, x0, args=args, **kw)
+
+    monkeypatch.setattr(scipy.optimize, "minimize", spy)
+    X, y = _blobs(n=120)
+    kw = dict(hidden_layer_sizes=(6, 5), activation="tanh", solver="lbfgs", alpha=1e-3, random_state=0, max_iter=12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        xpnet.MLPClassifier(dtype="float64", **kw).fit(X, y)
+        SkMLP(**kw).fit(X, y)
+    ours, theirs = calls
+    assert len(ours) >= 12 and len(theirs) >= 12
+    for (t_a, l_a, g_a), (t_b, l_b, g_b) in zip(ours[:12], theirs[:12]):
+        np.testing.assert_allclose(t_a, t_b, rtol=0, atol=1e-12)
+        assert l_a == pytest.approx(l_b, rel=1e-12)
+        np.testing.assert_allclose(g_a, g_b, rtol=0, atol=1e-12)
+
+
 def test_lbfgs_records_what_scikit_learns_lbfgs_records():
     """lbfgs has no loss curve, best loss or validation scores (scikit-learn sets none) and counts
     no samples in t_; a refit with lbfgs drops an earlier adam fit's, and adam warm-started from

@@ -339,21 +339,29 @@ class _MLPBase(_Estimator):
 
         backend = model.backend
         shapes = [tuple(p.shape) for p in model.parameters()]
-        sizes = [int(np.prod(s)) for s in shapes]
+        # theta holds every weight matrix, then every bias, as scikit-learn's _pack lays them out,
+        # so L-BFGS-B sees the same vector as there and sums its dot products in the same order.
+        # The two paths still part after some tens of iterations: the gradients differ in rounding,
+        # and near-saturated probabilities give other loss values (scikit-learn clips them at eps).
+        order = sorted(range(len(shapes)), key=lambda i: len(shapes[i]) != 2)
+        sizes = [int(np.prod(shapes[i])) for i in order]
 
         def unpack(theta):
-            out, at = [], 0
-            for shape, size in zip(shapes, sizes):
-                out.append(theta[at:at + size].reshape(shape))
+            out, at = [None] * len(shapes), 0
+            for i, size in zip(order, sizes):
+                out[i] = theta[at:at + size].reshape(shapes[i])
                 at += size
             return out
+
+        def pack(arrays):
+            return np.concatenate([np.asarray(arrays[i]).ravel() for i in order])
 
         def loss_and_grad(theta):
             model.set_parameters(unpack(theta))
             loss, grads = training.full_batch_value_and_grad(model, Xd, yd, weights)
-            return loss, np.concatenate([g.ravel() for g in grads])
+            return loss, pack(grads)
 
-        theta0 = np.concatenate([backend.to_numpy(p).ravel() for p in model.parameters()]).astype(np.float64)
+        theta0 = pack([backend.to_numpy(p) for p in model.parameters()]).astype(np.float64)
         result = minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,
                           options={"maxfun": int(self.max_fun), "maxiter": int(self.max_iter), "gtol": float(self.tol)})
         model.set_parameters(unpack(result.x))
