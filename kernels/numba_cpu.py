@@ -247,45 +247,91 @@ def sgd_update(param, grad, velocity, *, lr, momentum, nesterov):
     return param, velocity
 
 
-def _perceptron_epoch_body(X, Y, W, b, order, etas, fit_intercept):
+def _perceptron_epoch_body(X, Y, W, b, order, etas, fit_intercept, code, alpha, l1_ratio, eta0, reset_below,
+                           scalars, q):
     d, k = W.shape
     mistakes = 0
     loss = 0.0
+    objective = 0.0
+    decay = max(0.0, 1.0 - (1.0 - l1_ratio) * eta0 * alpha)
     for idx in range(order.size):
         i = order[idx]
         wrong_any = False
         for j in range(k):
-            s = b[j]
+            wscale, sq_norm, l1_norm, u = scalars[j, 0], scalars[j, 1], scalars[j, 2], scalars[j, 3]
+            s = 0.0
             for f in range(d):
-                s += X[i, f] * W[f, j]
-            margin = Y[i, j] * s
-            if margin <= 0:
+                s += W[f, j] * X[i, f]
+            z = (s * wscale + b[j]) * Y[i, j]
+            if z <= 0:
+                loss -= z
+                objective -= z
+            if code > 0:
+                objective += alpha * ((1.0 - l1_ratio) * 0.5 * math.sqrt(sq_norm) ** 2 + l1_ratio * l1_norm)
+            update = etas[i] * Y[i, j] if z <= 0 else 0.0
+            if z <= 0:
                 wrong_any = True
-                loss -= margin
-                step = etas[i] * Y[i, j]
+            if code >= 2:  # L2 or elastic net: w *= decay, as a scale
+                wscale *= decay
+                sq_norm *= decay * decay
+                l1_norm *= decay
+                if wscale < reset_below:
+                    for f in range(d):
+                        W[f, j] *= wscale
+                    wscale = 1.0
+            if update != 0.0:
+                step = update / wscale
+                l2_sum = 0.0
+                l1_sum = 0.0
                 for f in range(d):
-                    W[f, j] += step * X[i, f]
+                    W[f, j] += X[i, f] * step
+                    if code > 0:
+                        l2_sum += W[f, j] * W[f, j]
+                        l1_sum += abs(W[f, j])
+                if code > 0:
+                    sq_norm = l2_sum * (wscale * wscale)
+                    l1_norm = l1_sum * wscale
                 if fit_intercept:
-                    b[j] += step
+                    b[j] += update
+            if code == 1 or code == 3:  # L1 or elastic net: truncate toward zero by what u allows
+                u += l1_ratio * eta0 * alpha
+                for f in range(d):
+                    before = W[f, j]
+                    if wscale * before > 0.0:
+                        W[f, j] = max(0.0, before - (u + q[f, j]) / wscale)
+                    elif wscale * before < 0.0:
+                        W[f, j] = min(0.0, before + (u - q[f, j]) / wscale)
+                    q[f, j] += wscale * (W[f, j] - before)
+            scalars[j, 0], scalars[j, 1], scalars[j, 2], scalars[j, 3] = wscale, sq_norm, l1_norm, u
         if wrong_any:
             mistakes += 1
-    return mistakes, loss
+    return mistakes, loss, objective
 
 
 _perceptron_epoch_serial = _jit(False)(_perceptron_epoch_body)
 
 
-def perceptron_epoch(X, Y, W, b, order, *, eta0, weights=None, fit_intercept=True):
+def perceptron_epoch(X, Y, W, b, order, *, eta0, weights=None, fit_intercept=True, penalty=None):
     """One perceptron epoch compiled (the per-sample rule cannot be vectorised): ``W`` and ``b`` in
-    place, returns ``(W, b, mistakes, loss)`` like ``ops.perceptron_epoch_reference``; sample
-    ``weights`` ``(N,)`` (host) scale each sample's step; ``fit_intercept=False`` leaves ``b``."""
-    if not _contiguous_same(W, W) or not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in (X, Y, b)):
+    place, returns ``(W, b, mistakes, loss, objective)`` like ``ops.perceptron_epoch_reference``;
+    sample ``weights`` ``(N,)`` (host) scale each sample's step; ``fit_intercept=False`` leaves
+    ``b``; a ``penalty`` (``ops.PerceptronPenalty``) carries its scales and ``q`` over epochs."""
+    arrays = (X, Y, b) if penalty is None else (X, Y, b, penalty.q)
+    if not _contiguous_same(W, W) or not all(isinstance(a, np.ndarray) and a.dtype == W.dtype for a in arrays):
         return _ops.perceptron_epoch_reference(X, Y, W, b, order, eta0=eta0, xp=np, weights=weights,
-                                               fit_intercept=fit_intercept)
+                                               fit_intercept=fit_intercept, penalty=penalty)
     n = X.shape[0]
     etas = (np.full(n, eta0) if weights is None else eta0 * np.asarray(weights, dtype=np.float64)).astype(W.dtype)
-    mistakes, loss = _perceptron_epoch_serial(X, Y, W, b, np.asarray(order, dtype=np.int64), etas, bool(fit_intercept))
-    return W, b, int(mistakes), float(loss)
+    if penalty is None:
+        code, alpha, l1_ratio, reset_below = 0, 0.0, 0.0, 0.0
+        scalars, q = np.array([[1.0, 0.0, 0.0, 0.0]] * W.shape[1]), np.zeros((1, 1), dtype=W.dtype)
+    else:
+        code, alpha, l1_ratio, reset_below = penalty.code, penalty.alpha, penalty.l1_ratio, penalty.reset_below
+        scalars, q = penalty.scalars, penalty.q
+    mistakes, loss, objective = _perceptron_epoch_serial(
+        X, Y, W, b, np.asarray(order, dtype=np.int64), etas, bool(fit_intercept), int(code), float(alpha),
+        float(l1_ratio), float(eta0), float(reset_below), scalars, q)
+    return W, b, int(mistakes), float(loss), float(objective)
 
 
 # -- gradients written in place (views of the model's flat gradient buffer) --------------

@@ -416,6 +416,86 @@ def test_perceptron_takes_scikit_learns_other_options():
         assert fits[0].n_iter_ == 1 and fits[0].t_ == 1 + 2 * len(y)
 
 
+@pytest.mark.parametrize("penalty, alpha, l1_ratio", [("l2", 1e-3, 0.15), ("l2", 0.1, 0.15), ("l1", 1e-3, 0.15),
+                                                      ("elasticnet", 1e-3, 0.5)])
+def test_perceptron_penalties_equal_scikit_learns(penalty, alpha, l1_ratio):
+    """penalty, alpha and l1_ratio as scikit-learn's SGD applies them: each sample shrinks the
+    weights (as a scale, reset below 1e-9: alpha=0.1 shrinks by 0.9 a sample, so the reset runs),
+    then L1's truncation; the stopping rule reads the objective with the penalty. On digits the
+    compiled epoch and the Array-API reference reach scikit-learn's weights (to rounding: the
+    scale's products round apart from a plain sum), n_iter_ and t_, for 2 and 10 classes."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600] / 16, y[:600]
+    kw = dict(penalty=penalty, alpha=alpha, l1_ratio=l1_ratio)
+    for labels in (y % 2, y):
+        theirs = SkPerceptron(**kw).fit(X, labels)
+        for fused in (True, False):
+            ours = xpnet.Perceptron(fused=fused, **kw).fit(X, labels)
+            np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0, atol=1e-12)
+            assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_)
+        assert not np.allclose(ours.coef_, xpnet.Perceptron().fit(X, labels).coef_)
+    if penalty != "l2":  # L1 zeroes weights, as there
+        assert np.count_nonzero(ours.coef_ == 0) == np.count_nonzero(theirs.coef_ == 0) > 0
+
+
+@pytest.mark.parametrize("random_state", [0, "RandomState"])
+def test_perceptron_early_stopping_equals_scikit_learns(random_state):
+    """early_stopping holds out scikit-learn's stratified split (drawn where scikit-learn draws it:
+    a RandomState given as random_state is shared with the epoch orders), does not train on it, and
+    stops each unit on its held-out accuracy: weights, n_iter_ and t_ are scikit-learn's, with no
+    penalty and with L1, for 2 and 10 classes. partial_fit refuses it, as scikit-learn's does, and
+    a held-out set of zero weight is refused."""
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:600] / 16, y[:600]
+
+    def state():
+        return np.random.RandomState(5) if random_state == "RandomState" else random_state
+
+    for labels in (y % 2, y):
+        for kw in (dict(), dict(penalty="l1", alpha=1e-4), dict(validation_fraction=0.3, n_iter_no_change=2)):
+            kw.update(early_stopping=True)
+            ours = xpnet.Perceptron(random_state=state(), **kw).fit(X, labels)
+            theirs = SkPerceptron(random_state=state(), **kw).fit(X, labels)
+            np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0, atol=1e-12)
+            assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_)
+        plain = xpnet.Perceptron(random_state=state(), max_iter=ours.n_iter_, tol=None).fit(X, labels)
+        assert not np.allclose(ours.coef_, plain.coef_)  # the held-out rows were not trained on
+    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):
+        xpnet.Perceptron(early_stopping=True).partial_fit(X, y, classes=np.arange(10))
+    weights = np.zeros(len(y))
+    weights[:3] = 1.0
+    with pytest.raises(ValueError, match="sample weights of the validation set are all zero"):
+        xpnet.Perceptron(early_stopping=True).fit(X, y % 2, sample_weight=weights)
+
+
+def test_perceptron_verbose_prints_scikit_learns_lines(capsys):
+    """verbose=1 prints scikit-learn's epoch lines (norm, nonzero weights, bias, samples seen,
+    mean loss and objective, the validation score with early stopping), the same text apart from
+    the times, for epochs that ran and epochs counted after one without mistakes."""
+    import re
+
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:400] / 16, y[:400] % 2
+    for kw in (dict(tol=None, max_iter=6), dict(early_stopping=True, penalty="l1", n_iter_no_change=2)):
+        printed = []
+        for cls in (xpnet.Perceptron, SkPerceptron):
+            cls(verbose=1, **kw).fit(X, y)
+            printed.append(re.sub(r"\d+\.\d\d seconds", "_ seconds", capsys.readouterr().out))
+        assert printed[0] == printed[1]
+        assert printed[0].count("-- Epoch") == kw.get("max_iter", printed[0].count("-- Epoch")) > 1
+
+
 def test_perceptron_refuses_what_scikit_learns_refuses():
     """A warm start on other classes or features, partial_fit without classes on its first call or
     with other ones later, and "balanced" class weights in partial_fit, each refused, the fitted

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import math
 import os
 from typing import Any, Callable
 
@@ -37,6 +38,7 @@ __all__ = [
     "matmul_into_reference",
     "sum_rows_into_reference",
     "perceptron_epoch_reference",
+    "PerceptronPenalty",
     "sigmoid_backward",
     "softmax_cross_entropy",
 ]
@@ -191,34 +193,116 @@ def sgd_update_reference(
     return param, velocity
 
 
+PENALTY_CODES = {None: 0, "l1": 1, "l2": 2, "elasticnet": 3}  # scikit-learn's (sklearn/linear_model/_sgd_fast)
+
+
+class PerceptronPenalty:
+    """scikit-learn's SGD penalty bookkeeping for ``k`` units trained by one ``fit`` call
+    (``WeightVector`` and ``l1penalty`` in sklearn/utils/_weight_vector and _sgd_fast): each unit's
+    weights are ``W[:, j] * wscale`` with ``W`` the stored vector, so the L2 step ``w *= 1 - (1 -
+    l1_ratio) eta alpha`` costs one multiply; the stored vector absorbs the scale when it falls below
+    ``reset_below``, and at the end (:meth:`scaled`). L1 (``"l1"``, ``"elasticnet"``) is
+    Tsuruoka et al.'s truncated gradient: ``u`` sums ``l1_ratio eta alpha`` over the steps, and ``q``
+    ``(d, k)`` (an array of ``W``'s library) what the truncation has taken from each weight so far.
+
+    ``scalars`` ``(k, 4)`` float64 (host) holds each unit's ``wscale``, squared norm, L1 norm and
+    ``u``. The norms are kept as scikit-learn keeps them, for the objective that its stopping rule
+    reads: recomputed after each step that adds a sample, scaled with the vector, and left as they
+    were by the L1 truncation.
+    """
+
+    def __init__(self, penalty: str, alpha: float, l1_ratio: float, start: Any, q: Any, reset_below: float) -> None:
+        """``start``: the units' weights ``(d, k)`` on the host (NumPy) when the fit begins."""
+        import numpy as np
+
+        self.code = PENALTY_CODES[penalty]
+        self.alpha = float(alpha)
+        self.l1_ratio = {1: 1.0, 2: 0.0}.get(self.code, float(l1_ratio))
+        self.reset_below = float(reset_below)
+        self.q = q
+        start = np.asarray(start, dtype=np.float64)
+        self.scalars = np.zeros((start.shape[1], 4))
+        self.scalars[:, 0] = 1.0
+        self.scalars[:, 1] = np.sum(start * start, axis=0)
+        self.scalars[:, 2] = np.sum(np.abs(start), axis=0)
+
+    def scaled(self, W: Any, xp: Any) -> Any:
+        """The weights ``(d, k)``: the stored vector times each unit's scale (scikit-learn's ``reset_wscale``)."""
+        scale = xp.asarray(self.scalars[:, 0], dtype=W.dtype, device=_device(W))
+        return W * xp.reshape(scale, (1, -1))
+
+
 def perceptron_epoch_reference(
     X: Any, Y: Any, W: Any, b: Any, order: Any, *, eta0: float, xp: Any, weights: Any = None,
-    fit_intercept: bool = True,
-) -> tuple[Any, Any, int, float]:
-    """One epoch of Rosenblatt's rule over the samples in ``order``; returns ``(W, b, mistakes, loss)``.
+    fit_intercept: bool = True, penalty: PerceptronPenalty | None = None,
+) -> tuple[Any, Any, int, float, float]:
+    """One epoch of Rosenblatt's rule over the samples in ``order``, as scikit-learn's SGD runs it;
+    returns ``(W, b, mistakes, loss, objective)``.
 
     ``X`` is ``(N, d)``, ``Y`` ``(N, k)`` of -1/+1 (one column per unit), ``W`` ``(d, k)``, ``b``
-    ``(k,)``, ``order`` a host sequence of sample indices. For each sample, every unit with
-    ``y (w.x + b) <= 0`` gets ``w += eta0 y x`` and ``b += eta0 y``. ``mistakes`` counts samples
-    with a wrong unit; ``loss`` sums ``max(0, -y (w.x + b))`` before each update (scikit-learn's
-    perceptron loss). Functional (new ``W``, ``b``), so correct on immutable arrays too. Sample
+    ``(k,)``, ``order`` a host sequence of sample indices. For each sample and unit, ``p = w.x + b``;
+    where ``y p <= 0`` the unit gets ``w += eta0 y x`` and ``b += eta0 y``. ``mistakes`` counts
+    samples with a wrong unit; ``loss`` sums ``max(0, -y p)`` before each update (scikit-learn's
+    perceptron loss), ``objective`` adds to it, per sample, the penalty of the weights then. Sample
     ``weights`` ``(N,)`` (a host sequence) scale each sample's step, as scikit-learn's
     ``sample_weight`` scales its update; the loss stays unweighted, as scikit-learn's. With
     ``fit_intercept=False`` ``b`` is left as it is.
+
+    With a ``penalty`` (:class:`PerceptronPenalty`, whose state carries over between epochs), ``W``
+    is the stored vector: ``p = (W[:, j].x) * wscale + b``; each sample first scales the vector by
+    ``max(0, 1 - (1 - l1_ratio) eta0 alpha)`` (L2, elastic net), then adds its step, then truncates
+    (L1, elastic net), in scikit-learn's order. Functional (new ``W``, ``b``), so correct on
+    immutable arrays too; one unit at a time, its scalars on the host, as scikit-learn's loop.
     """
-    mistakes, loss = 0, 0.0
+    import numpy as np
+
+    d, k = W.shape
+    code = 0 if penalty is None else penalty.code
+    scalars = np.array([[1.0, 0.0, 0.0, 0.0]] * k) if penalty is None else penalty.scalars
+    alpha, l1_ratio = (0.0, 0.0) if penalty is None else (penalty.alpha, penalty.l1_ratio)
+    decay = max(0.0, 1.0 - (1.0 - l1_ratio) * eta0 * alpha)
+    q = None if penalty is None else penalty.q
+    units = xp.reshape(xp.arange(k, device=_device(W)), (1, k))
+    mistakes, loss, objective = 0, 0.0, 0.0
     for i in order:
-        x, y = X[int(i), ...], Y[int(i), ...]
-        margin = y * (x @ W + b)
-        wrong = margin <= 0
-        if bool(xp.any(wrong)):
-            step = xp.where(wrong, y, xp.zeros_like(y)) * (eta0 if weights is None else eta0 * float(weights[int(i)]))
-            W = W + xp.reshape(x, (-1, 1)) * xp.reshape(step, (1, -1))
-            if fit_intercept:
-                b = b + step
-            mistakes += 1
-            loss -= float(xp.sum(xp.where(wrong, margin, xp.zeros_like(margin))))
-    return W, b, mistakes, loss
+        x = X[int(i), ...]
+        eta = eta0 if weights is None else eta0 * float(weights[int(i)])
+        wrong_any = False
+        for j in range(k):
+            wscale, sq_norm, l1_norm, u = (float(v) for v in scalars[j])
+            column, y = W[:, j], float(Y[int(i), j])
+            z = (float(xp.sum(column * x)) * wscale + float(b[j])) * y
+            sample_loss = -z if z <= 0 else 0.0
+            loss += sample_loss
+            objective += sample_loss
+            if code:
+                objective += alpha * ((1.0 - l1_ratio) * 0.5 * math.sqrt(sq_norm) ** 2 + l1_ratio * l1_norm)
+            update = eta * y if z <= 0 else 0.0
+            wrong_any = wrong_any or z <= 0
+            if code >= 2:  # L2 or elastic net: w *= decay, as a scale
+                wscale, sq_norm, l1_norm = wscale * decay, sq_norm * decay * decay, l1_norm * decay
+                if wscale < penalty.reset_below:
+                    column, wscale = column * wscale, 1.0
+            if update != 0.0:
+                column = column + x * (update / wscale)
+                if code:
+                    sq_norm = float(xp.sum(column * column)) * (wscale * wscale)
+                    l1_norm = float(xp.sum(xp.abs(column))) * wscale
+                if fit_intercept:
+                    b = xp.where(units[0, :] == j, b + update, b)
+            if code in (1, 3):  # L1 or elastic net: truncate toward zero by what u allows
+                u += l1_ratio * eta0 * alpha
+                before, taken = column, q[:, j]
+                zero = xp.zeros_like(column)
+                column = xp.where(before * wscale > 0, xp.maximum(zero, before - (u + taken) / wscale),
+                                  xp.where(before * wscale < 0, xp.minimum(zero, before + (u - taken) / wscale), before))
+                q = xp.where(units == j, xp.reshape(taken + wscale * (column - before), (d, 1)), q)
+            W = xp.where(units == j, xp.reshape(column, (d, 1)), W)
+            scalars[j] = (wscale, sq_norm, l1_norm, u)
+        mistakes += int(wrong_any)
+    if penalty is not None:
+        penalty.q = q
+    return W, b, mistakes, loss, objective
 
 
 # ----------------------------------------------------------------------------

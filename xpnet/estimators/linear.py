@@ -4,6 +4,8 @@ on optionally standardised features) and ``Perceptron`` (a compiled epoch of the
 
 from __future__ import annotations
 
+import numbers
+import time
 import warnings
 from typing import Any, Iterator
 
@@ -11,11 +13,11 @@ import numpy as np
 
 from .._validation import check_flag, check_positive_int
 from ..backend import host_state
-from .. import training
+from .. import stopping, training
 from ..layers import Dense
 from ..network import Sequential
-from ..ops import _device
-from ..optim import SGD
+from ..ops import PerceptronPenalty, _device
+from ..optim import SGD, _check_number
 from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_float, _labels,
                     _unchanged_if_it_raises, scikit_learn_draws)
 
@@ -224,22 +226,33 @@ def _integers(draws: Any, low: int, high: int, size: int | None = None) -> Any:
     return (draws.integers if isinstance(draws, np.random.Generator) else draws.randint)(low, high, size)
 
 
-def scikit_learn_sgd_seeds(random_state: Any, units: int) -> list[int]:
+def scikit_learn_sgd_seeds(random_state: Any, units: int, split: Any = None) -> tuple[list[int], Any]:
     """Each unit's shuffling seed, drawn as scikit-learn's SGD estimators draw it from
-    ``random_state`` (sklearn/linear_model/_stochastic_gradient.py). One unit: ``fit_binary`` draws
-    from the fit's generator ``make_dataset``'s seed, then the shuffle's. Several (one-vs-rest):
-    ``_fit_multiclass`` first draws one seed per unit, and each unit's ``fit_binary`` draws those two
-    from a ``RandomState`` of its own seed."""
+    ``random_state`` (sklearn/linear_model/_stochastic_gradient.py), and what ``split`` returns.
+    One unit: ``fit_binary`` draws from the fit's generator ``make_dataset``'s seed, then the
+    shuffle's. Several (one-vs-rest): ``_fit_multiclass`` first draws one seed per unit, and each
+    unit's ``fit_binary`` draws those two from a ``RandomState`` of its own seed.
+
+    ``split`` (early stopping) is called with what scikit-learn's validation split takes as its
+    ``random_state`` (the seed itself, or the fit's generator, which it then draws from) at the
+    point where scikit-learn splits: between a single unit's two draws, or before the one-vs-rest
+    seeds. Returns ``(seeds, split's result or None)``."""
     draws = scikit_learn_draws(random_state)
+    split_state = random_state if isinstance(random_state, numbers.Integral) else draws
+    held_out = None
     if units == 1:
-        per_unit = [draws]
-    else:
-        per_unit = [np.random.RandomState(int(seed)) for seed in _integers(draws, 0, _INT32_MAX, units)]
+        _integers(draws, 1, _INT32_MAX)  # make_dataset's seed, which the epoch order does not use
+        if split is not None:
+            held_out = split(split_state)
+        return [int(_integers(draws, 0, _INT32_MAX))], held_out
+    if split is not None:
+        held_out = split(split_state)
     seeds = []
-    for unit_draws in per_unit:
-        _integers(unit_draws, 1, _INT32_MAX)  # make_dataset's seed, which the epoch order does not use
+    for seed in _integers(draws, 0, _INT32_MAX, units):
+        unit_draws = np.random.RandomState(int(seed))
+        _integers(unit_draws, 1, _INT32_MAX)
         seeds.append(int(_integers(unit_draws, 0, _INT32_MAX)))
-    return seeds
+    return seeds, held_out
 
 
 def scikit_learn_sgd_orders(n: int, seed: int) -> Iterator[np.ndarray]:
@@ -267,42 +280,64 @@ class Perceptron(_ClassifierMixin, _Estimator):
     Two classes use one unit with labels mapped to -1/+1; more classes train one
     unit per class (one-vs-rest), each alone, as scikit-learn's does. Each epoch is one call of
     ``ops.perceptron_epoch`` (compiled with Numba on NumPy; the Array-API reference elsewhere).
-    A unit stops by scikit-learn's rule: when the epoch's summed perceptron loss
-    ``max(0, -y (w.x + b))`` has not fallen below the best by ``tol * n_samples`` for
-    ``n_iter_no_change`` epochs (``tol=None`` turns that off), or after ``max_iter`` epochs.
-    ``shuffle=True`` visits the samples in scikit-learn's epoch orders, drawn from ``random_state``
-    as scikit-learn draws them, so with the same ``random_state`` (or ``shuffle=False``) the
-    weights and ``n_iter_`` are scikit-learn's (tested). After an epoch without mistakes the weights
-    can no longer change, so a unit's later epochs are counted, not run: each has no mistakes and
-    no loss. ``ConvergenceWarning`` when ``max_iter`` ends a fit with ``tol`` set, as scikit-learn.
+    A unit stops by scikit-learn's rule: when the epoch's objective (the summed perceptron loss
+    ``max(0, -y (w.x + b))``, plus the penalty, over the samples) has not fallen below the best by
+    ``tol * n_samples`` for ``n_iter_no_change`` epochs (``tol=None`` turns that off), or after
+    ``max_iter`` epochs. ``shuffle=True`` visits the samples in scikit-learn's epoch orders, drawn
+    from ``random_state`` as scikit-learn draws them, so with the same ``random_state`` (or
+    ``shuffle=False``) the weights and ``n_iter_`` are scikit-learn's (tested). Without a penalty,
+    after an epoch without mistakes the weights can no longer change, so a unit's later epochs
+    are counted, not run: each has no mistakes and no loss. ``ConvergenceWarning`` when
+    ``max_iter`` ends a fit with ``tol`` set, as scikit-learn.
 
     scikit-learn's other options, with its meaning (tested against it): ``random_state`` (default
     0, as there), ``fit_intercept``, ``class_weight`` (a dict of label to weight, or
     ``"balanced"``: ``n_samples / (n_classes * count)``; a class's weight scales its samples'
     steps, for the positive side of each one-vs-rest unit and both sides of a binary one),
-    ``warm_start`` (start from the last fit's weights; other classes or features are refused) and
-    ``partial_fit(X, y, classes=None, sample_weight=None)`` (one epoch per call). Not taken:
-    ``penalty``, ``alpha``, ``l1_ratio``, ``early_stopping``, ``validation_fraction``, ``verbose``
-    and ``n_jobs`` (passing one is a TypeError).
+    ``warm_start`` (start from the last fit's weights; other classes or features are refused),
+    ``partial_fit(X, y, classes=None, sample_weight=None)`` (one epoch per call);
+    ``penalty`` (None, ``"l2"``, ``"l1"``, ``"elasticnet"``) with ``alpha`` and ``l1_ratio``: each
+    sample's step first shrinks the weights by ``1 - (1 - l1_ratio) eta0 alpha`` and then, for L1,
+    truncates them toward zero (Tsuruoka et al.'s cumulative penalty), as scikit-learn's SGD;
+    ``early_stopping`` with ``validation_fraction`` (scikit-learn's stratified split, drawn where
+    it draws it; each unit stops on its accuracy over the held-out rows, which it does not train
+    on, by ``tol`` and ``n_iter_no_change``; the last epoch's weights are kept, as there);
+    ``verbose`` (scikit-learn's epoch lines); ``n_jobs`` is taken, and the units train one after
+    another whatever it is (scikit-learn's result does not depend on it either).
+
+    Where scikit-learn's early stopping with ``penalty="l2"`` or ``"elasticnet"`` differs: it scores
+    its stored vector before the shrinking is applied (``weights.base`` in ``_plain_sgd``), where
+    xpnet scores the weights themselves, so ``n_iter_`` can differ there.
 
     Attributes: ``classes_``, ``coef_`` ``(1 or n_classes, n_features)``,
     ``intercept_``, ``n_iter_`` (the most epochs of any unit, as scikit-learn's), ``t_``
     (``n_iter_ * n_samples + 1``, as scikit-learn's), ``errors_`` (mistakes per epoch) and
-    ``loss_curve_``, each summed over the units still training at that epoch.
+    ``loss_curve_`` (the summed perceptron loss per epoch, without the penalty), each summed over
+    the units still training at that epoch.
     """
 
     def __init__(
-        self, *, fit_intercept: bool = True, eta0: float = 1.0, max_iter: int = 1000, tol: float | None = 1e-3,
-        n_iter_no_change: int = 5, shuffle: bool = True, random_state: Any = 0, class_weight: Any = None,
-        warm_start: bool = False, backend: Any = None, dtype: str = "float64", fused: bool | None = None,
+        self, *, penalty: str | None = None, alpha: float = 0.0001, l1_ratio: float = 0.15,
+        fit_intercept: bool = True, max_iter: int = 1000, tol: float | None = 1e-3, shuffle: bool = True,
+        verbose: int = 0, eta0: float = 1.0, n_jobs: int | None = None, random_state: Any = 0,
+        early_stopping: bool = False, validation_fraction: float = 0.1, n_iter_no_change: int = 5,
+        class_weight: Any = None, warm_start: bool = False, backend: Any = None, dtype: str = "float64",
+        fused: bool | None = None,
     ) -> None:
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
         self.fit_intercept = fit_intercept
-        self.eta0 = eta0
         self.max_iter = max_iter
         self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
         self.shuffle = shuffle
+        self.verbose = verbose
+        self.eta0 = eta0
+        self.n_jobs = n_jobs
         self.random_state = random_state
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.class_weight = class_weight
         self.warm_start = warm_start
         self.backend = backend
@@ -336,26 +371,42 @@ class Perceptron(_ClassifierMixin, _Estimator):
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> "Perceptron":
         """One epoch over ``(X, y)`` from the weights so far, as scikit-learn's ``partial_fit``:
         the first call needs ``classes`` (every label that will ever appear); ``n_iter_`` is 1 and
-        ``t_`` goes on counting."""
+        ``t_`` goes on counting. ``early_stopping=True`` is refused, as scikit-learn refuses it."""
+        options = self._checked_options()
+        if options["early_stopping"]:
+            raise ValueError("early_stopping should be False with partial_fit: partial_fit runs one epoch over the "
+                             "data it is given, with nothing held out")
         first = self._first_partial_fit(classes)
         if isinstance(self.class_weight, str) and self.class_weight == "balanced":
             raise ValueError("class_weight 'balanced' is not supported for partial_fit: compute the weights once "
                              "from a large enough sample of y (sklearn.utils.class_weight.compute_class_weight) "
                              "and pass them as a dict, as scikit-learn asks")
         start = None if first else self._fitted_units()[2]
-        options = self._checked_options()
         Xd, y = self._fit_inputs(X, y, reset=first)
         labels = self._encode_labels(y, Xd.shape[0], classes if first else self.classes_)
         self._train(Xd, labels, sample_weight, options, 1, None, start, t=1.0 if first else self.t_)
         return self
 
-    def _checked_options(self) -> tuple[float, bool, int, bool]:
-        """``(eta0, fit_intercept, n_iter_no_change, shuffle)``, each checked; ``class_weight`` checked."""
+    def _checked_options(self) -> dict[str, Any]:
+        """The training options, each checked by scikit-learn's rules (``class_weight`` checked too)."""
         cw = self.class_weight
         if not (cw is None or isinstance(cw, dict) or (isinstance(cw, str) and cw == "balanced")):
             raise ValueError(f"class_weight must be None, 'balanced' or a dict of class label to weight, got {cw!r}")
-        return (_check_float("eta0", self.eta0, strict=True), check_flag("fit_intercept", self.fit_intercept),
-                check_positive_int("n_iter_no_change", self.n_iter_no_change), check_flag("shuffle", self.shuffle))
+        if self.penalty not in (None, "l2", "l1", "elasticnet"):
+            raise ValueError(f"penalty must be None, 'l2', 'l1' or 'elasticnet', got {self.penalty!r}")
+        v = self.verbose
+        if not isinstance(v, (numbers.Integral, np.bool_)) or v < 0:  # scikit-learn's: a bool or an integer >= 0
+            raise ValueError(f"verbose must be True, False or an integer >= 0, got {type(v).__name__} {v!r}")
+        if self.n_jobs is not None and (isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)):
+            raise TypeError(f"n_jobs must be None or an integer, got {type(self.n_jobs).__name__} {self.n_jobs!r}")
+        return dict(
+            eta0=_check_float("eta0", self.eta0, strict=True), fit_intercept=check_flag("fit_intercept", self.fit_intercept),
+            patience=check_positive_int("n_iter_no_change", self.n_iter_no_change),
+            shuffle=check_flag("shuffle", self.shuffle), penalty=self.penalty, alpha=_check_float("alpha", self.alpha),
+            l1_ratio=_check_number("l1_ratio", self.l1_ratio, low=0.0, high=1.0, low_open=False, high_open=False),
+            early_stopping=check_flag("early_stopping", self.early_stopping),
+            validation_fraction=_check_number("validation_fraction", self.validation_fraction, low=0.0, high=1.0),
+            verbose=int(v))
 
     def _fitted_units(self) -> tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray]] | None:
         """``(classes_, n_features_in_, (W (d, k), b (k,)) on the host)`` of the last fit, or None."""
@@ -380,7 +431,33 @@ class Perceptron(_ClassifierMixin, _Estimator):
                              f"classes of y ({_labels(self.classes_)})")
         return np.array([float(cw[c]) if c in cw else 1.0 for c in classes])
 
-    def _train(self, Xd: Any, labels: np.ndarray, sample_weight: Any, options: tuple, max_iter: int,
+    @staticmethod
+    def _validation_rows(split_labels: np.ndarray, fraction: float, state: Any, weights: np.ndarray | None) -> np.ndarray:
+        """The held-out rows ``(N,)`` bool for early stopping: scikit-learn's ``StratifiedShuffleSplit``
+        of ``split_labels`` from ``state`` (xpnet's stratified split without scikit-learn, or from a
+        ``Generator``), refused where scikit-learn refuses it (an empty side, or zero weight on
+        every held-out row)."""
+        n = split_labels.shape[0]
+        try:
+            from sklearn.model_selection import StratifiedShuffleSplit
+        except ImportError:  # pragma: no cover - exercised only without scikit-learn
+            StratifiedShuffleSplit = None  # noqa: N806
+        if StratifiedShuffleSplit is None or isinstance(state, np.random.Generator):
+            train, held = stopping.validation_split(split_labels, fraction, state, stratify=True)
+        else:
+            splitter = StratifiedShuffleSplit(test_size=fraction, random_state=state)
+            train, held = next(splitter.split(np.zeros((n, 1)), split_labels))
+        if train.size == 0 or held.size == 0:
+            raise ValueError(f"splitting {n} samples into a training and a validation set with validation_fraction="
+                             f"{fraction} leaves one empty ({train.size} and {held.size} samples): change "
+                             "validation_fraction, use more samples, or turn early_stopping off")
+        if weights is not None and not np.any(weights[held] > 0):
+            raise ValueError("the sample weights of the validation set are all zero: use another random_state")
+        mask = np.zeros(n, dtype=bool)
+        mask[held] = True
+        return mask
+
+    def _train(self, Xd: Any, labels: np.ndarray, sample_weight: Any, options: dict[str, Any], max_iter: int,
                tol: float | None, start: tuple[np.ndarray, np.ndarray] | None, t: float) -> None:
         """Train each one-vs-rest unit alone for up to ``max_iter`` epochs (from ``start``'s
         ``(W (d, k), b (k,))``, else zeros) with scikit-learn's stopping rule (``tol=None``: none),
@@ -388,48 +465,54 @@ class Perceptron(_ClassifierMixin, _Estimator):
         record (``t_`` counting on from ``t``). ``options``: from :meth:`_checked_options`."""
         from ..ops import Ops
 
-        eta0, fit_intercept, patience, shuffle = options
         backend = self._backend()
-        n = Xd.shape[0]
+        n, d = Xd.shape
         weights = None if sample_weight is None else training.host_sample_weight(sample_weight, n, backend)
         xp, dtype = backend.xp, backend.dtype(self._dtype_name_)
         ops = Ops(backend, self.fused)
         k = 1 if self.classes_.size == 2 else int(self.classes_.size)
         signs = np.where(labels[:, None] == np.arange(k) + (1 if k == 1 else 0), 1.0, -1.0)
         factors = self._class_factors(labels)
+        split = None
+        if options["early_stopping"]:  # binary: split the unit's -1/+1 labels; one-vs-rest: the classes
+            split_labels = signs[:, 0] if k == 1 else labels
+            split = lambda state: self._validation_rows(split_labels, options["validation_fraction"], state, weights)  # noqa: E731
+        seeds, held_out = scikit_learn_sgd_seeds(self.random_state, k, split)
         columns, runs = [], []
-        for unit, seed in enumerate(scikit_learn_sgd_seeds(self.random_state, k)):  # one-vs-rest, as scikit-learn's
+        for unit, seed in enumerate(seeds):  # one-vs-rest, as scikit-learn's
             Y = backend.asarray(signs[:, unit:unit + 1], dtype=dtype)
-            if start is None:
-                W = xp.zeros((self.n_features_in_, 1), dtype=dtype, device=backend.device)
-                b = xp.zeros((1,), dtype=dtype, device=backend.device)
-            else:  # fresh arrays: the epoch writes in place
-                W = backend.asarray(np.ascontiguousarray(start[0][:, unit:unit + 1]), dtype=dtype)
-                b = backend.asarray(np.array(start[1][unit:unit + 1]), dtype=dtype)
+            first = np.zeros((d, 1)) if start is None else np.ascontiguousarray(start[0][:, unit:unit + 1])
+            W = backend.asarray(first, dtype=dtype)  # fresh arrays: the epoch writes in place
+            b = backend.asarray(np.zeros(1) if start is None else np.array(start[1][unit:unit + 1]), dtype=dtype)
             unit_weights = weights
             if factors is not None:  # scikit-learn's (positive, negative) weights: one unit, classes 1 and 0;
                 pos, neg = (factors[1], factors[0]) if k == 1 else (factors[unit], 1.0)  # one-vs-rest, unit's and 1
                 unit_weights = np.where(signs[:, unit] > 0, pos, neg) * (1.0 if weights is None else weights)
-            orders = scikit_learn_sgd_orders(n, seed) if shuffle else None
-            errors, losses = [], []
-            best, stale, settled = np.inf, 0, False
+            penalty = None
+            if options["penalty"] is not None:
+                reset_below = 1e-9 if self._dtype_name_ == "float64" else 1e-6  # scikit-learn's, per dtype
+                penalty = PerceptronPenalty(options["penalty"], options["alpha"], options["l1_ratio"], first,
+                                            xp.zeros_like(W), reset_below)
+            run = _UnitRun(self, Xd, Y, held_out, weights, tol, options, n)
+            orders = scikit_learn_sgd_orders(n, seed) if options["shuffle"] else None
             for _ in range(max_iter):
-                if settled:  # the last epoch made no mistake, so W and b stay: no mistake, no loss
-                    mistakes, loss = 0, 0.0
+                if run.settled and penalty is None:  # the last epoch made no mistake, so W and b stay
+                    stop = run.repeat()
                 else:
-                    order = next(orders) if shuffle else np.arange(n)
-                    W, b, mistakes, loss = ops.perceptron_epoch(Xd, Y, W, b, order, eta0=eta0, weights=unit_weights,
-                                                                fit_intercept=fit_intercept)
-                    settled = mistakes == 0
-                errors.append(mistakes)
-                losses.append(loss)
-                if tol is not None:  # scikit-learn's SGD rule (sklearn/linear_model/_sgd_fast)
-                    stale = stale + 1 if loss > best - tol * n else 0
-                    best = min(best, loss)
-                    if stale >= patience:
-                        break
+                    order = next(orders) if orders is not None else np.arange(n)
+                    if held_out is not None:
+                        order = order[~held_out[order]]  # scikit-learn skips held-out rows as it meets them
+                    W, b, mistakes, loss, objective = ops.perceptron_epoch(
+                        Xd, Y, W, b, order, eta0=options["eta0"], weights=unit_weights,
+                        fit_intercept=options["fit_intercept"], penalty=penalty)
+                    stop = run.record(mistakes, loss, objective, W if penalty is None else penalty.scaled(W, xp), b,
+                                      None if penalty is None else float(np.sqrt(penalty.scalars[0, 1])))
+                if stop:
+                    break
+            if penalty is not None:
+                W = penalty.scaled(W, xp)
             columns.append((W, b))
-            runs.append((errors, losses))
+            runs.append((run.errors, run.losses))
         self._record_epochs(runs, n, t)
         W = columns[0][0] if k == 1 else xp.concat([W for W, _ in columns], axis=1)
         b = columns[0][1] if k == 1 else xp.concat([b for _, b in columns], axis=0)
@@ -463,6 +546,72 @@ class Perceptron(_ClassifierMixin, _Estimator):
         self._check_fitted()
         out = self._features(X, reset=False) @ self.model_.W + self.model_.b
         return self._like_input(X, out[:, 0] if out.shape[1] == 1 else out)
+
+
+class _UnitRun:
+    """One perceptron unit's epochs: each one's mistakes and loss, scikit-learn's stopping rule
+    over them (``_plain_sgd``: the objective per training sample or, with early stopping, the
+    accuracy on the held-out rows), and its ``verbose`` lines."""
+
+    def __init__(self, est: Perceptron, Xd: Any, Y: Any, held_out: np.ndarray | None, weights: np.ndarray | None,
+                 tol: float | None, options: dict[str, Any], n: int) -> None:
+        backend = est._backend()
+        self.backend, self.tol, self.patience, self.verbose = backend, tol, options["patience"], options["verbose"]
+        self.train_count = n if held_out is None else int(n - held_out.sum())
+        self.errors: list[int] = []
+        self.losses: list[float] = []
+        self.stale, self.settled, self.trained, self.last_score, self.weights_line = 0, False, 0, None, ""
+        self.best = -np.inf if held_out is not None else np.inf
+        self.started = time.perf_counter()
+        self.held_out = None
+        if held_out is not None:
+            rows = np.flatnonzero(held_out)
+            self.held_out = (backend.xp.take(Xd, backend.asarray(rows), axis=0), backend.to_numpy(Y)[rows, 0],
+                             None if weights is None else weights[rows])
+
+    def _score(self, W: Any, b: Any) -> float:
+        """Accuracy of the unit's sign on the held-out rows (weighted by their sample weights)."""
+        X_val, y_val, w_val = self.held_out
+        scores = self.backend.to_numpy(X_val @ W + b)[:, 0]
+        return float(np.average(np.where(scores > 0, 1.0, -1.0) == y_val, weights=w_val))
+
+    def record(self, mistakes: int, loss: float, objective: float, W: Any, b: Any, norm: float | None = None) -> bool:
+        """Record an epoch that ran, ending on weights ``W`` ``(d, 1)`` and ``b``; True to stop. ``norm``:
+        the norm a penalised fit tracks (scikit-learn prints that one; the L1 truncation leaves it behind)."""
+        self.settled = mistakes == 0
+        score = None if self.held_out is None else self._score(W, b)
+        if self.verbose:
+            host_W = self.backend.to_numpy(W)
+            self.weights_line = (f"Norm: {np.linalg.norm(host_W) if norm is None else norm:.2f}, "
+                                 f"NNZs: {np.count_nonzero(host_W)}, Bias: {float(self.backend.to_numpy(b)[0]):.6f}")
+        self.last_score = score
+        return self._step(mistakes, loss, objective, score)
+
+    def repeat(self) -> bool:
+        """Count an epoch that would repeat the last one without mistakes: no loss, the same score."""
+        return self._step(0, 0.0, 0.0, self.last_score)
+
+    def _step(self, mistakes: int, loss: float, objective: float, score: float | None) -> bool:
+        self.errors.append(mistakes)
+        self.losses.append(loss)
+        self.trained += self.train_count
+        if self.verbose:  # scikit-learn's lines, printed once the epoch is over
+            line = (f"{self.weights_line}, T: {self.trained}, Avg. loss: {loss / self.train_count:f}, "
+                    f"Objective: {objective / self.train_count:f}")
+            print(f"-- Epoch {len(self.errors)}")
+            print(line if score is None else f"{line}, Validation score: {score:f}")
+            print(f"Total training time: {time.perf_counter() - self.started:.2f} seconds.")
+        if score is not None:
+            self.stale = self.stale + 1 if self.tol is not None and score < self.best + self.tol else 0
+            self.best = max(self.best, score)
+        else:
+            mean = objective / self.train_count
+            self.stale = self.stale + 1 if self.tol is not None and mean > self.best - self.tol else 0
+            self.best = min(self.best, mean)
+        stop = self.stale >= self.patience
+        if stop and self.verbose:
+            print(f"Convergence after {len(self.errors)} epochs took {time.perf_counter() - self.started:.2f} seconds")
+        return stop
 
 
 class _LinearScorer:
