@@ -31,7 +31,6 @@ is put down to rounding when scikit-learn, refit on X changed by 1e-13 to 1e-11,
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from collections import Counter
 
@@ -41,6 +40,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 import xpnet
+
+from . import run
 
 SCALAR_ATTRIBUTES = ("loss_", "best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_")
 
@@ -202,17 +203,5 @@ def audit(settings: int, seed: int, fused: bool) -> Counter:
     return outcomes
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", type=int, default=100, help="how many random settings (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the settings' draws (default 0)")
-    parser.add_argument("--fused", action="store_true", help="xpnet's compiled Numba step (default: the reference path)")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    outcomes = audit(args.settings, args.seed, args.fused)
-    print(dict(outcomes))
-    return 1 if outcomes["DIFF"] else 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(__doc__.splitlines()[0], audit, "--fused", "xpnet's compiled Numba step (default: the reference path)"))

@@ -21,8 +21,6 @@ and t_. Outcomes, counted at the end:
 
 from __future__ import annotations
 
-import argparse
-import warnings
 from collections import Counter
 
 import numpy as np
@@ -30,6 +28,8 @@ from sklearn.datasets import make_classification
 from sklearn.linear_model import Perceptron
 
 import xpnet
+
+from . import run
 
 
 def draw_setting(rng: np.random.Generator, trial: int) -> dict:
@@ -100,17 +100,5 @@ def audit(settings: int, seed: int, reference: bool) -> Counter:
     return outcomes
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--settings", type=int, default=100, help="how many random settings (default 100)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the settings' draws (default 0)")
-    parser.add_argument("--reference", action="store_true", help="xpnet's Array-API reference epoch (default: Numba)")
-    args = parser.parse_args()
-    warnings.simplefilter("ignore")
-    outcomes = audit(args.settings, args.seed, args.reference)
-    print(dict(outcomes))
-    return 1 if outcomes["DIFF"] else 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run(__doc__.splitlines()[0], audit, "--reference", "xpnet's Array-API reference epoch (default: Numba)"))
