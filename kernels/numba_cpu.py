@@ -327,10 +327,12 @@ def perceptron_epoch(X, Y, W, b, order, *, eta0, weights=None, fit_intercept=Tru
         scalars, q = np.array([[1.0, 0.0, 0.0, 0.0]] * W.shape[1]), np.zeros((1, 1), dtype=W.dtype)
     else:
         code, alpha, l1_ratio, reset_below = penalty.code, penalty.alpha, penalty.l1_ratio, penalty.reset_below
-        scalars, q = penalty.scalars, penalty.q
+        scalars, q = np.array(penalty.scalars, dtype=np.float64), penalty.q
     mistakes, loss, objective = _perceptron_epoch_serial(
         X, Y, W, b, np.asarray(order, dtype=np.int64), etas, bool(fit_intercept), int(code), float(alpha),
         float(l1_ratio), float(eta0), float(reset_below), scalars, q)
+    if penalty is not None:
+        penalty.scalars = scalars.tolist()
     return W, b, int(mistakes), float(loss), float(objective)
 
 

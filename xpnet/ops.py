@@ -205,30 +205,25 @@ class PerceptronPenalty:
     Tsuruoka et al.'s truncated gradient: ``u`` sums ``l1_ratio eta alpha`` over the steps, and ``q``
     ``(d, k)`` (an array of ``W``'s library) what the truncation has taken from each weight so far.
 
-    ``scalars`` ``(k, 4)`` float64 (host) holds each unit's ``wscale``, squared norm, L1 norm and
-    ``u``. The norms are kept as scikit-learn keeps them, for the objective that its stopping rule
+    ``scalars`` (a host list of ``k`` lists) holds each unit's ``wscale``, squared norm, L1 norm
+    and ``u``. The norms are kept as scikit-learn keeps them, for the objective that its stopping rule
     reads: recomputed after each step that adds a sample, scaled with the vector, and left as they
     were by the L1 truncation.
     """
 
-    def __init__(self, penalty: str, alpha: float, l1_ratio: float, start: Any, q: Any, reset_below: float) -> None:
-        """``start``: the units' weights ``(d, k)`` on the host (NumPy) when the fit begins."""
-        import numpy as np
-
+    def __init__(self, penalty: str, alpha: float, l1_ratio: float, norms: list[tuple[float, float]], q: Any,
+                 reset_below: float) -> None:
+        """``norms``: each unit's squared and L1 norm of its weights when the fit begins."""
         self.code = PENALTY_CODES[penalty]
         self.alpha = float(alpha)
         self.l1_ratio = {1: 1.0, 2: 0.0}.get(self.code, float(l1_ratio))
         self.reset_below = float(reset_below)
         self.q = q
-        start = np.asarray(start, dtype=np.float64)
-        self.scalars = np.zeros((start.shape[1], 4))
-        self.scalars[:, 0] = 1.0
-        self.scalars[:, 1] = np.sum(start * start, axis=0)
-        self.scalars[:, 2] = np.sum(np.abs(start), axis=0)
+        self.scalars = [[1.0, float(squared), float(absolute), 0.0] for squared, absolute in norms]
 
     def scaled(self, W: Any, xp: Any) -> Any:
         """The weights ``(d, k)``: the stored vector times each unit's scale (scikit-learn's ``reset_wscale``)."""
-        scale = xp.asarray(self.scalars[:, 0], dtype=W.dtype, device=_device(W))
+        scale = xp.asarray([row[0] for row in self.scalars], dtype=W.dtype, device=_device(W))
         return W * xp.reshape(scale, (1, -1))
 
 
@@ -254,11 +249,9 @@ def perceptron_epoch_reference(
     (L1, elastic net), in scikit-learn's order. Functional (new ``W``, ``b``), so correct on
     immutable arrays too; one unit at a time, its scalars on the host, as scikit-learn's loop.
     """
-    import numpy as np
-
     d, k = W.shape
     code = 0 if penalty is None else penalty.code
-    scalars = np.array([[1.0, 0.0, 0.0, 0.0]] * k) if penalty is None else penalty.scalars
+    scalars = [[1.0, 0.0, 0.0, 0.0] for _ in range(k)] if penalty is None else penalty.scalars
     alpha, l1_ratio = (0.0, 0.0) if penalty is None else (penalty.alpha, penalty.l1_ratio)
     decay = max(0.0, 1.0 - (1.0 - l1_ratio) * eta0 * alpha)
     q = None if penalty is None else penalty.q
@@ -269,7 +262,7 @@ def perceptron_epoch_reference(
         eta = eta0 if weights is None else eta0 * float(weights[int(i)])
         wrong_any = False
         for j in range(k):
-            wscale, sq_norm, l1_norm, u = (float(v) for v in scalars[j])
+            wscale, sq_norm, l1_norm, u = scalars[j]
             column, y = W[:, j], float(Y[int(i), j])
             z = (float(xp.sum(column * x)) * wscale + float(b[j])) * y
             sample_loss = -z if z <= 0 else 0.0
@@ -298,7 +291,7 @@ def perceptron_epoch_reference(
                                   xp.where(before * wscale < 0, xp.minimum(zero, before + (u - taken) / wscale), before))
                 q = xp.where(units == j, xp.reshape(taken + wscale * (column - before), (d, 1)), q)
             W = xp.where(units == j, xp.reshape(column, (d, 1)), W)
-            scalars[j] = (wscale, sq_norm, l1_norm, u)
+            scalars[j] = [wscale, sq_norm, l1_norm, u]
         mistakes += int(wrong_any)
     if penalty is not None:
         penalty.q = q

@@ -491,7 +491,8 @@ class Perceptron(_ClassifierMixin, _Estimator):
             penalty = None
             if options["penalty"] is not None:
                 reset_below = 1e-9 if self._dtype_name_ == "float64" else 1e-6  # scikit-learn's, per dtype
-                penalty = PerceptronPenalty(options["penalty"], options["alpha"], options["l1_ratio"], first,
+                norms = [(float(np.sum(first * first)), float(np.sum(np.abs(first))))]
+                penalty = PerceptronPenalty(options["penalty"], options["alpha"], options["l1_ratio"], norms,
                                             xp.zeros_like(W), reset_below)
             run = _UnitRun(self, Xd, Y, held_out, weights, tol, options, n)
             orders = scikit_learn_sgd_orders(n, seed) if options["shuffle"] else None
@@ -506,7 +507,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
                         Xd, Y, W, b, order, eta0=options["eta0"], weights=unit_weights,
                         fit_intercept=options["fit_intercept"], penalty=penalty)
                     stop = run.record(mistakes, loss, objective, W if penalty is None else penalty.scaled(W, xp), b,
-                                      None if penalty is None else float(np.sqrt(penalty.scalars[0, 1])))
+                                      None if penalty is None else float(np.sqrt(penalty.scalars[0][1])))
                 if stop:
                     break
             if penalty is not None:
