@@ -263,14 +263,14 @@ def _perceptron_epoch_body(X, Y, W, b, order, etas, fit_intercept, code, alpha, 
             for f in range(d):
                 s += W[f, j] * X[i, f]
             z = (s * wscale + b[j]) * Y[i, j]
-            if z <= 0:
+            update = 0.0
+            if z <= 0:  # a mistake: its loss, and a step of eta y
                 loss -= z
                 objective -= z
+                update = etas[i] * Y[i, j]
+                wrong_any = True
             if code > 0:
                 objective += alpha * ((1.0 - l1_ratio) * 0.5 * math.sqrt(sq_norm) ** 2 + l1_ratio * l1_norm)
-            update = etas[i] * Y[i, j] if z <= 0 else 0.0
-            if z <= 0:
-                wrong_any = True
             if code >= 2:  # L2 or elastic net: w *= decay, as a scale
                 wscale *= decay
                 sq_norm *= decay * decay

@@ -265,13 +265,14 @@ def perceptron_epoch_reference(
             wscale, sq_norm, l1_norm, u = scalars[j]
             column, y = W[:, j], float(Y[int(i), j])
             z = (float(xp.sum(column * x)) * wscale + float(b[j])) * y
-            sample_loss = -z if z <= 0 else 0.0
-            loss += sample_loss
-            objective += sample_loss
+            update = 0.0
+            if z <= 0:  # a mistake: its loss, and a step of eta y
+                loss -= z
+                objective -= z
+                update = eta * y
+                wrong_any = True
             if code:
                 objective += alpha * ((1.0 - l1_ratio) * 0.5 * math.sqrt(sq_norm) ** 2 + l1_ratio * l1_norm)
-            update = eta * y if z <= 0 else 0.0
-            wrong_any = wrong_any or z <= 0
             if code >= 2:  # L2 or elastic net: w *= decay, as a scale
                 wscale, sq_norm, l1_norm = wscale * decay, sq_norm * decay * decay, l1_norm * decay
                 if wscale < penalty.reset_below:

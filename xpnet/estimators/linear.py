@@ -494,7 +494,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
                 norms = [(float(np.sum(first * first)), float(np.sum(np.abs(first))))]
                 penalty = PerceptronPenalty(options["penalty"], options["alpha"], options["l1_ratio"], norms,
                                             xp.zeros_like(W), reset_below)
-            run = _UnitRun(self, Xd, Y, held_out, weights, tol, options, n)
+            run = _UnitRun(backend, Xd, Y, held_out, weights, tol, options, n)
             orders = scikit_learn_sgd_orders(n, seed) if options["shuffle"] else None
             for _ in range(max_iter):
                 if run.settled and penalty is None:  # the last epoch made no mistake, so W and b stay
@@ -506,8 +506,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
                     W, b, mistakes, loss, objective = ops.perceptron_epoch(
                         Xd, Y, W, b, order, eta0=options["eta0"], weights=unit_weights,
                         fit_intercept=options["fit_intercept"], penalty=penalty)
-                    stop = run.record(mistakes, loss, objective, W if penalty is None else penalty.scaled(W, xp), b,
-                                      None if penalty is None else float(np.sqrt(penalty.scalars[0][1])))
+                    stop = run.record(mistakes, loss, objective, W, b, penalty)
                 if stop:
                     break
             if penalty is not None:
@@ -554,9 +553,8 @@ class _UnitRun:
     over them (``_plain_sgd``: the objective per training sample or, with early stopping, the
     accuracy on the held-out rows), and its ``verbose`` lines."""
 
-    def __init__(self, est: Perceptron, Xd: Any, Y: Any, held_out: np.ndarray | None, weights: np.ndarray | None,
+    def __init__(self, backend: Any, Xd: Any, Y: Any, held_out: np.ndarray | None, weights: np.ndarray | None,
                  tol: float | None, options: dict[str, Any], n: int) -> None:
-        backend = est._backend()
         self.backend, self.tol, self.patience, self.verbose = backend, tol, options["patience"], options["verbose"]
         self.train_count = n if held_out is None else int(n - held_out.sum())
         self.errors: list[int] = []
@@ -576,15 +574,19 @@ class _UnitRun:
         scores = self.backend.to_numpy(X_val @ W + b)[:, 0]
         return float(np.average(np.where(scores > 0, 1.0, -1.0) == y_val, weights=w_val))
 
-    def record(self, mistakes: int, loss: float, objective: float, W: Any, b: Any, norm: float | None = None) -> bool:
-        """Record an epoch that ran, ending on weights ``W`` ``(d, 1)`` and ``b``; True to stop. ``norm``:
-        the norm a penalised fit tracks (scikit-learn prints that one; the L1 truncation leaves it behind)."""
+    def record(self, mistakes: int, loss: float, objective: float, W: Any, b: Any,
+               penalty: PerceptronPenalty | None = None) -> bool:
+        """Record an epoch that ran, ending on the stored vector ``W`` ``(d, 1)`` (the weights, unless a
+        ``penalty`` keeps them scaled) and ``b``; True to stop."""
         self.settled = mistakes == 0
+        if penalty is not None and (self.held_out is not None or self.verbose):
+            W = penalty.scaled(W, self.backend.xp)
         score = None if self.held_out is None else self._score(W, b)
-        if self.verbose:
+        if self.verbose:  # a penalised fit prints the norm it tracks, as scikit-learn (its L1 truncation leaves it behind)
             host_W = self.backend.to_numpy(W)
-            self.weights_line = (f"Norm: {np.linalg.norm(host_W) if norm is None else norm:.2f}, "
-                                 f"NNZs: {np.count_nonzero(host_W)}, Bias: {float(self.backend.to_numpy(b)[0]):.6f}")
+            norm = np.linalg.norm(host_W) if penalty is None else np.sqrt(penalty.scalars[0][1])
+            self.weights_line = (f"Norm: {norm:.2f}, NNZs: {np.count_nonzero(host_W)}, "
+                                 f"Bias: {float(self.backend.to_numpy(b)[0]):.6f}")
         self.last_score = score
         return self._step(mistakes, loss, objective, score)
 
