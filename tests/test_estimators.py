@@ -522,6 +522,34 @@ def test_perceptron_refuses_what_scikit_learns_refuses():
     np.testing.assert_array_equal(warm.coef_, coef)
 
 
+@pytest.mark.parametrize("fused", [None, False])
+def test_perceptron_refuses_weights_that_overflow_at_scikit_learns_epoch(fused):
+    """A step so large that the weights become infinite is refused at the epoch where
+    scikit-learn's SGD refuses it (its words), for one unit and one-vs-rest, in float64 and float32,
+    on the compiled epoch and the reference; the fitted perceptron is left as it was. Without the
+    check the fit returned infinite coef_."""
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = (X[:, 0] > 0).astype(int)
+    y[:3] = 1 - y[:3]
+    fitted = xpnet.Perceptron(fused=fused).fit(X, y)
+    coef = fitted.coef_.copy()
+    for eta0, dtype, labels in ((1e308, "float64", y), (1e38, "float32", y), (1e38, "float32", np.arange(40) % 3)):
+        Xt = X.astype(dtype)
+        with pytest.raises(ValueError, match=r"epoch #(\d+)") as theirs:
+            SkPerceptron(eta0=eta0).fit(Xt, labels)
+        epoch = theirs.value.args[0].split("#")[1].split(".")[0]
+        assert int(epoch) > (1 if dtype == "float32" else 0)
+        fitted.set_params(eta0=eta0, dtype=dtype)
+        with pytest.raises(ValueError, match=rf"Floating-point under-/overflow occurred at epoch #{epoch}\b.*"
+                                             rf"NaN or infinite in {dtype}.*StandardScaler"):
+            fitted.fit(Xt, labels)
+        np.testing.assert_array_equal(fitted.coef_, coef)
+        assert fitted.n_features_in_ == 3 and fitted.classes_.size == 2
+
+
 def test_weighted_perceptron_equals_scikit_learns_and_the_reference():
     """sample_weight scales each sample's step, as scikit-learn's SGD update does: in a fixed order
     the compiled epoch, the Array-API reference and scikit-learn's Perceptron reach identical weights

@@ -303,7 +303,9 @@ class Perceptron(_ClassifierMixin, _Estimator):
     it draws it; each unit stops on its accuracy over the held-out rows, which it does not train
     on, by ``tol`` and ``n_iter_no_change``; the last epoch's weights are kept, as there);
     ``verbose`` (scikit-learn's epoch lines); ``n_jobs`` is taken, and the units train one after
-    another whatever it is (scikit-learn's result does not depend on it either).
+    another whatever it is (scikit-learn's result does not depend on it either). Weights that
+    become NaN or infinite (too large an ``eta0`` for the data's scale) raise ``ValueError`` at the
+    end of that epoch, as scikit-learn's SGD, and leave the estimator as it was.
 
     Where scikit-learn's early stopping with ``penalty="l2"`` or ``"elasticnet"`` differs: it scores
     its stored vector before the shrinking is applied (``weights.base`` in ``_plain_sgd``), where
@@ -506,6 +508,12 @@ class Perceptron(_ClassifierMixin, _Estimator):
                     W, b, mistakes, loss, objective = ops.perceptron_epoch(
                         Xd, Y, W, b, order, eta0=options["eta0"], weights=unit_weights,
                         fit_intercept=options["fit_intercept"], penalty=penalty)
+                    if not (bool(xp.all(xp.isfinite(W))) and bool(xp.all(xp.isfinite(b)))):
+                        raise ValueError(  # scikit-learn's check and words (_plain_sgd), before any attribute is set
+                            f"Floating-point under-/overflow occurred at epoch #{len(run.errors) + 1}"
+                            f"{'' if k == 1 else f' (unit {unit} of {k}, one per class)'}: the weights became "
+                            f"NaN or infinite in {self._dtype_name_}. Scaling input data with StandardScaler or "
+                            "MinMaxScaler, or a smaller eta0, might help.")
                     stop = run.record(mistakes, loss, objective, W, b, penalty)
                 if stop:
                     break
