@@ -116,6 +116,53 @@ def test_linear_regression_several_targets():
     assert reg.predict(X).shape == (200, 2)
 
 
+def test_linear_models_warn_where_max_iter_ends_the_descent():
+    """Unstandardised features in the thousands with an intercept of 50,000: the descent cannot
+    reach the least-squares fit in max_iter steps, and says so (ConvergenceWarning, as scikit-learn's
+    estimators), where it used to return the far-off fit in silence; the standardised default
+    converges without a warning. The same for LogisticRegression's max_iter."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    rng = np.random.default_rng(0)
+    X = rng.uniform(500, 3000, size=(200, 2))
+    y = X @ [100.0, 20.0] + 50000 + rng.normal(size=200) * 1000
+    with pytest.warns(ConvergenceWarning, match=r"LinearRegression: maximum iterations \(10000\) reached.*"
+                                                r"standardize=True"):
+        far = xpnet.LinearRegression(standardize=False).fit(X, y)
+    assert far.n_iter_ == 10000 and abs(far.intercept_ - 50000) > 10000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        near = xpnet.LinearRegression().fit(X, y)
+        xpnet.LogisticRegression().fit(X, y > np.median(y))
+    assert near.n_iter_ < 10000 and abs(near.intercept_ - 50000) < 2000
+    with pytest.warns(ConvergenceWarning, match=r"LogisticRegression: maximum iterations \(3\) reached"):
+        xpnet.LogisticRegression(max_iter=3).fit(X, y > np.median(y))
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-30])
+@pytest.mark.parametrize("cls", ["LinearRegression", "LogisticRegression"])
+def test_float32_features_far_from_one_are_standardised_as_at_one(cls, scale):
+    """float32 features of 1e20 (whose squares overflow) or 1e-30 (whose squares underflow) get
+    their spread: the fit's coefficients are those at scale 1, divided by the scale. Before, the
+    standard deviation came out infinite or zero and the fit trained nothing (coef_ 0). Unscaled,
+    LinearRegression's automatic step at 1e20 is refused by name instead of descending on NaN."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X @ [1.0, -0.5, 0.2] + 0.3 * rng.normal(size=40)
+    target = y if cls == "LinearRegression" else y > 0
+    make = getattr(xpnet, cls)
+    at_one = make(dtype="float32").fit(X, target)
+    far = make(dtype="float32").fit(X * scale, target)
+    np.testing.assert_allclose(np.asarray(far.coef_) * scale, at_one.coef_, rtol=1e-4)
+    np.testing.assert_allclose(far.intercept_, at_one.intercept_, rtol=1e-4, atol=1e-6)
+    if cls == "LinearRegression" and scale > 1:
+        with pytest.raises(ValueError, match=r"learning_rate_init='auto' gives a step of .*, below the smallest normal "
+                                             r"float32 .*largest magnitude .*e\+20"):
+            make(dtype="float32", standardize=False).fit(X * scale, target)
+
+
 def test_small_mlp_learns_xor():
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]] * 25, dtype=float)
     y = np.array([0, 1, 1, 0] * 25)

@@ -8,6 +8,7 @@ import copy
 import functools
 import inspect
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
@@ -281,10 +282,12 @@ class _Estimator(_SkBase):
         the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol``, until the largest
         absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
         lbfgs ``tol``). ``wd`` are sample weights ``(N,)`` on the device: each batch's loss is
-        their weighted mean."""
+        their weighted mean. ``ConvergenceWarning`` where ``max_iter`` ends it, as scikit-learn's
+        estimators warn."""
         max_iter, tol, patience = rule
         watch = stopping.NoImprovement(tol, patience)
         self.loss_curve_ = []
+        converged = False
         for _ in range(max_iter):
             batches = training.memory_batches(model, Xd, yd, batch_size, shuffle, wd=wd)
             logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
@@ -292,13 +295,19 @@ class _Estimator(_SkBase):
             self.loss_curve_.append(logs["loss"])
             watch.update(logs["loss"])
             if watch.stop:
+                converged = True
                 break
             if grad_tol is not None and batch_size >= Xd.shape[0]:
                 xp = model.backend.xp
                 if max(float(xp.max(xp.abs(g))) for g in model._grads()) <= grad_tol:
+                    converged = True
                     break
         self.n_iter_ = len(self.loss_curve_)
         self.best_loss_ = float(watch.best)
+        if not converged:
+            hint = "" if getattr(self, "standardize", True) else ", or standardise the features (standardize=True)"
+            warnings.warn(f"{type(self).__name__}: maximum iterations ({max_iter}) reached and the optimization "
+                          f"hasn't converged yet. Increase max_iter{hint}.", ConvergenceWarning)
 
     def _batch_size(self, n: int) -> int:
         bs = self.batch_size

@@ -31,17 +31,23 @@ class _Standardized:
 
     def _fit_transform(self, Xd: Any, wd: Any = None) -> Any:
         """Standardise with the (``wd``-weighted) mean and standard deviation of each feature, so a
-        weight of 2 standardises as the row repeated twice would."""
+        weight of 2 standardises as the row repeated twice would. The moments are taken of each
+        feature divided by a power of two near its largest magnitude (exact, so the same figures
+        where nothing overflows), so float32 features of 1e20 or 1e-30, whose squares overflow or
+        underflow, still get their spread and are not left unscaled."""
         xp = self.model_.backend.xp
         if not self.standardize:
             self.mean_ = self.scale_ = None
             return Xd
+        unit = _power_of_two_scale(xp.max(xp.abs(Xd), axis=0), xp)
+        Xu = Xd / unit
         if wd is None:
-            self.mean_, std = xp.mean(Xd, axis=0), xp.std(Xd, axis=0)
+            mean, std = xp.mean(Xu, axis=0), xp.std(Xu, axis=0)
         else:
             share = xp.reshape(wd / xp.sum(wd), (-1, 1))
-            self.mean_ = xp.sum(share * Xd, axis=0)
-            std = xp.sqrt(xp.sum(share * (Xd - self.mean_) ** 2, axis=0))
+            mean = xp.sum(share * Xu, axis=0)
+            std = xp.sqrt(xp.sum(share * (Xu - mean) ** 2, axis=0))
+        self.mean_, std = mean * unit, std * unit
         self.scale_ = xp.where(std > 0, std, xp.ones_like(std))
         return self._transform(Xd)
 
@@ -60,10 +66,35 @@ class _Standardized:
         self.intercept_ = b
 
 
+def _power_of_two_scale(peak: Any, xp: Any) -> Any:
+    """The power of two at or above each of ``peak`` (largest magnitudes, any shape), 1 where a
+    peak is 0: dividing by it is exact and brings the values into [-1, 1]."""
+    positive = peak > 0
+    exponent = xp.ceil(xp.log2(xp.where(positive, peak, xp.ones_like(peak))))
+    return xp.where(positive, 2.0 ** exponent, xp.ones_like(peak))
+
+
 def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100, wd: Any = None) -> float:
     """``1 / L`` for the MSE ``1/(2N) ||X w + b - y||^2``: L is the largest eigenvalue of
     ``[X 1].T [X 1] / N``, estimated by power iteration (the safe full-batch step size). With
-    sample weights ``wd`` ``(N,)``, the weighted MSE's: ``[X 1].T diag(wd) [X 1] / sum(wd)``."""
+    sample weights ``wd`` ``(N,)``, the weighted MSE's: ``[X 1].T diag(wd) [X 1] / sum(wd)``.
+    The iteration runs on ``X / s`` for a power of two ``s`` near its largest magnitude, and L is
+    ``s^2`` times its figure (in Python floats), so unstandardised float32 features of 1e20 do
+    not overflow ``X.T @ X``. Refused (``ValueError``) where the step is not a normal number of
+    ``X``'s dtype: a descent in it would not move."""
+    scale = float(_power_of_two_scale(xp.max(xp.abs(Xd)), xp))
+    step = _unit_lipschitz_step(Xd / scale, xp, iterations, wd, scale * scale)
+    tiny = float(xp.finfo(Xd.dtype).smallest_normal)
+    if not step >= tiny:
+        raise ValueError(
+            f"learning_rate_init='auto' gives a step of {step:.3g}, below the smallest normal {Xd.dtype} ({tiny:.3g}): "
+            f"the features (largest magnitude {float(xp.max(xp.abs(Xd))):.3g}) are too large to descend on unscaled; "
+            "scale X, keep standardize=True, or use dtype='float64'")
+    return step
+
+
+def _unit_lipschitz_step(Xd: Any, xp: Any, iterations: int, wd: Any, squared_scale: float) -> float:
+    """:func:`_lipschitz_step` for ``X = Xd * sqrt(squared_scale)``, ``Xd`` within [-1, 1]."""
     n, d = Xd.shape
     if wd is None:
         gram = (Xd.T @ Xd) * (1.0 / n)
@@ -80,7 +111,7 @@ def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100, wd: Any = None) -> 
             break
         v = v / norm
     largest = float(xp.sum(v * (gram @ v)))
-    return 1.0 / (largest + 1.0 + float(xp.sum(column_means * column_means)))
+    return 1.0 / (squared_scale * (largest + float(xp.sum(column_means * column_means))) + 1.0)
 
 
 class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
@@ -91,7 +122,8 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     ``1/L`` for the largest curvature ``L`` of the loss, so full-batch descent
     decreases the loss at every step and converges to the least-squares solution.
     Like any plain gradient descent it is slow on ill-conditioned problems (nearly
-    collinear features): there ``n_iter_`` reaching ``max_iter`` says it stopped early.
+    collinear features, or unstandardised ones on other scales than the intercept): there
+    ``ConvergenceWarning`` says that ``max_iter`` stopped it.
 
     Attributes: ``coef_`` ``(n_targets, n_features)`` (``(n_features,)`` for one
     target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
@@ -157,7 +189,8 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     reported for the raw features); with ``standardize=False`` it is
     ``LogisticRegression(C=1 / alpha)`` on the raw features (both tested). Without a penalty,
     separable classes have no finite optimum. Training stops when the largest absolute gradient
-    entry is at most ``tol`` (scikit-learn's lbfgs criterion; full batch), or at ``max_iter``. ``n_iter_no_change``
+    entry is at most ``tol`` (scikit-learn's lbfgs criterion; full batch), or at ``max_iter`` with a
+    ``ConvergenceWarning``. ``n_iter_no_change``
     applies to mini-batches (``batch_size`` set): the loss rule of the MLP estimators.
 
     Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
