@@ -116,6 +116,29 @@ def test_linear_regression_several_targets():
     assert reg.predict(X).shape == (200, 2)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_linear_regression_fits_targets_at_any_scale_as_at_one(dtype):
+    """Targets in units of 1e-30 or 1e20 give the fit of the same targets in units of 1, scaled,
+    after as many epochs (float64), and the loss curve scaled by the square: the descent runs on y
+    over a power of two and tol is relative to the loss of predicting y's mean. Before, float32
+    targets of 1e20 overflowed the loss (NonFiniteLossError), 1e-30 underflowed it and stopped after
+    12 epochs, and float64 1e20 ran all 10,000 epochs."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 3))
+    y = X @ [1.0, -0.5, 0.2] + 0.3
+    at_one = xpnet.LinearRegression(dtype=dtype).fit(X, y)
+    rtol = 1e-12 if dtype == "float64" else 2e-6
+    for scale in (1e-30, 1e20):
+        scaled = xpnet.LinearRegression(dtype=dtype).fit(X, y * scale)
+        np.testing.assert_allclose(scaled.coef_ / scale, at_one.coef_, rtol=rtol)
+        np.testing.assert_allclose(scaled.intercept_ / scale, at_one.intercept_, rtol=rtol)
+        np.testing.assert_allclose(np.array(scaled.loss_curve_[:5]) / scale**2, at_one.loss_curve_[:5], rtol=rtol)
+        np.testing.assert_allclose(scaled.predict(X) / scale, at_one.predict(X), rtol=rtol, atol=rtol)
+        np.testing.assert_allclose(scaled.predict(X) / scale, y, atol=1e-5 if dtype == "float32" else 1e-7)
+        if dtype == "float64":
+            assert scaled.n_iter_ == at_one.n_iter_ < 200
+
+
 def test_linear_models_warn_where_max_iter_ends_the_descent():
     """Unstandardised features in the thousands with an intercept of 50,000: the descent cannot
     reach the least-squares fit in max_iter steps, and says so (ConvergenceWarning, as scikit-learn's

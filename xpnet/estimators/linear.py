@@ -31,23 +31,13 @@ class _Standardized:
 
     def _fit_transform(self, Xd: Any, wd: Any = None) -> Any:
         """Standardise with the (``wd``-weighted) mean and standard deviation of each feature, so a
-        weight of 2 standardises as the row repeated twice would. The moments are taken of each
-        feature divided by a power of two near its largest magnitude (exact, so the same figures
-        where nothing overflows), so float32 features of 1e20 or 1e-30, whose squares overflow or
-        underflow, still get their spread and are not left unscaled."""
+        weight of 2 standardises as the row repeated twice would (:func:`_column_moments`: float32
+        features of 1e20 or 1e-30 get their spread too)."""
         xp = self.model_.backend.xp
         if not self.standardize:
             self.mean_ = self.scale_ = None
             return Xd
-        unit = _power_of_two_scale(xp.max(xp.abs(Xd), axis=0), xp)
-        Xu = Xd / unit
-        if wd is None:
-            mean, std = xp.mean(Xu, axis=0), xp.std(Xu, axis=0)
-        else:
-            share = xp.reshape(wd / xp.sum(wd), (-1, 1))
-            mean = xp.sum(share * Xu, axis=0)
-            std = xp.sqrt(xp.sum(share * (Xu - mean) ** 2, axis=0))
-        self.mean_, std = mean * unit, std * unit
+        self.mean_, std = _column_moments(Xd, xp, wd)
         self.scale_ = xp.where(std > 0, std, xp.ones_like(std))
         return self._transform(Xd)
 
@@ -72,6 +62,22 @@ def _power_of_two_scale(peak: Any, xp: Any) -> Any:
     positive = peak > 0
     exponent = xp.ceil(xp.log2(xp.where(positive, peak, xp.ones_like(peak))))
     return xp.where(positive, 2.0 ** exponent, xp.ones_like(peak))
+
+
+def _column_moments(A: Any, xp: Any, wd: Any = None) -> tuple[Any, Any]:
+    """The (``wd``-weighted) mean and standard deviation of each column of ``A`` ``(N, d)``, each
+    ``(d,)``. They are taken of each column divided by a power of two near its largest magnitude
+    (exact, so the same figures where nothing overflows), so that columns whose squares overflow
+    or underflow (float32 values of 1e20 or 1e-30) still get their spread."""
+    unit = _power_of_two_scale(xp.max(xp.abs(A), axis=0), xp)
+    Au = A / unit
+    if wd is None:
+        mean, std = xp.mean(Au, axis=0), xp.std(Au, axis=0)
+    else:
+        share = xp.reshape(wd / xp.sum(wd), (-1, 1))
+        mean = xp.sum(share * Au, axis=0)
+        std = xp.sqrt(xp.sum(share * (Au - mean) ** 2, axis=0))
+    return mean * unit, std * unit
 
 
 def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100, wd: Any = None) -> float:
@@ -123,7 +129,11 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     decreases the loss at every step and converges to the least-squares solution.
     Like any plain gradient descent it is slow on ill-conditioned problems (nearly
     collinear features, or unstandardised ones on other scales than the intercept): there
-    ``ConvergenceWarning`` says that ``max_iter`` stopped it.
+    ``ConvergenceWarning`` says that ``max_iter`` stopped it. It stops when the loss has not
+    fallen by ``tol`` times the loss of predicting ``y``'s mean for more than
+    ``n_iter_no_change`` epochs: relative, so ``y`` in units of 1e-30 or of 1e20 stops where
+    ``y`` in units of 1 does, with the same fit scaled (the descent runs on ``y`` divided by a
+    power of two, so neither overflows the loss in float32 either).
 
     Attributes: ``coef_`` ``(n_targets, n_features)`` (``(n_features,)`` for one
     target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
@@ -165,11 +175,22 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         wd = None if sample_weight is None else training.check_sample_weight(sample_weight, Xd.shape[0], model.backend,
                                                                               model.dtype)
         self.model_ = model
+        xp = model.backend.xp
+        # The descent runs on y / unit, a power of two near y's largest magnitude (exact), and the fit
+        # is scaled back: float32 targets of 1e20 or 1e-30 do not overflow or underflow the loss.
+        unit = float(_power_of_two_scale(xp.max(xp.abs(yd)), xp))
+        yd = yd / unit
+        baseline = 0.5 * sum(float(sd) ** 2 for sd in model.backend.to_numpy(_column_moments(yd, xp, wd)[1]))
+        if baseline > 0:  # the loss rule relative to the loss of predicting y's mean
+            rule = (rule[0], rule[1] * baseline, rule[2])
         Xt = self._fit_transform(Xd, wd)
-        lr = (_lipschitz_step(Xt, model.backend.xp, wd=wd) if self.learning_rate_init == "auto"
-              else float(self.learning_rate_init))
+        lr = (_lipschitz_step(Xt, xp, wd=wd) if self.learning_rate_init == "auto" else float(self.learning_rate_init))
         optimizer = SGD(lr=lr, momentum=self.momentum)
         self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule, wd=wd)
+        if unit != 1.0:
+            model.set_parameters([p * unit for p in model.parameters()])
+            self.loss_curve_ = [loss * unit * unit for loss in self.loss_curve_]
+            self.best_loss_ *= unit * unit
         self._set_linear_attributes()
         if self.n_outputs_ == 1:
             self.coef_, self.intercept_ = self.coef_[0, ...], self.intercept_[0]
