@@ -139,6 +139,38 @@ def test_linear_regression_fits_targets_at_any_scale_as_at_one(dtype):
             assert scaled.n_iter_ == at_one.n_iter_ < 200
 
 
+def test_linear_regression_says_when_nearly_collinear_features_keep_it_from_the_fit():
+    """A feature twice another plus noise of 1e-5: the least-squares fit uses that direction
+    (scikit-learn's too), which plain descent needs far more than max_iter epochs to follow. The fit
+    warns (ConvergenceWarning); before, a rule on the loss's progress stopped it after 45 epochs,
+    0.26 of y's spread away from the least-squares predictions, in silence. With noise of 1e-6 the
+    direction lies below what scikit-learn resolves by default (its tol=1e-6 drops it) and both
+    agree, without a warning; so do one-hot columns of every category beside the intercept
+    (exactly collinear)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LinearRegression as SkLinearRegression
+
+    def problem(seed, noise):
+        rng = np.random.default_rng(seed)
+        X = rng.normal(size=(60, 3))
+        X[:, 2] = 2 * X[:, 0] + noise * rng.normal(size=60)
+        return X, X @ [1.0, -1.0, 0.5] + 0.5 * rng.normal(size=60) + 2.0
+
+    X, y = problem(0, 1e-5)
+    with pytest.warns(ConvergenceWarning, match="maximum iterations"):
+        xpnet.LinearRegression().fit(X, y)
+    rng = np.random.default_rng(0)
+    one_hot = np.c_[np.eye(4)[rng.integers(0, 4, 300)], rng.normal(size=(300, 2))]
+    for X, y in (problem(1, 1e-6), (one_hot, one_hot @ [1, 2, 3, 4, 0.5, -0.5] + 0.1 * rng.normal(size=300))):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ConvergenceWarning)
+            ours = xpnet.LinearRegression().fit(X, y)
+        theirs = SkLinearRegression().fit(X, y)
+        assert np.max(np.abs(ours.predict(X) - theirs.predict(X))) < 1e-5 * np.std(y)
+
+
 def test_linear_models_warn_where_max_iter_ends_the_descent():
     """Unstandardised features in the thousands with an intercept of 50,000: the descent cannot
     reach the least-squares fit in max_iter steps, and says so (ConvergenceWarning, as scikit-learn's

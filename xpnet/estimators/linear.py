@@ -4,6 +4,7 @@ on optionally standardised features) and ``Perceptron`` (a compiled epoch of the
 
 from __future__ import annotations
 
+import math
 import numbers
 import time
 import warnings
@@ -127,13 +128,19 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     internally (``standardize=True``) and the step size defaults to ``"auto"``,
     ``1/L`` for the largest curvature ``L`` of the loss, so full-batch descent
     decreases the loss at every step and converges to the least-squares solution.
-    Like any plain gradient descent it is slow on ill-conditioned problems (nearly
-    collinear features, or unstandardised ones on other scales than the intercept): there
-    ``ConvergenceWarning`` says that ``max_iter`` stopped it. It stops when the loss has not
-    fallen by ``tol`` times the loss of predicting ``y``'s mean for more than
-    ``n_iter_no_change`` epochs: relative, so ``y`` in units of 1e-30 or of 1e20 stops where
-    ``y`` in units of 1 does, with the same fit scaled (the descent runs on ``y`` divided by a
-    power of two, so neither overflows the loss in float32 either).
+    Full-batch descent (the default) stops when the largest absolute gradient entry is at most
+    ``tol`` times ``y``'s spread (its standard deviation; never below 8 machine epsilons of the
+    dtype, finer than float32 resolves a gradient), as scikit-learn's lbfgs stops on the
+    gradient: a rule on the loss's progress stopped nearly collinear fits early, far from the
+    least-squares fit and without a word. Mini-batches (``batch_size`` set) stop when the loss
+    has not fallen by ``tol`` times the loss of predicting ``y``'s mean for more than
+    ``n_iter_no_change`` epochs. Both are relative, so ``y`` in units of 1e-30 or of 1e20 stops
+    where ``y`` in units of 1 does, with the same fit scaled (the descent runs on ``y`` divided
+    by a power of two, so neither overflows the loss in float32 either). Like any plain gradient
+    descent it is slow on ill-conditioned problems (nearly collinear features, or unstandardised
+    ones on other scales than the intercept): there ``ConvergenceWarning`` says that
+    ``max_iter`` stopped it. Exactly collinear features (one-hot columns of every category
+    beside the intercept) are fine: the descent converges in the others.
 
     Attributes: ``coef_`` ``(n_targets, n_features)`` (``(n_features,)`` for one
     target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
@@ -142,7 +149,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     _multi_output = True
 
     def __init__(
-        self, *, learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-12,
+        self, *, learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-8,
         n_iter_no_change: int = 10, batch_size: Any = None, momentum: float = 0.0, standardize: bool = True,
         random_state: int | None = None, backend: Any = None, dtype: str = "float64", fused: bool | None = None,
     ) -> None:
@@ -181,12 +188,18 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         unit = float(_power_of_two_scale(xp.max(xp.abs(yd)), xp))
         yd = yd / unit
         baseline = 0.5 * sum(float(sd) ** 2 for sd in model.backend.to_numpy(_column_moments(yd, xp, wd)[1]))
-        if baseline > 0:  # the loss rule relative to the loss of predicting y's mean
-            rule = (rule[0], rule[1] * baseline, rule[2])
+        baseline = baseline if baseline > 0 else 1.0  # the loss of predicting y's mean: the scale of the rules
+        max_iter, tol, patience = rule
+        batch_size = self._batch_size(Xd.shape[0])
+        if batch_size >= Xd.shape[0]:  # full batch: the gradient rule, relative to y's spread; no loss rule
+            floor = 8.0 * float(xp.finfo(yd.dtype).eps)
+            rule, grad_tol = (max_iter, 0.0, max_iter), max(tol, floor) * math.sqrt(2.0 * baseline)
+        else:  # mini-batches: the loss rule, relative to the loss of predicting y's mean
+            rule, grad_tol = (max_iter, tol * baseline, patience), None
         Xt = self._fit_transform(Xd, wd)
         lr = (_lipschitz_step(Xt, xp, wd=wd) if self.learning_rate_init == "auto" else float(self.learning_rate_init))
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, rule, wd=wd)
+        self._run_epochs(model, Xt, yd, optimizer, batch_size, True, rule, grad_tol=grad_tol, wd=wd)
         if unit != 1.0:
             model.set_parameters([p * unit for p in model.parameters()])
             self.loss_curve_ = [loss * unit * unit for loss in self.loss_curve_]
