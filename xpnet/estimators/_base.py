@@ -279,13 +279,15 @@ class _Estimator(_SkBase):
                     grad_tol: float | None = None, wd: Any = None) -> None:
         """Train until ``max_iter`` epochs, or until the loss has not improved on the best by
         ``tol`` for more than ``n_iter_no_change`` epochs in a row (scikit-learn's MLP rule:
-        the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol``, until the largest
-        absolute gradient entry of a full-batch epoch is at most ``grad_tol`` (scikit-learn's
-        lbfgs ``tol``). ``wd`` are sample weights ``(N,)`` on the device: each batch's loss is
-        their weighted mean. ``ConvergenceWarning`` where ``max_iter`` ends it, as scikit-learn's
-        estimators warn."""
+        the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol`` on full batches,
+        until the largest absolute gradient entry of an epoch is at most ``grad_tol``
+        (scikit-learn's lbfgs ``tol``), which then replaces the loss rule. ``wd`` are sample
+        weights ``(N,)`` on the device: each batch's loss is their weighted mean.
+        ``ConvergenceWarning`` where ``max_iter`` ends it, as scikit-learn's estimators warn."""
         max_iter, tol, patience = rule
-        watch = stopping.NoImprovement(tol, patience)
+        if grad_tol is not None and batch_size < Xd.shape[0]:
+            grad_tol = None  # mini-batch gradients are noisy: the loss rule
+        watch = stopping.NoImprovement(tol, max_iter if grad_tol is not None else patience)
         self.loss_curve_ = []
         converged = False
         for _ in range(max_iter):
@@ -297,7 +299,7 @@ class _Estimator(_SkBase):
             if watch.stop:
                 converged = True
                 break
-            if grad_tol is not None and batch_size >= Xd.shape[0]:
+            if grad_tol is not None:
                 xp = model.backend.xp
                 if max(float(xp.max(xp.abs(g))) for g in model._grads()) <= grad_tol:
                     converged = True

@@ -190,16 +190,13 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         baseline = 0.5 * sum(float(sd) ** 2 for sd in model.backend.to_numpy(_column_moments(yd, xp, wd)[1]))
         baseline = baseline if baseline > 0 else 1.0  # the loss of predicting y's mean: the scale of the rules
         max_iter, tol, patience = rule
-        batch_size = self._batch_size(Xd.shape[0])
-        if batch_size >= Xd.shape[0]:  # full batch: the gradient rule, relative to y's spread; no loss rule
-            floor = 8.0 * float(xp.finfo(yd.dtype).eps)
-            rule, grad_tol = (max_iter, 0.0, max_iter), max(tol, floor) * math.sqrt(2.0 * baseline)
-        else:  # mini-batches: the loss rule, relative to the loss of predicting y's mean
-            rule, grad_tol = (max_iter, tol * baseline, patience), None
+        # full batches: the gradient rule, relative to y's spread; mini-batches: the loss rule, relative to baseline
+        grad_tol = max(tol, 8.0 * float(xp.finfo(yd.dtype).eps)) * math.sqrt(2.0 * baseline)
         Xt = self._fit_transform(Xd, wd)
         lr = (_lipschitz_step(Xt, xp, wd=wd) if self.learning_rate_init == "auto" else float(self.learning_rate_init))
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, batch_size, True, rule, grad_tol=grad_tol, wd=wd)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True,
+                         (max_iter, tol * baseline, patience), grad_tol=grad_tol, wd=wd)
         if unit != 1.0:
             model.set_parameters([p * unit for p in model.parameters()])
             self.loss_curve_ = [loss * unit * unit for loss in self.loss_curve_]
@@ -271,10 +268,9 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         self.model_ = model
         Xt = self._fit_transform(Xd, wd)
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        batch_size = self._batch_size(Xd.shape[0])
-        full_batch = batch_size >= Xd.shape[0]  # momentum overshoots the loss: no loss rule on full batches
-        self._run_epochs(model, Xt, yd, optimizer, batch_size, True,
-                         (max_iter, grad_tol, max_iter if full_batch else patience), grad_tol=grad_tol, wd=wd)
+        # full batches stop on the gradient (momentum overshoots the loss), mini-batches on the loss
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, (max_iter, grad_tol, patience),
+                         grad_tol=grad_tol, wd=wd)
         self._set_linear_attributes()
         return self
 
