@@ -724,6 +724,67 @@ def test_logistic_regression_standardized_by_default_is_scikit_learns_scaled_pip
     assert np.max(np.abs(ours.coef_ - raw.coef_)) > 1e-3  # another objective
 
 
+def _scaled_pipeline_fit(X, y, C, w=None):
+    """scikit-learn's tight StandardScaler + LogisticRegression(C) fit: xpnet's default objective."""
+    from sklearn.linear_model import LogisticRegression as SkLogistic
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipe = make_pipeline(StandardScaler(), SkLogistic(C=C, tol=1e-12, max_iter=10000))
+    return pipe.fit(X, y, standardscaler__sample_weight=w, logisticregression__sample_weight=w)
+
+
+@pytest.mark.parametrize("alpha", [1e3, 1e4])
+@pytest.mark.parametrize("binary", [True, False])
+def test_logistic_regression_steps_from_curvature_so_strong_penalties_converge(alpha, binary):
+    """A fixed step of 0.5 made scikit-learn's C=1e-3 (alpha=1e3) on iris oscillate until max_iter
+    (probabilities 0.5 off) and C=1e-4 diverge (NonFiniteLossError). The "auto" step, 1/L for a
+    bound L on the curvature (alpha / N included), converges to scikit-learn's fit in silence."""
+    import warnings
+
+    from sklearn.datasets import load_iris
+    from sklearn.exceptions import ConvergenceWarning
+
+    X, y = load_iris(return_X_y=True)
+    y = (y == 2).astype(int) if binary else y
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ours = xpnet.LogisticRegression(alpha=alpha).fit(X, y)
+    assert ours.learning_rate_init == "auto"
+    theirs = _scaled_pipeline_fit(X, y, 1 / alpha)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), atol=1e-4)
+
+
+@pytest.mark.parametrize("batch_size", [7, 32])
+def test_linear_models_end_at_the_full_batch_fit_at_any_batch_size(batch_size):
+    """Mini-batches returned fits far from the objective's optimum without a word: the loss rule
+    stopped a constant-step descent in its noise floor (LinearRegression 0.8 of y's spread off on
+    diabetes at batch 16) and each batch's L2 term was over its own rows, a penalty N / B times
+    too strong. Now each step carries the whole data's penalty, a full-batch pass checks the
+    gradient rule after each epoch, and full batches finish the descent: every batch size ends at
+    the full-batch fit, weighted or not."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LinearRegression as SkLinear
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(150, 3)) * [1.0, 4.0, 0.3] + [0.0, 2.0, -1.0]
+    w = rng.integers(0, 4, size=150).astype(float)
+    y = X @ [1.0, -0.5, 2.0] + rng.normal(size=150)
+    labels = np.digitize(X[:, 0] + 0.3 * X[:, 1] + rng.normal(size=150), [0.0, 1.0])  # 3 classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        for weights in (None, w):
+            linear = xpnet.LinearRegression(batch_size=batch_size, random_state=0).fit(X, y, sample_weight=weights)
+            np.testing.assert_allclose(linear.coef_, SkLinear().fit(X, y, sample_weight=weights).coef_, rtol=1e-6)
+            logistic = xpnet.LogisticRegression(batch_size=batch_size, tol=1e-8, max_iter=5000, random_state=0)
+            logistic.fit(X, labels, sample_weight=weights)
+            assert logistic.n_iter_ < 5000
+            np.testing.assert_allclose(logistic.predict_proba(X),
+                                       _scaled_pipeline_fit(X, labels, 1.0, weights).predict_proba(X), atol=1e-6)
+
+
 def test_linear_models_take_sample_weight_as_scikit_learns_do():
     """LinearRegression and LogisticRegression took no sample_weight. Integer weights now equal
     repeated rows (the standardisation is weighted too), and the fits equal scikit-learn's weighted
@@ -741,7 +802,7 @@ def test_linear_models_take_sample_weight_as_scikit_learns_do():
     np.testing.assert_allclose(weighted.coef_, SkLinear().fit(X, y, sample_weight=w).coef_, rtol=1e-7)
     labels = (X[:, 0] + 0.3 * X[:, 1] + rng.normal(size=150) > 0.6).astype(int)
     for standardize in (True, False):
-        kw = dict(standardize=standardize, tol=1e-8, max_iter=20000)
+        kw = dict(standardize=standardize, tol=1e-10, max_iter=50000)
         ours = xpnet.LogisticRegression(**kw).fit(X, labels, sample_weight=w)
         np.testing.assert_allclose(ours.coef_, xpnet.LogisticRegression(**kw).fit(X[repeat], labels[repeat]).coef_,
                                    rtol=1e-6)

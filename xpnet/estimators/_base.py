@@ -9,7 +9,7 @@ import functools
 import inspect
 import numbers
 import warnings
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -275,37 +275,48 @@ class _Estimator(_SkBase):
             check_positive_int("n_iter_no_change", self.n_iter_no_change),
         )
 
-    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, rule,
-                    grad_tol: float | None = None, wd: Any = None) -> None:
-        """Train until ``max_iter`` epochs, or until the loss has not improved on the best by
-        ``tol`` for more than ``n_iter_no_change`` epochs in a row (scikit-learn's MLP rule:
-        the count must *exceed* ``n_iter_no_change``), or, with ``grad_tol`` on full batches,
-        until the largest absolute gradient entry of an epoch is at most ``grad_tol``
-        (scikit-learn's lbfgs ``tol``), which then replaces the loss rule. ``wd`` are sample
-        weights ``(N,)`` on the device: each batch's loss is their weighted mean.
-        ``ConvergenceWarning`` where ``max_iter`` ends it, as scikit-learn's estimators warn."""
-        max_iter, tol, patience = rule
-        if grad_tol is not None and batch_size < Xd.shape[0]:
-            grad_tol = None  # mini-batch gradients are noisy: the loss rule
-        watch = stopping.NoImprovement(tol, max_iter if grad_tol is not None else patience)
+    def _run_epochs(self, model: Sequential, Xd, yd, optimizer, batch_size: int, shuffle: bool, max_iter: int,
+                    patience: int, grad_tol: float, wd: Any = None) -> None:
+        """Train until the largest absolute entry of the whole objective's gradient (the full
+        batch's, whatever ``batch_size``) is at most ``grad_tol`` (scikit-learn's lbfgs ``tol``),
+        or for ``max_iter`` epochs, then with a ``ConvergenceWarning`` as scikit-learn's
+        estimators warn. ``wd`` are sample weights ``(N,)`` on the device: each batch's loss is
+        their weighted mean.
+
+        Full batches take one step an epoch, and the gradient of that step is the one checked.
+        The linear models' objective is convex and its optimum does not depend on the batch
+        size, so neither may the fit: mini-batches carry the whole data's L2 term in each step
+        (:func:`_whole_data_penalty`, an unbiased estimate of the full gradient), and after each
+        epoch one full-batch pass gives the gradient checked. At a constant step mini-batch
+        descent settles in a noise floor around the optimum, above ``grad_tol``: once the full
+        gradient has not reached a new low for more than ``patience`` (``n_iter_no_change``)
+        epochs, the remaining epochs take full batches, so every batch size ends at the
+        full-batch fit."""
         self.loss_curve_ = []
+        floor = stopping.NoImprovement(0.0, patience)  # mini-batches: the full gradient's lowest
         converged = False
+        xp = model.backend.xp
         for _ in range(max_iter):
+            mini_batches = batch_size < Xd.shape[0]
             batches = training.memory_batches(model, Xd, yd, batch_size, shuffle, wd=wd)
+            if model.l2 and mini_batches:
+                batches = _whole_data_penalty(model, batches, Xd.shape[0] if wd is None else wd)
             logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
             model.epochs_trained += 1
             self.loss_curve_.append(logs["loss"])
-            watch.update(logs["loss"])
-            if watch.stop:
+            if mini_batches:
+                _, grads = training.full_batch_value_and_grad(model, Xd, yd, wd)
+                largest = max(float(np.max(np.abs(g))) for g in grads)
+                floor.update(largest)
+                if floor.stop:  # mini-batch descent's noise floor: full batches from here on
+                    batch_size = Xd.shape[0]
+            else:
+                largest = max(float(xp.max(xp.abs(g))) for g in model._grads())
+            if largest <= grad_tol:
                 converged = True
                 break
-            if grad_tol is not None:
-                xp = model.backend.xp
-                if max(float(xp.max(xp.abs(g))) for g in model._grads()) <= grad_tol:
-                    converged = True
-                    break
         self.n_iter_ = len(self.loss_curve_)
-        self.best_loss_ = float(watch.best)
+        self.best_loss_ = float(min(self.loss_curve_))
         if not converged:
             hint = "" if getattr(self, "standardize", True) else ", or standardise the features (standardize=True)"
             warnings.warn(f"{type(self).__name__}: maximum iterations ({max_iter}) reached and the optimization "
@@ -318,6 +329,25 @@ class _Estimator(_SkBase):
         if bs == "auto":
             return min(200, n)
         return min(check_positive_int("batch_size", bs), n)
+
+
+def _whole_data_penalty(model: Sequential, batches: Iterator[tuple[Any, Any, Any]], total: Any
+                        ) -> Iterator[tuple[Any, Any, Any]]:
+    """``batches``, each passed with the model's L2 factor scaled so that its step carries the
+    whole data's penalty ``l2 / (2 N) ||W||^2`` (``N`` the row count, or the weight sum where
+    ``total`` holds sample weights ``(N,)``) instead of ``l2 / (2 B)`` over its own ``B`` rows:
+    each mini-batch gradient is then an unbiased estimate of the full-batch objective's (the
+    linear models' objective; the MLP estimators keep scikit-learn's per-batch penalty)."""
+    l2 = model.l2
+    xp = model.backend.xp
+    whole = float(total) if isinstance(total, int) else float(xp.sum(total))
+    try:
+        for xb, yb, wb in batches:
+            rows = xb.shape[0] if wb is None else float(xp.sum(wb))
+            model.l2 = l2 * rows / whole
+            yield xb, yb, wb
+    finally:
+        model.l2 = l2
 
 
 def scikit_learn_draws(random_state: Any) -> Any:

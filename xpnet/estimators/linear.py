@@ -128,15 +128,17 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     internally (``standardize=True``) and the step size defaults to ``"auto"``,
     ``1/L`` for the largest curvature ``L`` of the loss, so full-batch descent
     decreases the loss at every step and converges to the least-squares solution.
-    Full-batch descent (the default) stops when the largest absolute gradient entry is at most
+    Descent stops when the largest absolute entry of the full-batch gradient is at most
     ``tol`` times ``y``'s spread (its standard deviation; never below 8 machine epsilons of the
     dtype, finer than float32 resolves a gradient), as scikit-learn's lbfgs stops on the
     gradient: a rule on the loss's progress stopped nearly collinear fits early, far from the
-    least-squares fit and without a word. Mini-batches (``batch_size`` set) stop when the loss
-    has not fallen by ``tol`` times the loss of predicting ``y``'s mean for more than
-    ``n_iter_no_change`` epochs. Both are relative, so ``y`` in units of 1e-30 or of 1e20 stops
-    where ``y`` in units of 1 does, with the same fit scaled (the descent runs on ``y`` divided
-    by a power of two, so neither overflows the loss in float32 either). Like any plain gradient
+    least-squares fit and without a word. The rule is relative, so ``y`` in units of 1e-30 or
+    of 1e20 stops where ``y`` in units of 1 does, with the same fit scaled (the descent runs on
+    ``y`` divided by a power of two, so neither overflows the loss in float32 either).
+    Mini-batches (``batch_size`` set) end at the same fit: they stop on the same rule, checked
+    on a full-batch pass after each epoch, and once that gradient has not reached a new low for
+    more than ``n_iter_no_change`` epochs (the noise floor of a constant step) the remaining
+    epochs take full batches. Like any plain gradient
     descent it is slow on ill-conditioned problems (nearly collinear features, or unstandardised
     ones on other scales than the intercept): there ``ConvergenceWarning`` says that
     ``max_iter`` stopped it. Exactly collinear features (one-hot columns of every category
@@ -187,16 +189,15 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         # is scaled back: float32 targets of 1e20 or 1e-30 do not overflow or underflow the loss.
         unit = float(_power_of_two_scale(xp.max(xp.abs(yd)), xp))
         yd = yd / unit
-        baseline = 0.5 * sum(float(sd) ** 2 for sd in model.backend.to_numpy(_column_moments(yd, xp, wd)[1]))
-        baseline = baseline if baseline > 0 else 1.0  # the loss of predicting y's mean: the scale of the rules
+        spread = math.sqrt(sum(float(sd) ** 2 for sd in model.backend.to_numpy(_column_moments(yd, xp, wd)[1])))
         max_iter, tol, patience = rule
-        # full batches: the gradient rule, relative to y's spread; mini-batches: the loss rule, relative to baseline
-        grad_tol = max(tol, 8.0 * float(xp.finfo(yd.dtype).eps)) * math.sqrt(2.0 * baseline)
+        # the gradient rule, relative to y's spread (1 where y is constant), never finer than the dtype resolves
+        grad_tol = max(tol, 8.0 * float(xp.finfo(yd.dtype).eps)) * (spread if spread > 0 else 1.0)
         Xt = self._fit_transform(Xd, wd)
         lr = (_lipschitz_step(Xt, xp, wd=wd) if self.learning_rate_init == "auto" else float(self.learning_rate_init))
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True,
-                         (max_iter, tol * baseline, patience), grad_tol=grad_tol, wd=wd)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, max_iter, patience, grad_tol,
+                         wd=wd)
         if unit != 1.0:
             model.set_parameters([p * unit for p in model.parameters()])
             self.loss_curve_ = [loss * unit * unit for loss in self.loss_curve_]
@@ -219,17 +220,23 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     ``make_pipeline(StandardScaler(), LogisticRegression(C=1 / alpha))`` (its coefficients
     reported for the raw features); with ``standardize=False`` it is
     ``LogisticRegression(C=1 / alpha)`` on the raw features (both tested). Without a penalty,
-    separable classes have no finite optimum. Training stops when the largest absolute gradient
-    entry is at most ``tol`` (scikit-learn's lbfgs criterion; full batch), or at ``max_iter`` with a
-    ``ConvergenceWarning``. ``n_iter_no_change``
-    applies to mini-batches (``batch_size`` set): the loss rule of the MLP estimators.
+    separable classes have no finite optimum. The step defaults to ``"auto"``: ``1/L`` for a bound
+    ``L`` on the objective's curvature (a quarter, for two classes, or half, for more, of the
+    largest eigenvalue of ``[X 1].T [X 1] / N``, plus ``alpha / N``), so a strong penalty
+    (``alpha=1e4``, scikit-learn's ``C=1e-4``) converges instead of diverging as a fixed step did.
+    Training stops when the largest absolute entry of the full-batch gradient is at most ``tol``
+    (scikit-learn's lbfgs criterion), or at ``max_iter`` with a ``ConvergenceWarning``.
+    Mini-batches (``batch_size`` set) minimise the same objective and end at the same fit: each
+    step carries the whole data's penalty, the gradient rule is checked on a full-batch pass after
+    each epoch, and once that gradient has not reached a new low for more than
+    ``n_iter_no_change`` epochs the remaining epochs take full batches.
 
     Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
     ``(n_classes, n_features)``, ``intercept_``, ``loss_curve_``, ``n_iter_``.
     """
 
     def __init__(
-        self, *, learning_rate_init: float = 0.5, max_iter: int = 1000, tol: float = 1e-4,
+        self, *, learning_rate_init: Any = "auto", max_iter: int = 1000, tol: float = 1e-4,
         n_iter_no_change: int = 10, alpha: float = 1.0, batch_size: Any = None, momentum: float = 0.9,
         standardize: bool = True, random_state: int | None = None, backend: Any = None,
         dtype: str = "float64", fused: bool | None = None,
@@ -253,7 +260,8 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         loss, and the L2 term is divided by the weight sum (scikit-learn's objective)."""
         max_iter, grad_tol, patience = self._stopping_rule()
         check_flag("standardize", self.standardize)
-        lr = _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        if self.learning_rate_init != "auto":
+            _check_float("learning_rate_init", self.learning_rate_init, strict=True)
         alpha = _check_float("alpha", self.alpha)
         Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
@@ -267,10 +275,17 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
                                                                               model.dtype)
         self.model_ = model
         Xt = self._fit_transform(Xd, wd)
+        if self.learning_rate_init == "auto":
+            # the loss's Hessian in the logits is at most 1/4 (sigmoid) or 1/2 (softmax) times the identity
+            xp = model.backend.xp
+            total = float(Xd.shape[0]) if wd is None else float(xp.sum(wd))
+            lr = 1.0 / ((0.25 if binary else 0.5) / _lipschitz_step(Xt, xp, wd=wd) + alpha / total)
+        else:
+            lr = float(self.learning_rate_init)
         optimizer = SGD(lr=lr, momentum=self.momentum)
-        # full batches stop on the gradient (momentum overshoots the loss), mini-batches on the loss
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, (max_iter, grad_tol, patience),
-                         grad_tol=grad_tol, wd=wd)
+        # every batch size stops on the full gradient (momentum overshoots the loss)
+        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, max_iter, patience, grad_tol,
+                         wd=wd)
         self._set_linear_attributes()
         return self
 
