@@ -151,6 +151,9 @@ def test_predict_checks_input():
         (xpnet.MLPClassifier(), X_OK, np.where(Y_OK > 0, np.nan, 0.0), ValueError, "y contains NaN"),
         (xpnet.MLPRegressor(), np.zeros((0, 3)), np.zeros(0), ValueError, r"Found array with 0 sample\(s\)"),
         (xpnet.LogisticRegression(learning_rate_init=0), X_OK, Y_OK, ValueError, "learning_rate_init must be > 0"),
+        (xpnet.LogisticRegression(learning_rate_init="fast"), X_OK, Y_OK, ValueError,
+         "learning_rate_init must be 'auto' or a finite number > 0, got 'fast'"),
+        (xpnet.LinearRegression(learning_rate_init=None), X_OK, Y_OK, TypeError, "learning_rate_init must be a finite number"),
         (xpnet.Perceptron(eta0=-1), X_OK, Y_OK, ValueError, "eta0 must be > 0"),
         # scikit-learn's names, not the optimizers' (beta1, eps)
         (xpnet.MLPClassifier(beta_1=1.0), X_OK, Y_OK, ValueError, r"beta_1 must lie in \[0.0, 1.0\), got 1.0"),

@@ -81,6 +81,15 @@ def _column_moments(A: Any, xp: Any, wd: Any = None) -> tuple[Any, Any]:
     return mean * unit, std * unit
 
 
+def _check_step(learning_rate_init: Any) -> None:
+    """The linear models' ``learning_rate_init``: ``"auto"`` or a finite number > 0."""
+    if isinstance(learning_rate_init, str):
+        if learning_rate_init != "auto":
+            raise ValueError(f"learning_rate_init must be 'auto' or a finite number > 0, got {learning_rate_init!r}")
+        return
+    _check_float("learning_rate_init", learning_rate_init, strict=True)
+
+
 def _lipschitz_step(Xd: Any, xp: Any, iterations: int = 100, wd: Any = None) -> float:
     """``1 / L`` for the MSE ``1/(2N) ||X w + b - y||^2``: L is the largest eigenvalue of
     ``[X 1].T [X 1] / N``, estimated by power iteration (the safe full-batch step size). With
@@ -173,8 +182,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         squared error (weighted least squares, scikit-learn's meaning)."""
         rule = self._stopping_rule()
         check_flag("standardize", self.standardize)
-        if self.learning_rate_init != "auto":
-            _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        _check_step(self.learning_rate_init)
         Xd, y = self._fit_inputs(X, y)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
@@ -260,8 +268,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         loss, and the L2 term is divided by the weight sum (scikit-learn's objective)."""
         max_iter, grad_tol, patience = self._stopping_rule()
         check_flag("standardize", self.standardize)
-        if self.learning_rate_init != "auto":
-            _check_float("learning_rate_init", self.learning_rate_init, strict=True)
+        _check_step(self.learning_rate_init)
         alpha = _check_float("alpha", self.alpha)
         Xd, y = self._fit_inputs(X, y)
         labels = self._encode_labels(y, Xd.shape[0])
