@@ -196,6 +196,38 @@ def test_linear_models_warn_where_max_iter_ends_the_descent():
         xpnet.LogisticRegression(max_iter=3).fit(X, y > np.median(y))
 
 
+def test_linear_models_solver_lbfgs_reaches_the_fit_where_descent_warns():
+    """Unstandardised features leave gradient descent warning at max_iter, far from the fit (the
+    diabetes features are about 0.05 beside the intercept's 1; iris's are shifted); solver="lbfgs"
+    (scipy's L-BFGS-B on xpnet's full-batch gradient, as the MLP's lbfgs) reaches it without a
+    warning: LinearRegression the exact least-squares fit, LogisticRegression scikit-learn's plain
+    LogisticRegression. Where L-BFGS-B stops above the gradient rule (float32's loss is too coarse
+    for its line search), it says so."""
+    import warnings
+
+    from sklearn.datasets import load_diabetes, load_iris
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression as SkLogistic
+
+    X, y = load_diabetes(return_X_y=True)
+    A = np.c_[X, np.ones(X.shape[0])]
+    exact = A @ np.linalg.lstsq(A, y, rcond=None)[0]
+    Xi, yi = load_iris(return_X_y=True)
+    with pytest.warns(ConvergenceWarning, match="or use solver='lbfgs'"):
+        far = xpnet.LinearRegression(standardize=False).fit(X, y)
+    assert np.max(np.abs(far.predict(X) - exact)) > 0.1 * np.std(y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        linear = xpnet.LinearRegression(standardize=False, solver="lbfgs").fit(X, y)
+        logistic = xpnet.LogisticRegression(standardize=False, solver="lbfgs", tol=1e-8).fit(Xi, yi)
+    np.testing.assert_allclose(linear.predict(X), exact, atol=1e-5 * np.std(y))
+    assert linear.n_iter_ == len(linear.loss_curve_) < 200
+    theirs = SkLogistic(tol=1e-12, max_iter=10000).fit(Xi, yi)
+    np.testing.assert_allclose(logistic.predict_proba(Xi), theirs.predict_proba(Xi), atol=1e-5)
+    with pytest.warns(ConvergenceWarning, match=r"lbfgs stopped after \d+ iterations with the largest gradient entry"):
+        xpnet.LinearRegression(solver="lbfgs", dtype="float32").fit(X.astype(np.float32), y)
+
+
 @pytest.mark.parametrize("scale", [1e20, 1e-30])
 @pytest.mark.parametrize("cls", ["LinearRegression", "LogisticRegression"])
 def test_float32_features_far_from_one_are_standardised_as_at_one(cls, scale):

@@ -154,6 +154,7 @@ def test_predict_checks_input():
         (xpnet.LogisticRegression(learning_rate_init="fast"), X_OK, Y_OK, ValueError,
          "learning_rate_init must be 'auto' or a finite number > 0, got 'fast'"),
         (xpnet.LinearRegression(learning_rate_init=None), X_OK, Y_OK, TypeError, "learning_rate_init must be a finite number"),
+        (xpnet.LinearRegression(solver="adam"), X_OK, Y_OK, ValueError, "solver must be 'gd' or 'lbfgs', got 'adam'"),
         (xpnet.Perceptron(eta0=-1), X_OK, Y_OK, ValueError, "eta0 must be > 0"),
         # scikit-learn's names, not the optimizers' (beta1, eps)
         (xpnet.MLPClassifier(beta_1=1.0), X_OK, Y_OK, ValueError, r"beta_1 must lie in \[0.0, 1.0\), got 1.0"),

@@ -397,6 +397,53 @@ def full_batch_value_and_grad(model: Any, X: Any, y: Any, weights: Any = None) -
     return loss, grads
 
 
+def minimize_lbfgs(model: Any, X: Any, y: Any, weights: Any = None, *, max_iter: int, max_fun: int,
+                   gtol: float, ftol: float | None = None) -> tuple[Any, list[float]]:
+    """Minimise the full-batch objective of :func:`full_batch_value_and_grad` with scipy's
+    L-BFGS-B on the host (scikit-learn's lbfgs solver): one forward and backward pass on the
+    model's device per evaluation. Leaves the model at the result and returns scipy's
+    ``OptimizeResult`` and the objective after each iteration. The parameter vector holds every
+    weight matrix, then every bias, as scikit-learn's MLP ``_pack`` lays them out, so L-BFGS-B
+    sees the vector it sees there and sums its dot products in the same order. ``ftol`` is
+    L-BFGS-B's bound on the objective's relative reduction (scipy's default where None, as
+    scikit-learn's MLP passes none)."""
+    from scipy.optimize import minimize
+
+    backend = model.backend
+    shapes = [tuple(p.shape) for p in model.parameters()]
+    order = sorted(range(len(shapes)), key=lambda i: len(shapes[i]) != 2)
+    sizes = [int(np.prod(shapes[i])) for i in order]
+
+    def unpack(theta):
+        out, at = [None] * len(shapes), 0
+        for i, size in zip(order, sizes):
+            out[i] = theta[at:at + size].reshape(shapes[i])
+            at += size
+        return out
+
+    def pack(arrays):
+        return np.concatenate([np.asarray(arrays[i]).ravel() for i in order])
+
+    def loss_and_grad(theta):
+        model.set_parameters(unpack(theta))
+        loss, grads = full_batch_value_and_grad(model, X, y, weights)
+        return loss, pack(grads)
+
+    curve: list[float] = []
+
+    def record(intermediate_result):  # scipy >= 1.11 passes the iteration's result by this name
+        if hasattr(intermediate_result, "fun"):
+            curve.append(float(intermediate_result.fun))
+
+    theta0 = pack([backend.to_numpy(p) for p in model.parameters()]).astype(np.float64)
+    result = minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,
+                      callback=record,
+                      options={"maxfun": int(max_fun), "maxiter": int(max_iter), "gtol": float(gtol),
+                               **({} if ftol is None else {"ftol": float(ftol)})})
+    model.set_parameters(unpack(result.x))
+    return result, curve
+
+
 # -- batches --------------------------------------------------------------------------------
 def epoch_order(model: Any, n: int, shuffle: Any) -> Any:
     """This epoch's row order as an int64 device array, or None for the rows as stored: a fresh

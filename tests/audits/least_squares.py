@@ -8,7 +8,7 @@ its ``tol=1e-6``, so it is not the reference here) and sorts every outcome::
 
 Each setting draws 5 to 200 samples and 1 to 7 features, on one scale or on scales from 1e-3 to
 1e4, shifted or not, one feature nearly collinear with another (noise 1e-3) or constant at times,
-sample weights with zeros at times, ``standardize`` True or False, full batches or (one in five) batches of 5 to 64 rows, one or two targets with an
+sample weights with zeros at times, ``standardize`` True or False, full batches or (one in five) batches of 5 to 64 rows, ``solver`` "gd" or (three in ten) "lbfgs", one or two targets with an
 offset up to 1e4. It compares the predictions with the exact fit's, relative to ``y``'s spread
 (1e-3; 1e-2 in float32). Outcomes, counted at the end:
 
@@ -75,6 +75,7 @@ def audit(settings: int, seed: int, float32: bool) -> Counter:
         standardize = bool(rng.random() < 0.7)
         dtype = "float32" if float32 or rng.random() < 0.3 else "float64"
         batch_size = int(rng.integers(5, 65)) if rng.random() < 0.2 else None
+        solver = "lbfgs" if rng.random() < 0.3 else "gd"
         n, d = X.shape
         weights = np.ones(n) if w is None else w
         if np.count_nonzero(weights) <= d + 1:
@@ -82,7 +83,8 @@ def audit(settings: int, seed: int, float32: bool) -> Counter:
             continue
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            ours = xpnet.LinearRegression(standardize=standardize, dtype=dtype, batch_size=batch_size, random_state=s)
+            ours = xpnet.LinearRegression(standardize=standardize, dtype=dtype, batch_size=batch_size, random_state=s,
+                                          solver=solver)
             ours.fit(X.astype(dtype), y, sample_weight=w)
         warned = any(issubclass(c.category, ConvergenceWarning) for c in caught)
         A = np.c_[X, np.ones(n)]
@@ -98,7 +100,7 @@ def audit(settings: int, seed: int, float32: bool) -> Counter:
         else:
             outcomes["DIFF"] += 1
             print("DIFF", dict(setting=s, n=n, d=d, standardize=standardize, dtype=dtype, weighted=w is not None,
-                               batch_size=batch_size, error=err, n_iter=ours.n_iter_))
+                               batch_size=batch_size, solver=solver, error=err, n_iter=ours.n_iter_))
     return outcomes
 
 

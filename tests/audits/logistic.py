@@ -11,7 +11,7 @@ Each setting draws 10 to 300 samples, 1 to 8 features and 2 to 4 classes, on one
 from 1e-3 to 1e3, shifted or not, one feature nearly collinear with another or constant at times,
 labels from a linear model of random sharpness (separable at times), sample weights with zeros at
 times, ``alpha`` from 1e-3 to 1e4, ``standardize`` True or False, full batches or (one in five) batches of
-5 to 64 rows. xpnet fits at ``tol=1e-6``
+5 to 64 rows, ``solver`` "gd" or (three in ten) "lbfgs". xpnet fits at ``tol=1e-6``
 (``max_iter`` 20,000), where the descent's distance to the optimum is small against the
 threshold: predicted probabilities within 1e-3 of the reference (1e-2 in float32). Outcomes,
 counted at the end:
@@ -85,13 +85,15 @@ def audit(settings: int, seed: int, float32: bool) -> Counter:
         standardize = bool(rng.random() < 0.7)
         dtype = "float32" if float32 or rng.random() < 0.3 else "float64"
         batch_size = int(rng.integers(5, 65)) if rng.random() < 0.2 else None
+        solver = "lbfgs" if rng.random() < 0.3 else "gd"
         setting = dict(setting=s, n=X.shape[0], d=X.shape[1], classes=int(y.max()) + 1, alpha=alpha,
-                       standardize=standardize, dtype=dtype, weighted=w is not None, batch_size=batch_size)
+                       standardize=standardize, dtype=dtype, weighted=w is not None, batch_size=batch_size,
+                       solver=solver)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 ours = xpnet.LogisticRegression(alpha=alpha, standardize=standardize, dtype=dtype, tol=1e-6,
-                                                max_iter=20_000, batch_size=batch_size, random_state=s)
+                                                max_iter=20_000, batch_size=batch_size, random_state=s, solver=solver)
                 ours.fit(X.astype(dtype), y, sample_weight=w)
             except (ValueError, ArithmeticError) as error:
                 outcomes["refused"] += 1

@@ -318,9 +318,28 @@ class _Estimator(_SkBase):
         self.n_iter_ = len(self.loss_curve_)
         self.best_loss_ = float(min(self.loss_curve_))
         if not converged:
-            hint = "" if getattr(self, "standardize", True) else ", or standardise the features (standardize=True)"
+            hint = "" if getattr(self, "standardize", True) else ", standardise the features (standardize=True)"
             warnings.warn(f"{type(self).__name__}: maximum iterations ({max_iter}) reached and the optimization "
-                          f"hasn't converged yet. Increase max_iter{hint}.", ConvergenceWarning)
+                          f"hasn't converged yet. Increase max_iter{hint}, or use solver='lbfgs'.", ConvergenceWarning)
+
+    def _run_lbfgs(self, model: Sequential, Xd, yd, max_iter: int, grad_tol: float, wd: Any = None) -> None:
+        """The linear models' ``solver="lbfgs"``: scipy's L-BFGS-B on the full-batch objective
+        (:func:`xpnet.training.minimize_lbfgs`, xpnet's backprop for the gradient), stopped where
+        the largest gradient entry is at most ``grad_tol``, or at ``max_iter`` iterations (or
+        15,000 evaluations, scikit-learn's ``max_fun``) with a ``ConvergenceWarning``, which it
+        also gives where its line search stalls above ``grad_tol`` (``ftol=0``: no stop on the
+        objective's progress alone, which left ill-conditioned fits short). ``loss_curve_``
+        holds the objective after each iteration."""
+        result, curve = training.minimize_lbfgs(model, Xd, yd, wd, max_iter=max_iter, max_fun=15000, gtol=grad_tol,
+                                                ftol=0.0)
+        self.loss_curve_ = curve or [float(result.fun)]
+        self.n_iter_ = int(result.nit)
+        self.best_loss_ = float(min(self.loss_curve_))
+        largest = float(np.max(np.abs(result.jac)))
+        if result.status != 0 or largest > grad_tol:  # L-BFGS-B also stops where the objective stalls
+            warnings.warn(f"{type(self).__name__}: lbfgs stopped after {self.n_iter_} iterations with the largest "
+                          f"gradient entry {largest:.3g} above {grad_tol:.3g} (status={result.status}: "
+                          f"{result.message}). Increase max_iter, or scale the data.", ConvergenceWarning)
 
     def _batch_size(self, n: int) -> int:
         bs = self.batch_size

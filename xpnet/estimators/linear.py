@@ -81,6 +81,12 @@ def _column_moments(A: Any, xp: Any, wd: Any = None) -> tuple[Any, Any]:
     return mean * unit, std * unit
 
 
+def _check_solver(solver: Any) -> None:
+    """The linear models' ``solver``: ``"gd"`` (xpnet's gradient descent) or ``"lbfgs"``."""
+    if not isinstance(solver, str) or solver not in ("gd", "lbfgs"):
+        raise ValueError(f"solver must be 'gd' or 'lbfgs', got {solver!r}")
+
+
 def _check_step(learning_rate_init: Any) -> None:
     """The linear models' ``learning_rate_init``: ``"auto"`` or a finite number > 0."""
     if isinstance(learning_rate_init, str):
@@ -151,7 +157,12 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     descent it is slow on ill-conditioned problems (nearly collinear features, or unstandardised
     ones on other scales than the intercept): there ``ConvergenceWarning`` says that
     ``max_iter`` stopped it. Exactly collinear features (one-hot columns of every category
-    beside the intercept) are fine: the descent converges in the others.
+    beside the intercept) are fine: the descent converges in the others. ``solver="lbfgs"``
+    replaces the descent by scipy's L-BFGS-B on the same full-batch objective and gradient
+    (xpnet's backprop; ``learning_rate_init``, ``momentum``, ``batch_size`` and
+    ``n_iter_no_change`` unused), which reaches such fits in tens of iterations; it warns where
+    it stops above the gradient rule (in float32 its line search often cannot resolve the loss
+    that finely).
 
     Attributes: ``coef_`` ``(n_targets, n_features)`` (``(n_features,)`` for one
     target), ``intercept_``, ``loss_curve_``, ``n_iter_``.
@@ -160,10 +171,11 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     _multi_output = True
 
     def __init__(
-        self, *, learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-8,
+        self, *, solver: str = "gd", learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-8,
         n_iter_no_change: int = 10, batch_size: Any = None, momentum: float = 0.0, standardize: bool = True,
         random_state: int | None = None, backend: Any = None, dtype: str = "float64", fused: bool | None = None,
     ) -> None:
+        self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
         self.tol = tol
@@ -182,6 +194,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         squared error (weighted least squares, scikit-learn's meaning)."""
         rule = self._stopping_rule()
         check_flag("standardize", self.standardize)
+        _check_solver(self.solver)
         _check_step(self.learning_rate_init)
         Xd, y = self._fit_inputs(X, y)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
@@ -202,10 +215,13 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         # the gradient rule, relative to y's spread (1 where y is constant), never finer than the dtype resolves
         grad_tol = max(tol, 8.0 * float(xp.finfo(yd.dtype).eps)) * (spread if spread > 0 else 1.0)
         Xt = self._fit_transform(Xd, wd)
-        lr = (_lipschitz_step(Xt, xp, wd=wd) if self.learning_rate_init == "auto" else float(self.learning_rate_init))
-        optimizer = SGD(lr=lr, momentum=self.momentum)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, max_iter, patience, grad_tol,
-                         wd=wd)
+        if self.solver == "lbfgs":
+            self._run_lbfgs(model, Xt, yd, max_iter, grad_tol, wd=wd)
+        else:
+            lr = (_lipschitz_step(Xt, xp, wd=wd) if self.learning_rate_init == "auto" else float(self.learning_rate_init))
+            optimizer = SGD(lr=lr, momentum=self.momentum)
+            self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, max_iter, patience, grad_tol,
+                             wd=wd)
         if unit != 1.0:
             model.set_parameters([p * unit for p in model.parameters()])
             self.loss_curve_ = [loss * unit * unit for loss in self.loss_curve_]
@@ -237,18 +253,21 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     Mini-batches (``batch_size`` set) minimise the same objective and end at the same fit: each
     step carries the whole data's penalty, the gradient rule is checked on a full-batch pass after
     each epoch, and once that gradient has not reached a new low for more than
-    ``n_iter_no_change`` epochs the remaining epochs take full batches.
+    ``n_iter_no_change`` epochs the remaining epochs take full batches. ``solver="lbfgs"`` is
+    scikit-learn's solver instead: scipy's L-BFGS-B on the same objective and xpnet's gradient,
+    stopped by the same rule (or it warns), for unstandardised features where descent is slow.
 
     Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
     ``(n_classes, n_features)``, ``intercept_``, ``loss_curve_``, ``n_iter_``.
     """
 
     def __init__(
-        self, *, learning_rate_init: Any = "auto", max_iter: int = 1000, tol: float = 1e-4,
+        self, *, solver: str = "gd", learning_rate_init: Any = "auto", max_iter: int = 1000, tol: float = 1e-4,
         n_iter_no_change: int = 10, alpha: float = 1.0, batch_size: Any = None, momentum: float = 0.9,
         standardize: bool = True, random_state: int | None = None, backend: Any = None,
         dtype: str = "float64", fused: bool | None = None,
     ) -> None:
+        self.solver = solver
         self.learning_rate_init = learning_rate_init
         self.max_iter = max_iter
         self.tol = tol
@@ -268,6 +287,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         loss, and the L2 term is divided by the weight sum (scikit-learn's objective)."""
         max_iter, grad_tol, patience = self._stopping_rule()
         check_flag("standardize", self.standardize)
+        _check_solver(self.solver)
         _check_step(self.learning_rate_init)
         alpha = _check_float("alpha", self.alpha)
         Xd, y = self._fit_inputs(X, y)
@@ -282,6 +302,10 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
                                                                               model.dtype)
         self.model_ = model
         Xt = self._fit_transform(Xd, wd)
+        if self.solver == "lbfgs":
+            self._run_lbfgs(model, Xt, yd, max_iter, grad_tol, wd=wd)
+            self._set_linear_attributes()
+            return self
         if self.learning_rate_init == "auto":
             # the loss's Hessian in the logits is at most 1/4 (sigmoid) or 1/2 (softmax) times the identity
             xp = model.backend.xp

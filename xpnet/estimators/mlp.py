@@ -335,36 +335,10 @@ class _MLPBase(_Estimator):
         """scikit-learn's lbfgs: scipy's L-BFGS-B on the host, loss and gradient from xpnet's backprop
         on the model's device (one full-batch forward and backward per evaluation; sparse X a
         chunk at a time, see :func:`xpnet.training.full_batch_value_and_grad`)."""
-        from scipy.optimize import minimize
-
-        backend = model.backend
-        shapes = [tuple(p.shape) for p in model.parameters()]
-        # theta holds every weight matrix, then every bias, as scikit-learn's _pack lays them out,
-        # so L-BFGS-B sees the same vector as there and sums its dot products in the same order.
-        # The two paths still part after some tens of iterations: the gradients differ in rounding,
-        # and near-saturated probabilities give other loss values (scikit-learn clips them at eps).
-        order = sorted(range(len(shapes)), key=lambda i: len(shapes[i]) != 2)
-        sizes = [int(np.prod(shapes[i])) for i in order]
-
-        def unpack(theta):
-            out, at = [None] * len(shapes), 0
-            for i, size in zip(order, sizes):
-                out[i] = theta[at:at + size].reshape(shapes[i])
-                at += size
-            return out
-
-        def pack(arrays):
-            return np.concatenate([np.asarray(arrays[i]).ravel() for i in order])
-
-        def loss_and_grad(theta):
-            model.set_parameters(unpack(theta))
-            loss, grads = training.full_batch_value_and_grad(model, Xd, yd, weights)
-            return loss, pack(grads)
-
-        theta0 = pack([backend.to_numpy(p) for p in model.parameters()]).astype(np.float64)
-        result = minimize(loss_and_grad, theta0, method="L-BFGS-B", jac=True,
-                          options={"maxfun": int(self.max_fun), "maxiter": int(self.max_iter), "gtol": float(self.tol)})
-        model.set_parameters(unpack(result.x))
+        # The two paths part after some tens of iterations: the gradients differ in rounding, and
+        # near-saturated probabilities give other loss values (scikit-learn clips them at eps).
+        result, _ = training.minimize_lbfgs(model, Xd, yd, weights, max_iter=self.max_iter, max_fun=self.max_fun,
+                                            gtol=self.tol)
         self.n_iter_ = int(result.nit)
         self.loss_ = float(result.fun)
         self.t_ = self._fit_state_.samples_seen  # lbfgs counts no samples: 0, or an earlier stochastic fit's, as in scikit-learn
