@@ -169,6 +169,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
     """
 
     _multi_output = True
+    solver = "gd"  # the class's value for an estimator pickled before the option existed
 
     def __init__(
         self, *, solver: str = "gd", learning_rate_init: Any = "auto", max_iter: int = 10000, tol: float = 1e-8,
@@ -260,6 +261,8 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     Attributes: ``classes_``, ``coef_`` ``(1, n_features)`` for two classes or
     ``(n_classes, n_features)``, ``intercept_``, ``loss_curve_``, ``n_iter_``.
     """
+
+    solver = "gd"  # the class's value for an estimator pickled before the option existed
 
     def __init__(
         self, *, solver: str = "gd", learning_rate_init: Any = "auto", max_iter: int = 1000, tol: float = 1e-4,
