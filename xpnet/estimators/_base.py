@@ -296,22 +296,22 @@ class _Estimator(_SkBase):
         floor = stopping.NoImprovement(0.0, patience)  # mini-batches: the full gradient's lowest
         converged = False
         xp = model.backend.xp
+        whole = float(Xd.shape[0]) if wd is None else float(xp.sum(wd))  # the L2 term's divisor
         for _ in range(max_iter):
             mini_batches = batch_size < Xd.shape[0]
             batches = training.memory_batches(model, Xd, yd, batch_size, shuffle, wd=wd)
             if model.l2 and mini_batches:
-                batches = _whole_data_penalty(model, batches, Xd.shape[0] if wd is None else wd)
+                batches = _whole_data_penalty(model, batches, whole)
             logs = training.eager_epoch(model, batches, Xd.shape[0], batch_size, optimizer, ())
             model.epochs_trained += 1
             self.loss_curve_.append(logs["loss"])
+            if mini_batches:  # the whole objective's gradient (a full batch's is that of its step)
+                model._loss_and_backward(Xd, yd, wd)
+            largest = max(float(xp.max(xp.abs(g))) for g in model._grads())
             if mini_batches:
-                _, grads = training.full_batch_value_and_grad(model, Xd, yd, wd)
-                largest = max(float(np.max(np.abs(g))) for g in grads)
                 floor.update(largest)
                 if floor.stop:  # mini-batch descent's noise floor: full batches from here on
                     batch_size = Xd.shape[0]
-            else:
-                largest = max(float(xp.max(xp.abs(g))) for g in model._grads())
             if largest <= grad_tol:
                 converged = True
                 break
@@ -350,16 +350,15 @@ class _Estimator(_SkBase):
         return min(check_positive_int("batch_size", bs), n)
 
 
-def _whole_data_penalty(model: Sequential, batches: Iterator[tuple[Any, Any, Any]], total: Any
+def _whole_data_penalty(model: Sequential, batches: Iterator[tuple[Any, Any, Any]], whole: float
                         ) -> Iterator[tuple[Any, Any, Any]]:
     """``batches``, each passed with the model's L2 factor scaled so that its step carries the
-    whole data's penalty ``l2 / (2 N) ||W||^2`` (``N`` the row count, or the weight sum where
-    ``total`` holds sample weights ``(N,)``) instead of ``l2 / (2 B)`` over its own ``B`` rows:
-    each mini-batch gradient is then an unbiased estimate of the full-batch objective's (the
-    linear models' objective; the MLP estimators keep scikit-learn's per-batch penalty)."""
+    whole data's penalty ``l2 / (2 N) ||W||^2`` (``whole`` is ``N``: the row count, or the sample
+    weights' sum) instead of ``l2 / (2 B)`` over its own ``B`` rows (or their weight): each
+    mini-batch gradient is then an unbiased estimate of the full-batch objective's (the linear
+    models' objective; the MLP estimators keep scikit-learn's per-batch penalty)."""
     l2 = model.l2
     xp = model.backend.xp
-    whole = float(total) if isinstance(total, int) else float(xp.sum(total))
     try:
         for xb, yb, wb in batches:
             rows = xb.shape[0] if wb is None else float(xp.sum(wb))

@@ -307,19 +307,18 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         Xt = self._fit_transform(Xd, wd)
         if self.solver == "lbfgs":
             self._run_lbfgs(model, Xt, yd, max_iter, grad_tol, wd=wd)
-            self._set_linear_attributes()
-            return self
-        if self.learning_rate_init == "auto":
-            # the loss's Hessian in the logits is at most 1/4 (sigmoid) or 1/2 (softmax) times the identity
-            xp = model.backend.xp
-            total = float(Xd.shape[0]) if wd is None else float(xp.sum(wd))
-            lr = 1.0 / ((0.25 if binary else 0.5) / _lipschitz_step(Xt, xp, wd=wd) + alpha / total)
         else:
-            lr = float(self.learning_rate_init)
-        optimizer = SGD(lr=lr, momentum=self.momentum)
-        # every batch size stops on the full gradient (momentum overshoots the loss)
-        self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, max_iter, patience, grad_tol,
-                         wd=wd)
+            if self.learning_rate_init == "auto":
+                # the loss's Hessian in the logits is at most 1/4 (sigmoid) or 1/2 (softmax) times the identity
+                xp = model.backend.xp
+                total = float(Xd.shape[0]) if wd is None else float(xp.sum(wd))
+                lr = 1.0 / ((0.25 if binary else 0.5) / _lipschitz_step(Xt, xp, wd=wd) + alpha / total)
+            else:
+                lr = float(self.learning_rate_init)
+            optimizer = SGD(lr=lr, momentum=self.momentum)
+            # every batch size stops on the full gradient (momentum overshoots the loss)
+            self._run_epochs(model, Xt, yd, optimizer, self._batch_size(Xd.shape[0]), True, max_iter, patience,
+                             grad_tol, wd=wd)
         self._set_linear_attributes()
         return self
 
