@@ -124,3 +124,130 @@ def test_array_api_dispatch_keeps_the_data_in_its_library(library):
     assert done.returncode == 0, done.stderr[-3000:]
     words = done.stdout.split()
     assert float(words[1]) >= 0.99 and float(words[3]) > 0.9, done.stdout
+
+
+# scikit-learn runs its array-API checks (on every estimator whose tags declare array_api_support, as
+# xpnet's do) only where SCIPY_ARRAY_API=1 was set before scipy loaded; otherwise check_estimator
+# reports them as skipped, so the in-process run above never saw them. Here they run in a process
+# of their own with it set: check_array_api_input (NumPy, array_api_strict on its two devices, torch
+# on the CPU in float64 and float32), check_array_api_mixed_inputs (X in torch, y and sample_weight
+# in array_api_strict) and check_array_api_same_namespace. Before, 6 failed for each estimator:
+# validate_data was given NumPy dtypes for a torch or array_api_strict X, and predict took NumPy X
+# after a fit on array_api_strict arrays. Then the same checks again with check_values=True: the
+# attributes and outputs of a fit on those arrays equal a NumPy fit's.
+ARRAY_API_CHECKS_SCRIPT = """
+import json, sys, warnings
+import numpy as np, xpnet
+from sklearn.utils.estimator_checks import check_estimator, check_array_api_input, check_array_api_mixed_inputs
+from sklearn.utils._array_api import NamespaceAndDevice
+warnings.simplefilter("ignore")
+try:
+    import torch  # noqa: F401
+    namespaces = [("array_api_strict", "CPU_DEVICE", "float64"), ("array_api_strict", "device1", "float32"),
+                  ("torch", "cpu", "float64"), ("torch", "cpu", "float32")]
+    mixed = [(("torch", "cpu"), ("array_api_strict", "device1")), (("numpy", None), ("torch", "cpu")),
+             (("array_api_strict", "CPU_DEVICE"), ("numpy", None))]
+except ImportError:
+    namespaces = [("array_api_strict", "CPU_DEVICE", "float64"), ("array_api_strict", "device1", "float32")]
+    mixed = [(("array_api_strict", "CPU_DEVICE"), ("numpy", None))]
+rows = []
+for est in [xpnet.MLPClassifier(max_iter=100), xpnet.MLPRegressor(max_iter=100), xpnet.LogisticRegression(max_iter=50),
+            xpnet.Perceptron(max_iter=20), xpnet.LinearRegression(max_iter=50)]:
+    name = type(est).__name__
+    expected = {"check_sample_weight_equivalence_on_dense_data": "an online rule"} if name == "Perceptron" else None
+    for r in check_estimator(est, on_fail=None, expected_failed_checks=expected):
+        rows.append([name, r["check_name"], r["status"], str(r["exception"] or "").splitlines()[0][:300] if r["exception"] else ""])
+    for namespace, device, dtype in namespaces:
+        check = f"values: {namespace} on {device}, {dtype}"
+        try:
+            check_array_api_input(name, est, array_namespace=namespace, device_name=device, dtype_name=dtype,
+                                  check_values=True, check_sample_weight=True)
+            rows.append([name, check, "passed", ""])
+        except Exception as exc:
+            rows.append([name, check, "failed", f"{type(exc).__name__}: {exc}"[:300]])
+    for x_place, other in mixed:
+        check = f"values: X in {x_place[0]}, y and sample_weight in {other[0]}"
+        try:
+            check_array_api_mixed_inputs(name, est, X_ns_and_device=NamespaceAndDevice(*x_place),
+                                         other_ns_and_device=NamespaceAndDevice(*other), check_values=True)
+            rows.append([name, check, "passed", ""])
+        except Exception as exc:
+            rows.append([name, check, "failed", f"{type(exc).__name__}: {exc}"[:300]])
+print(json.dumps(rows))
+"""
+
+# What may be skipped: devices and libraries this machine lacks, and what an estimator does not have.
+ALLOWED_SKIP = ("cuda", "CUDA", "MPS", "XPU", "dpnp is not installed", "cupy is not installed",
+                "does not have a decision_function")
+
+
+def test_scikit_learns_array_api_checks_pass_where_scipy_array_api_is_set():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("array_api_strict")
+    pytest.importorskip("pandas")  # its checks (pandas X, y and sample_weight) would be skipped too
+    env = dict(os.environ, SCIPY_ARRAY_API="1")
+    done = subprocess.run([sys.executable, "-c", ARRAY_API_CHECKS_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    assert {name for name, *_ in rows} == {type(e).__name__ for e in ESTIMATORS}
+    failed = [row for row in rows if row[2] == "failed"]
+    assert failed == []
+    skipped = [row for row in rows if row[2] == "skipped" and not any(why in row[3] for why in ALLOWED_SKIP)]
+    assert skipped == []  # none for a missing SCIPY_ARRAY_API, pandas or array_api_strict
+    with_torch = any("torch" in row[1] for row in rows)
+    for estimator in ESTIMATORS:
+        mine = [row for row in rows if row[0] == type(estimator).__name__]
+        passed = lambda check: sum(1 for row in mine if row[1] == check and row[2] == "passed")  # noqa: E731
+        # NumPy, strict x2, torch on the CPU x2 (and on a GPU machine CuPy and torch on CUDA too)
+        assert passed("check_array_api_input") >= (5 if with_torch else 3)
+        assert passed("check_array_api_same_namespace") == 1
+        assert passed("check_array_api_mixed_inputs") >= (1 if with_torch else 0)
+        assert sum(1 for row in mine if row[1].startswith("values:") and row[2] == "passed") == (7 if with_torch else 3)
+
+
+SAME_NAMESPACE_SCRIPT = """
+import re, warnings
+import numpy as np, xpnet, array_api_strict as xs
+from sklearn import config_context
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(0)
+X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
+with config_context(array_api_dispatch=True):
+    clf = xpnet.LogisticRegression().fit(xs.asarray(X), xs.asarray(y))
+    assert clf.model_.backend.name == "array_api_strict", clf.model_.backend  # backend=None follows X
+    for method in ("predict", "predict_proba", "decision_function"):
+        try:
+            getattr(clf, method)(X)
+            raise AssertionError(f"{method} took NumPy X")
+        except ValueError as exc:
+            print(exc)
+            assert re.search(rf"LogisticRegression\\.{method}\\(\\) must use the same namespace.*fit had "
+                             rf"array_api_strict arrays on .*CPU_DEVICE.*{method} has NumPy", str(exc)), exc
+    assert type(clf.predict(xs.asarray(X))).__module__.startswith("array_api_strict")
+    # an explicit backend is kept: X of another library comes to the host, as without dispatch
+    reg = xpnet.LinearRegression(backend="numpy").fit(xs.asarray(X), xs.asarray(X[:, 0]))
+    assert reg.model_.backend.is_numpy and isinstance(reg.coef_, np.ndarray)
+out = clf.predict(X)  # dispatch off: NumPy X is taken and gets NumPy back, as before
+assert isinstance(out, np.ndarray) and out.shape == (40,)
+print("ok")
+"""
+
+
+def test_with_array_api_dispatch_predict_refuses_x_from_another_namespace_and_says_so():
+    """scikit-learn's rule under array_api_dispatch=True (its check_same_namespace): the inputs of
+    predict come from fit's namespace and device, and the error says which differ. The default
+    backend follows the input there; an explicit one is kept. Without dispatch, host X is taken."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("array_api_strict")
+    done = subprocess.run([sys.executable, "-c", SAME_NAMESPACE_SCRIPT], capture_output=True, text=True,
+                          env=dict(os.environ, SCIPY_ARRAY_API="1"), timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split()[-1] == "ok"

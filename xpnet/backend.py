@@ -27,6 +27,7 @@ __all__ = [
     "BackendUnavailableError",
     "BackendFallbackWarning",
     "get_backend",
+    "backend_of",
     "cupy_usable",
     "BACKEND_NAMES",
 ]
@@ -422,14 +423,14 @@ def _numpy_backend() -> Backend:
     return Backend("numpy", xp_numpy, "cpu", native=np)
 
 
-def _cupy_backend() -> Backend:
+def _cupy_backend(device: Any = None) -> Backend:
     import array_api_compat.cupy as xp_cupy
     import cupy
 
-    return Backend("cupy", xp_cupy, cupy.cuda.Device(), native=cupy)
+    return Backend("cupy", xp_cupy, cupy.cuda.Device() if device is None else device, native=cupy)
 
 
-def _strict_backend() -> Backend:
+def _strict_backend(device: Any = None) -> Backend:
     try:
         import array_api_strict as xs
     except ImportError as exc:
@@ -437,7 +438,7 @@ def _strict_backend() -> Backend:
             "backend 'array_api_strict' needs the array-api-strict package "
             "(pip install array-api-strict)"
         ) from exc
-    return Backend("array_api_strict", xs, xs.Device("CPU_DEVICE"), native=xs)
+    return Backend("array_api_strict", xs, xs.Device("CPU_DEVICE") if device is None else device, native=xs)
 
 
 def _torch_backend(device: Any = None) -> Backend:
@@ -527,6 +528,21 @@ def get_backend(spec: Any = None, *, strict: bool | None = None) -> Backend:
             raise BackendUnavailableError(f"backend {spec!r}: the module does not import ({exc})") from exc
         return _backend_from_namespace(module)
     raise ValueError(f"backend must be one of {', '.join(map(repr, BACKEND_NAMES))}, got {spec!r}")
+
+
+def backend_of(x: Any) -> Backend:
+    """The backend of ``x``, an array of an Array-API library other than NumPy, on ``x``'s device
+    (a torch tensor's, a CuPy array's, an array_api_strict array's: its ``"device1"`` included)."""
+    import array_api_compat as compat
+
+    if compat.is_torch_array(x):
+        return _torch_backend(x.device)
+    if compat.is_cupy_array(x):
+        return _cupy_backend(x.device)
+    namespace = compat.array_namespace(x)
+    if compat.is_array_api_strict_namespace(namespace):
+        return _strict_backend(compat.device(x))
+    return get_backend(namespace)
 
 
 def _backend_from_namespace(module: Any) -> Backend:

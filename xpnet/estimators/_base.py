@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._validation import check_features, check_positive_int, check_same_length, check_seed, float_dtype_name
-from ..backend import get_backend, host_state
+from ..backend import array_to_numpy, backend_of, get_backend, host_state
 from .. import stopping, training
 from ..network import Sequential
 from ..optim import _check_number
@@ -134,15 +134,39 @@ class _Estimator(_SkBase):
     def _backend_for(self, X: Any) -> Any:
         """``backend="auto"`` follows the input: an array of another Array-API library (torch,
         CuPy, JAX, as scikit-learn passes them with ``array_api_dispatch=True``) trains on that
-        library and device, so the data stays where it is; NumPy input gets the usual "auto"."""
-        if isinstance(self.backend, str) and self.backend == "auto" and not isinstance(X, np.ndarray):
-            import array_api_compat as compat
-
-            if compat.is_array_api_obj(X):
-                if compat.is_torch_array(X):
-                    return get_backend(X.device)
-                return get_backend(compat.array_namespace(X))
+        library and device, so the data stays where it is; NumPy input gets the usual "auto".
+        With scikit-learn's ``array_api_dispatch`` on, the default ``backend=None`` follows such
+        input too, as scikit-learn's own estimators compute in their input's namespace."""
+        follows = (isinstance(self.backend, str) and self.backend == "auto") or (self.backend is None and
+                                                                                _array_api_dispatch())
+        if follows and _foreign_array(X):
+            return backend_of(X)
         return get_backend(self.backend)
+
+    def _moved_to_fit(self, value: Any, backend: Any) -> Any:
+        """``y`` or ``sample_weight`` for a fit on ``backend``: as given, except that with
+        ``array_api_dispatch`` on an array of another library or device comes as host NumPy (from
+        where the fit puts it on the model's device), as scikit-learn moves ``y`` and
+        ``sample_weight`` to ``X``'s namespace and device there. Without dispatch nothing is moved."""
+        if not _array_api_dispatch() or not _foreign_array(value):
+            return value
+        if backend.owns(value) and _place(value)[1] == str(backend.device):
+            return value
+        return array_to_numpy(value)
+
+    def _check_same_place(self, X: Any, method: str) -> None:
+        """With ``array_api_dispatch`` on, ``X`` must come from the namespace and device of ``fit``'s
+        ``X`` (scikit-learn's ``check_same_namespace`` rule, and its words); without it, host input
+        to a model on another backend is taken and gets host output (:meth:`_like_input`)."""
+        fitted = getattr(self, "_fit_input_", None)  # absent in estimators pickled before it was kept
+        if fitted is None or not _array_api_dispatch():
+            return
+        given = _place(X)
+        if given != fitted:
+            raise ValueError(f"Inputs passed to {type(self).__name__}.{method}() must use the same namespace and the "
+                             f"same device as those passed to fit() (scikit-learn's rule with array_api_dispatch=True): "
+                             f"fit had {_describe_place(fitted)}, {method} has {_describe_place(given)}. Convert X to "
+                             f"fit's library and device, or fit on X's.")
 
     def _like_input(self, X: Any, out: Any) -> Any:
         """``out`` (an array of the model's backend) as the caller gave ``X``: on that backend for
@@ -177,6 +201,7 @@ class _Estimator(_SkBase):
         pred = self.predict(X)  # raises first where the estimator is not fitted
         backend = self.model_.backend
         pred = backend.to_numpy(pred)
+        y, sample_weight = self._moved_to_fit(y, backend), self._moved_to_fit(sample_weight, backend)
         truth = backend.to_numpy(y) if backend.owns(y) else np.asarray(y)
         if truth.shape[0] != pred.shape[0]:
             raise ValueError(f"X has {pred.shape[0]} samples but y has {truth.shape[0]}: lengths must match")
@@ -227,6 +252,8 @@ class _Estimator(_SkBase):
         backend = self._backend() if reset else self.model_.backend
         if backend.owns(X) and not backend.is_numpy:
             return X, y
+        if _foreign_array(X) and _array_api_dispatch():  # an explicit backend: X to the host as validate_data takes
+            X = np.asarray(X)  # it without dispatch (with it, validate_data looks for NumPy's dtypes in X's library)
         kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,  # NaN/inf: xpnet's message
                   accept_sparse=["csr", "csc"] if self._accepts_sparse else False)
         if not fitting:
@@ -235,18 +262,28 @@ class _Estimator(_SkBase):
             return validate_data(self, X, **kw), y
         return validate_data(self, X, y, multi_output=True, y_numeric=isinstance(self, _RegressorMixin), **kw)
 
-    def _fit_inputs(self, X: Any, y: Any, reset: bool = True) -> tuple[Any, Any]:
-        """``(X on the device, y)`` for ``fit`` (``reset``) or a later ``partial_fit``, checked."""
+    def _fit_inputs(self, X: Any, y: Any, sample_weight: Any = None, reset: bool = True) -> tuple[Any, Any, Any]:
+        """``(X on the device, y, sample_weight)`` for ``fit`` (``reset``) or a later ``partial_fit``,
+        checked (``y`` and ``sample_weight`` moved to the fit's backend where :meth:`_moved_to_fit` says)."""
         check_seed("random_state", self.random_state)
         if reset:
             self._fit_backend_ = self._backend_for(X)
+        else:
+            self._check_same_place(X, "partial_fit")
+        backend = self._backend() if reset else self.model_.backend
+        y, sample_weight = self._moved_to_fit(y, backend), self._moved_to_fit(sample_weight, backend)
+        place = _place(X)
         X, y = self._sklearn_validated(X, y, reset=reset, fitting=True)
         Xd = self._features(X, reset=reset, validated=True)
         check_same_length(Xd, y)
-        return Xd, y
+        if reset:
+            self._fit_input_ = place  # where fit's X came from (the namespace and device predict must match)
+        return Xd, y, sample_weight
 
-    def _features(self, X: Any, reset: bool, validated: bool = False) -> Any:
+    def _features(self, X: Any, reset: bool, validated: bool = False, method: str = "predict") -> Any:
+        """``X`` checked and on the model's device (``method``: the caller, for messages)."""
         if not validated:
+            self._check_same_place(X, method)
             X, _ = self._sklearn_validated(X, None, reset=reset, fitting=False)
         backend = self.model_.backend if not reset else self._backend()
         if reset:  # dtype=None follows X (float32 stays float32; anything else is float64), as scikit-learn does
@@ -383,6 +420,37 @@ def scikit_learn_draws(random_state: Any) -> Any:
     return np.random.RandomState(random_state)
 
 
+def _array_api_dispatch() -> bool:
+    """Whether scikit-learn's ``array_api_dispatch`` is on (``sklearn.set_config``/``config_context``)."""
+    try:
+        from sklearn import get_config
+    except ImportError:  # pragma: no cover - exercised only without scikit-learn
+        return False
+    return bool(get_config().get("array_api_dispatch", False))
+
+
+def _foreign_array(value: Any) -> bool:
+    """True for an array of an Array-API library other than NumPy (torch, CuPy, JAX, array_api_strict)."""
+    import array_api_compat as compat
+
+    return not isinstance(value, (np.ndarray, np.generic)) and compat.is_array_api_obj(value)
+
+
+def _place(X: Any) -> tuple[str, str]:
+    """``(library, device)`` of ``X`` as scikit-learn compares inputs: ``("numpy", "cpu")`` for NumPy and
+    for everything that is not an array of another library (lists, pandas, scipy.sparse)."""
+    if not _foreign_array(X):
+        return ("numpy", "cpu")
+    import array_api_compat as compat
+
+    return (type(X).__module__.split(".")[0], str(compat.device(X)))
+
+
+def _describe_place(place: tuple[str, str]) -> str:
+    library, device = place
+    return "NumPy or other host data" if library == "numpy" else f"{library} arrays on {device}"
+
+
 def _not_fitted_error(est: Any) -> Exception:
     try:
         from sklearn.exceptions import NotFittedError
@@ -464,8 +532,8 @@ class _ClassifierMixin(_SkClassifier):
         indices = self.model_.predict(self._transform(self._features(X, reset=False)))
         return self._decode(indices, on_host=self._host_input(X))
 
-    def _proba(self, X: Any) -> Any:
-        proba = self.model_.predict_proba(self._transform(self._features(X, reset=False)))
+    def _proba(self, X: Any, method: str) -> Any:
+        proba = self.model_.predict_proba(self._transform(self._features(X, reset=False, method=method)))
         if proba.shape[1] == 1:  # binary model with one sigmoid output
             proba = self.model_.backend.xp.concat([1.0 - proba, proba], axis=1)
         return proba
@@ -474,12 +542,12 @@ class _ClassifierMixin(_SkClassifier):
         """Class probabilities ``(N, n_classes)``, columns in the order of ``classes_`` (NumPy for
         host ``X``, else on the model's backend)."""
         self._check_fitted()
-        return self._like_input(X, self._proba(X))
+        return self._like_input(X, self._proba(X, "predict_proba"))
 
     def predict_log_proba(self, X: Any) -> Any:
         """``log(predict_proba(X))``, shape ``(N, n_classes)``."""
         self._check_fitted()
-        return self._like_input(X, self.model_.backend.xp.log(self._proba(X)))
+        return self._like_input(X, self.model_.backend.xp.log(self._proba(X, "predict_log_proba")))
 
     def _onnx_outputs(self, xt: Any) -> dict:
         from ..export import sequential_outputs

@@ -197,7 +197,7 @@ class LinearRegression(_Standardized, _RegressorMixin, _Estimator):
         check_flag("standardize", self.standardize)
         _check_solver(self.solver)
         _check_step(self.learning_rate_init)
-        Xd, y = self._fit_inputs(X, y)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight)
         y_arr = np.asarray(y) if isinstance(y, (list, tuple)) else y
         self.n_outputs_ = 1 if getattr(y_arr, "ndim", 1) == 1 else int(y_arr.shape[1])
         model = Sequential([Dense(self.n_features_in_, self.n_outputs_, init="zeros")], loss="mse", backend=self._backend(),
@@ -293,7 +293,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
         _check_solver(self.solver)
         _check_step(self.learning_rate_init)
         alpha = _check_float("alpha", self.alpha)
-        Xd, y = self._fit_inputs(X, y)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight)
         labels = self._encode_labels(y, Xd.shape[0])
         binary = self.classes_.size == 2
         n_out = 1 if binary else int(self.classes_.size)
@@ -325,7 +325,7 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
     def decision_function(self, X: Any) -> Any:
         """Logits: ``(N,)`` for two classes, ``(N, n_classes)`` otherwise (NumPy for host ``X``)."""
         self._check_fitted()
-        out = self.model_._outputs(self._transform(self._features(X, reset=False)))
+        out = self.model_._outputs(self._transform(self._features(X, reset=False, method="decision_function")))
         return self._like_input(X, out[:, 0] if out.shape[1] == 1 else out)
 
 
@@ -466,7 +466,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
         tol = None if self.tol is None else _check_float("tol", self.tol)
         before = self._fitted_units() if check_flag("warm_start", self.warm_start) else None
         options = self._checked_options()
-        Xd, y = self._fit_inputs(X, y)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight)
         labels = self._encode_labels(y, Xd.shape[0])
         if before is not None:  # scikit-learn refuses other shapes ("Provided coef_init does not match dataset")
             classes, n_features, _ = before
@@ -495,7 +495,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
                              "from a large enough sample of y (sklearn.utils.class_weight.compute_class_weight) "
                              "and pass them as a dict, as scikit-learn asks")
         start = None if first else self._fitted_units()[2]
-        Xd, y = self._fit_inputs(X, y, reset=first)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight, reset=first)
         labels = self._encode_labels(y, Xd.shape[0], classes if first else self.classes_)
         self._train(Xd, labels, sample_weight, options, 1, None, start, t=1.0 if first else self.t_)
         return self
@@ -663,7 +663,7 @@ class Perceptron(_ClassifierMixin, _Estimator):
     def decision_function(self, X: Any) -> Any:
         """Scores ``X @ W + b``: ``(N,)`` for two classes, ``(N, n_classes)`` otherwise (NumPy for host ``X``)."""
         self._check_fitted()
-        out = self._features(X, reset=False) @ self.model_.W + self.model_.b
+        out = self._features(X, reset=False, method="decision_function") @ self.model_.W + self.model_.b
         return self._like_input(X, out[:, 0] if out.shape[1] == 1 else out)
 
 

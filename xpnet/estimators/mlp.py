@@ -389,7 +389,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         self._check_options()
         warm = self.warm_start and hasattr(self, "model_")
         before = (self.classes_, getattr(self, "_multilabel_", False)) if warm else None
-        Xd, y = self._fit_inputs(X, y)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight)
         targets, n_out, loss = self._targets(y, Xd.shape[0])
         if warm:  # each output unit keeps its class, and its loss
             kind = {True: "a multilabel indicator", False: "class labels"}
@@ -412,7 +412,7 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         self._check_options()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
-        Xd, y = self._fit_inputs(X, y, reset=first)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight, reset=first)
         targets, n_out, loss = self._targets(y, Xd.shape[0], classes if first else self.classes_)
         self._fit_network(Xd, targets, n_out, loss, incremental=True, sample_weight=sample_weight)
         return self
@@ -452,7 +452,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
     def fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """Train on ``(X, y)``; ``sample_weight`` ``(N,)`` weights each sample's loss (scikit-learn's meaning)."""
         self._check_options()
-        Xd, y = self._fit_inputs(X, y)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight)
         y_arr, n_out = self._targets(y)
         self._fit_network(Xd, y_arr, n_out, _regression_loss(n_out), sample_weight=sample_weight)
         return self
@@ -466,7 +466,7 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
         first = not hasattr(self, "model_")
-        Xd, y = self._fit_inputs(X, y, reset=first)
+        Xd, y, sample_weight = self._fit_inputs(X, y, sample_weight, reset=first)
         y_arr, n_out = self._targets(y)
         self._fit_network(Xd, y_arr, n_out, _regression_loss(n_out), incremental=True, sample_weight=sample_weight)
         return self
