@@ -80,6 +80,9 @@ def test_output_paths_and_dependencies_are_checked_before_training(trained, tmp_
         (["--plot", tmp_path / "curves.txt"], r"--plot: cannot tell the image format .*\.png"),
         (["--plot", tmp_path / "curves"], "--plot: cannot tell the image format"),
     ]
+    if Path("/proc/self").is_dir():  # a folder that os.access calls writable (for root) but that takes no new file
+        cases.append((["--json", "/proc/metrics.json"], r"--json: cannot write /proc/metrics\.json: "
+                                                                  r"(/proc refuses new files|no write permission in /proc)"))
     for extra, pattern in cases:
         started = time.perf_counter()
         proc = xpnet_cmd(*IRIS, "--epochs", "100000", *extra)  # would train for minutes if not refused first

@@ -23,6 +23,7 @@ import os
 import platform
 import resource
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -177,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
 # -- checks before any work -----------------------------------------------------------
 def _check_writable(flag: str, path: str, *, directory: bool = False) -> Path:
     """Refuse an output path that could not be written: a directory where a file is wanted (or
-    the reverse), or a folder that cannot be created or written. Nothing is created here."""
+    the reverse), or a folder that cannot be created or written. Writing is tried, with a nameless
+    temporary file in the nearest existing folder (gone when closed), since permission bits do not
+    tell: root passes every ``os.access`` test, and /proc or a read-only mount may still refuse."""
     target = Path(path)
     if directory and target.exists() and not target.is_dir():
         raise CLIError(f"{flag}: {path} is a file, not a directory")
@@ -190,6 +193,11 @@ def _check_writable(flag: str, path: str, *, directory: bool = False) -> Path:
         raise CLIError(f"{flag}: cannot create {path}: {ancestor} is not a directory")
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise CLIError(f"{flag}: cannot write {path}: no write permission in {ancestor}")
+    try:
+        with tempfile.TemporaryFile(dir=ancestor):
+            pass
+    except OSError as exc:
+        raise CLIError(f"{flag}: cannot write {path}: {ancestor} refuses new files ({exc.strerror or exc})") from None
     return target
 
 
