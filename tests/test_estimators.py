@@ -602,12 +602,37 @@ def test_perceptron_early_stopping_equals_scikit_learns(random_state):
             assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_)
         plain = xpnet.Perceptron(random_state=state(), max_iter=ours.n_iter_, tol=None).fit(X, labels)
         assert not np.allclose(ours.coef_, plain.coef_)  # the held-out rows were not trained on
-    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit"):
+    with pytest.raises(ValueError, match="early_stopping should be False with partial_fit, on its first call"):
         xpnet.Perceptron(early_stopping=True).partial_fit(X, y, classes=np.arange(10))
     weights = np.zeros(len(y))
     weights[:3] = 1.0
     with pytest.raises(ValueError, match="sample weights of the validation set are all zero"):
         xpnet.Perceptron(early_stopping=True).fit(X, y % 2, sample_weight=weights)
+
+
+def test_perceptron_partial_fit_after_a_fit_takes_early_stopping_and_balanced_weights_as_scikit_learn():
+    """scikit-learn refuses early_stopping=True and class_weight="balanced" on the first partial_fit only:
+    after a fit, an epoch holds out the validation rows, and "balanced" counts the classes of that
+    call's y (xpnet refused both on every call, so check_fit_score_takes_y failed on it). The weights
+    equal scikit-learn's after the fit and two partial_fit calls; a y without some class is refused."""
+    from sklearn.linear_model import Perceptron as SkPerceptron
+
+    rng = np.random.RandomState(0)
+    for k in (2, 3):
+        X, y, X2, y2 = rng.normal(size=(120, 4)), rng.randint(0, k, 120), rng.normal(size=(80, 4)), rng.randint(0, k, 80)
+        for kw in (dict(early_stopping=True), dict(class_weight="balanced"), dict(early_stopping=True, class_weight="balanced")):
+            ours = xpnet.Perceptron(random_state=1, max_iter=30, **kw).fit(X, y)
+            theirs = SkPerceptron(random_state=1, max_iter=30, **kw).fit(X, y)
+            for _ in range(2):
+                ours.partial_fit(X2, y2)
+                theirs.partial_fit(X2, y2)
+            np.testing.assert_allclose(ours.coef_, theirs.coef_, rtol=0, atol=1e-12)
+            np.testing.assert_allclose(ours.intercept_, theirs.intercept_, rtol=0, atol=1e-12)
+            assert (ours.n_iter_, ours.t_) == (theirs.n_iter_, theirs.t_) == (1, theirs.t_)
+        with pytest.raises(ValueError, match="class_weight='balanced' needs every class in y; y has no 0"):
+            xpnet.Perceptron(class_weight="balanced").fit(X, y).partial_fit(X2[y2 != 0], y2[y2 != 0])
+    with pytest.raises(ValueError, match="class_weight 'balanced' is not supported for partial_fit"):
+        xpnet.Perceptron(class_weight="balanced").partial_fit(X, y, classes=np.arange(3))
 
 
 def test_perceptron_verbose_prints_scikit_learns_lines(capsys):

@@ -484,13 +484,17 @@ class Perceptron(_ClassifierMixin, _Estimator):
     def partial_fit(self, X: Any, y: Any, classes: Any = None, sample_weight: Any = None) -> "Perceptron":
         """One epoch over ``(X, y)`` from the weights so far, as scikit-learn's ``partial_fit``:
         the first call needs ``classes`` (every label that will ever appear); ``n_iter_`` is 1 and
-        ``t_`` goes on counting. ``early_stopping=True`` is refused, as scikit-learn refuses it."""
+        ``t_`` goes on counting. ``early_stopping=True`` and ``class_weight="balanced"`` are refused on
+        the first call, as scikit-learn refuses them; after a fit, the epoch holds out the validation
+        rows, and "balanced" weighs the classes by their counts in this call's ``y``, as there."""
         options = self._checked_options()
-        if options["early_stopping"]:
-            raise ValueError("early_stopping should be False with partial_fit: partial_fit runs one epoch over the "
-                             "data it is given, with nothing held out")
         first = self._first_partial_fit(classes)
-        if isinstance(self.class_weight, str) and self.class_weight == "balanced":
+        # refused on the first call only, as scikit-learn refuses them: after a fit, an epoch holds out
+        # the validation rows, and "balanced" weighs the classes by their counts in this call's y
+        if first and options["early_stopping"]:
+            raise ValueError("early_stopping should be False with partial_fit, on its first call (scikit-learn's rule; "
+                             "after a fit, each partial_fit epoch holds out the validation rows)")
+        if first and isinstance(self.class_weight, str) and self.class_weight == "balanced":
             raise ValueError("class_weight 'balanced' is not supported for partial_fit: compute the weights once "
                              "from a large enough sample of y (sklearn.utils.class_weight.compute_class_weight) "
                              "and pass them as a dict, as scikit-learn asks")
@@ -536,7 +540,11 @@ class Perceptron(_ClassifierMixin, _Estimator):
         if cw is None:
             return None
         if isinstance(cw, str):
-            return len(labels) / (n_classes * np.bincount(labels, minlength=n_classes).astype(np.float64))
+            counts = np.bincount(labels, minlength=n_classes)
+            if not counts.all():  # a partial_fit's y (scikit-learn's compute_class_weight refuses it alike)
+                raise ValueError(f"class_weight='balanced' needs every class in y; y has no "
+                                 f"{_labels(self.classes_[counts == 0])[1:-1]}")
+            return len(labels) / (n_classes * counts.astype(np.float64))
         classes = self.classes_.tolist()
         named = [c for c in classes if c in cw]
         if len(named) != n_classes and len(named) != len(cw):

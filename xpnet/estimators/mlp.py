@@ -23,6 +23,34 @@ from ._base import (ConvergenceWarning, DataConversionWarning, _ClassifierMixin,
                     _unchanged_if_it_raises, scikit_learn_draws)
 
 
+def _stochastic_solver(estimator: Any) -> bool:
+    """True for ``solver="adam"`` or ``"sgd"``; else the AttributeError that hides ``partial_fit``, as
+    scikit-learn hides it (``hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")`` is False there too)."""
+    if estimator.solver not in ("adam", "sgd"):
+        raise AttributeError(f"partial_fit is only available for stochastic optimizers; solver={estimator.solver!r} "
+                             "is not")
+    return True
+
+
+def _available_if(check: Any) -> Any:
+    """scikit-learn's ``available_if`` (a method that exists only where ``check(estimator)`` holds);
+    without scikit-learn, the check runs when the method is called."""
+    try:
+        from sklearn.utils.metaestimators import available_if
+    except ImportError:  # pragma: no cover - exercised only without scikit-learn
+        import functools
+
+        def available_if(check: Any) -> Any:
+            def wrap(method: Any) -> Any:
+                @functools.wraps(method)
+                def checked(self: Any, *args: Any, **kwargs: Any) -> Any:
+                    check(self)
+                    return method(self, *args, **kwargs)
+                return checked
+            return wrap
+    return available_if(check)
+
+
 class _SklearnLines(Callback):
     """scikit-learn's MLP ``verbose`` output: ``Iteration N, loss = ...`` (and the validation score)."""
 
@@ -402,13 +430,12 @@ class MLPClassifier(_ClassifierMixin, _MLPBase):
         self._fit_network(Xd, targets, n_out, loss, sample_weight=sample_weight)
         return self
 
+    @_available_if(_stochastic_solver)
     @_unchanged_if_it_raises
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None, classes: Any = None) -> "MLPClassifier":
         """One epoch over ``(X, y)``, continuing from the last call. The first call needs
         ``classes`` (every label that will ever appear), as in scikit-learn."""
         first = self._first_partial_fit(classes)
-        if self.solver == "lbfgs":
-            raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
         self._check_options()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
@@ -457,11 +484,10 @@ class MLPRegressor(_RegressorMixin, _MLPBase):
         self._fit_network(Xd, y_arr, n_out, _regression_loss(n_out), sample_weight=sample_weight)
         return self
 
+    @_available_if(_stochastic_solver)
     @_unchanged_if_it_raises
     def partial_fit(self, X: Any, y: Any, sample_weight: Any = None) -> "MLPRegressor":
         """One epoch over ``(X, y)``, continuing from the last call."""
-        if self.solver == "lbfgs":
-            raise AttributeError("partial_fit is only available for stochastic optimizers; solver='lbfgs' is not")
         self._check_options()
         if self.early_stopping:
             raise ValueError("partial_fit does not support early_stopping=True")
