@@ -149,10 +149,12 @@ def test_array_api_dispatch_keeps_the_data_in_its_library(library):
 # in array_api_strict) and check_array_api_same_namespace. Before, 6 failed for each estimator:
 # validate_data was given NumPy dtypes for a torch or array_api_strict X, and predict took NumPy X
 # after a fit on array_api_strict arrays. Then the same checks again with check_values=True: the
-# attributes and outputs of a fit on those arrays equal a NumPy fit's.
+# attributes and outputs of a fit on those arrays equal a NumPy fit's. And check_estimator again with
+# backend="torch": outputs for X of another library come back in that library (they came as NumPy).
 ARRAY_API_CHECKS_SCRIPT = """
 import json, sys, warnings
 import numpy as np, xpnet
+from sklearn.base import clone
 from sklearn.utils.estimator_checks import check_estimator, check_array_api_input, check_array_api_mixed_inputs
 from sklearn.utils._array_api import NamespaceAndDevice
 warnings.simplefilter("ignore")
@@ -172,6 +174,10 @@ for est in [xpnet.MLPClassifier(max_iter=100), xpnet.MLPRegressor(max_iter=100),
     expected = {"check_sample_weight_equivalence_on_dense_data": "an online rule"} if name == "Perceptron" else None
     for r in check_estimator(est, on_fail=None, expected_failed_checks=expected):
         rows.append([name, r["check_name"], r["status"], str(r["exception"] or "").splitlines()[0][:300] if r["exception"] else ""])
+    if len(namespaces) > 2:  # an explicit backend="torch": outputs for X of another library go back there
+        for r in check_estimator(clone(est).set_params(backend="torch"), on_fail=None, expected_failed_checks=expected):
+            rows.append([name + "[torch]", r["check_name"], r["status"],
+                         str(r["exception"] or "").splitlines()[0][:300] if r["exception"] else ""])
     for namespace, device, dtype in namespaces:
         check = f"values: {namespace} on {device}, {dtype}"
         try:
@@ -209,12 +215,13 @@ def test_scikit_learns_array_api_checks_pass_where_scipy_array_api_is_set():
                           timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = json.loads(done.stdout.strip().splitlines()[-1])
-    assert {name for name, *_ in rows} == {type(e).__name__ for e in ESTIMATORS}
+    with_torch = any("torch" in row[1] for row in rows)
+    names = {type(e).__name__ for e in ESTIMATORS}
+    assert {name for name, *_ in rows} == names | ({f"{name}[torch]" for name in names} if with_torch else set())
     failed = [row for row in rows if row[2] == "failed"]
     assert failed == []
     skipped = [row for row in rows if row[2] == "skipped" and not any(why in row[3] for why in ALLOWED_SKIP)]
     assert skipped == []  # none for a missing SCIPY_ARRAY_API, pandas or array_api_strict
-    with_torch = any("torch" in row[1] for row in rows)
     for estimator in ESTIMATORS:
         mine = [row for row in rows if row[0] == type(estimator).__name__]
         passed = lambda check: sum(1 for row in mine if row[1] == check and row[2] == "passed")  # noqa: E731

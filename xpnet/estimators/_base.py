@@ -172,8 +172,17 @@ class _Estimator(_SkBase):
         """``out`` (an array of the model's backend) as the caller gave ``X``: on that backend for
         its own arrays, else as NumPy. Host input (NumPy, lists, pandas, scipy.sparse) gets NumPy
         outputs on every backend, as scikit-learn returns outputs in the input's namespace, so its
-        metrics and tools take them."""
-        return self.model_.backend.to_numpy(out) if self._host_input(X) else out
+        metrics and tools take them. With ``array_api_dispatch`` on, an array of another library
+        (a model with an explicit ``backend`` given torch X, say) gets numbers back in X's library
+        and on X's device, as scikit-learn's outputs are there; without it, NumPy."""
+        if not self._host_input(X):
+            return out
+        host = self.model_.backend.to_numpy(out)
+        if _array_api_dispatch() and _foreign_array(X) and host.dtype.kind in "biuf":
+            import array_api_compat as compat
+
+            return compat.array_namespace(X).asarray(host, device=compat.device(X))
+        return host
 
     def _host_input(self, X: Any) -> bool:
         """True unless ``X`` is an array of the model's backend other than NumPy."""
@@ -252,8 +261,8 @@ class _Estimator(_SkBase):
         backend = self._backend() if reset else self.model_.backend
         if backend.owns(X) and not backend.is_numpy:
             return X, y
-        if _foreign_array(X) and _array_api_dispatch():  # an explicit backend: X to the host as validate_data takes
-            X = np.asarray(X)  # it without dispatch (with it, validate_data looks for NumPy's dtypes in X's library)
+        if _foreign_array(X) and _array_api_dispatch():  # an explicit backend: X through the host (validate_data
+            X = array_to_numpy(X)  # would look for NumPy's dtypes in X's library); outputs go back (_like_input)
         kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,  # NaN/inf: xpnet's message
                   accept_sparse=["csr", "csc"] if self._accepts_sparse else False)
         if not fitting:
@@ -530,7 +539,7 @@ class _ClassifierMixin(_SkClassifier):
         """Predicted class labels, shape ``(N,)``: NumPy for host ``X``, else on the model's backend."""
         self._check_fitted()
         indices = self.model_.predict(self._transform(self._features(X, reset=False)))
-        return self._decode(indices, on_host=self._host_input(X))
+        return self._like_input(X, self._decode(indices, on_host=self._host_input(X)))
 
     def _proba(self, X: Any, method: str) -> Any:
         proba = self.model_.predict_proba(self._transform(self._features(X, reset=False, method=method)))
