@@ -198,7 +198,7 @@ print(json.dumps(rows))
 """
 
 # What may be skipped: devices and libraries this machine lacks, and what an estimator does not have.
-ALLOWED_SKIP = ("cuda", "CUDA", "MPS", "XPU", "dpnp is not installed", "cupy is not installed",
+ALLOWED_SKIP = ("cuda", "CUDA", "MPS", "XPU", "dpnp is not installed", "cupy is not installed", "torch is not installed",
                 "does not have a decision_function")
 
 
