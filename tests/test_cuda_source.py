@@ -1,6 +1,9 @@
 """The CUDA source of the GPU kernels compiles with nvcc, on any machine that has nvcc.
 
-No GPU is needed: this catches a syntax or type error in a kernel before it can land.
+No GPU is needed: this catches a syntax or type error in a kernel before it can land. nvcc is the
+one on the PATH, else one from NVIDIA's wheels (found with cuda-pathfinder): ``pip install
+nvidia-cuda-nvcc nvidia-nvvm nvidia-cuda-crt nvidia-cuda-runtime`` gives a complete one (with the
+system's C++ compiler) where no CUDA toolkit is installed.
 """
 
 import re
@@ -11,8 +14,23 @@ import pytest
 
 from xpnet.kernels import cuda_step, cupy_gpu, cupy_graph
 
-NVCC = shutil.which("nvcc")
-pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is not on the PATH")
+
+def _nvcc():
+    """nvcc on the PATH, else from NVIDIA's pip wheels, else None."""
+    found = shutil.which("nvcc")
+    if found is None:
+        try:
+            from cuda.pathfinder import find_nvidia_binary_utility
+        except ImportError:
+            return None
+        found = find_nvidia_binary_utility("nvcc")
+    return found
+
+
+NVCC = _nvcc()
+pytestmark = pytest.mark.skipif(NVCC is None, reason="nvcc is neither on the PATH nor installed from pip (pip install "
+                                                      "nvidia-cuda-nvcc nvidia-nvvm nvidia-cuda-crt nvidia-cuda-runtime "
+                                                      "cuda-pathfinder)")
 
 
 def nvcc_compile(source_path, tmp_path, *defines):
