@@ -168,32 +168,38 @@ except ImportError:
     namespaces = [("array_api_strict", "CPU_DEVICE", "float64"), ("array_api_strict", "device1", "float32")]
     mixed = [(("array_api_strict", "CPU_DEVICE"), ("numpy", None))]
 rows = []
+
+
+def first_line(exc):
+    return "" if exc is None else (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+def checked_estimator(label, est, expected):
+    for r in check_estimator(est, on_fail=None, expected_failed_checks=expected):
+        rows.append([label, r["check_name"], r["status"], first_line(r["exception"])])
+
+
+def value_check(name, label, check, est, **kw):
+    try:
+        check(name, est, check_values=True, **kw)
+        rows.append([name, label, "passed", ""])
+    except Exception as exc:
+        rows.append([name, label, "failed", f"{type(exc).__name__}: {exc}"[:300]])
+
+
 for est in [xpnet.MLPClassifier(max_iter=100), xpnet.MLPRegressor(max_iter=100), xpnet.LogisticRegression(max_iter=50),
             xpnet.Perceptron(max_iter=20), xpnet.LinearRegression(max_iter=50)]:
     name = type(est).__name__
     expected = {"check_sample_weight_equivalence_on_dense_data": "an online rule"} if name == "Perceptron" else None
-    for r in check_estimator(est, on_fail=None, expected_failed_checks=expected):
-        rows.append([name, r["check_name"], r["status"], str(r["exception"] or "").splitlines()[0][:300] if r["exception"] else ""])
+    checked_estimator(name, est, expected)
     if len(namespaces) > 2:  # an explicit backend="torch": outputs for X of another library go back there
-        for r in check_estimator(clone(est).set_params(backend="torch"), on_fail=None, expected_failed_checks=expected):
-            rows.append([name + "[torch]", r["check_name"], r["status"],
-                         str(r["exception"] or "").splitlines()[0][:300] if r["exception"] else ""])
+        checked_estimator(name + "[torch]", clone(est).set_params(backend="torch"), expected)
     for namespace, device, dtype in namespaces:
-        check = f"values: {namespace} on {device}, {dtype}"
-        try:
-            check_array_api_input(name, est, array_namespace=namespace, device_name=device, dtype_name=dtype,
-                                  check_values=True, check_sample_weight=True)
-            rows.append([name, check, "passed", ""])
-        except Exception as exc:
-            rows.append([name, check, "failed", f"{type(exc).__name__}: {exc}"[:300]])
+        value_check(name, f"values: {namespace} on {device}, {dtype}", check_array_api_input, est,
+                    array_namespace=namespace, device_name=device, dtype_name=dtype, check_sample_weight=True)
     for x_place, other in mixed:
-        check = f"values: X in {x_place[0]}, y and sample_weight in {other[0]}"
-        try:
-            check_array_api_mixed_inputs(name, est, X_ns_and_device=NamespaceAndDevice(*x_place),
-                                         other_ns_and_device=NamespaceAndDevice(*other), check_values=True)
-            rows.append([name, check, "passed", ""])
-        except Exception as exc:
-            rows.append([name, check, "failed", f"{type(exc).__name__}: {exc}"[:300]])
+        value_check(name, f"values: X in {x_place[0]}, y and sample_weight in {other[0]}", check_array_api_mixed_inputs,
+                    est, X_ns_and_device=NamespaceAndDevice(*x_place), other_ns_and_device=NamespaceAndDevice(*other))
 print(json.dumps(rows))
 """
 

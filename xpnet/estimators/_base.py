@@ -179,9 +179,7 @@ class _Estimator(_SkBase):
             return out
         host = self.model_.backend.to_numpy(out)
         if _array_api_dispatch() and _foreign_array(X) and host.dtype.kind in "biuf":
-            import array_api_compat as compat
-
-            return compat.array_namespace(X).asarray(host, device=compat.device(X))
+            return backend_of(X).asarray(host)  # X's library, on X's device
         return host
 
     def _host_input(self, X: Any) -> bool:
