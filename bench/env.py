@@ -12,6 +12,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
+from .cuda_extra import EXTRAS, driver_cuda_version, extra_for
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("xpnet", "numpy", "array-api-compat", "numba", "llvmlite", "scikit-learn", "torch",
             "jax", "jaxlib", "cupy-cuda13x", "cupy-cuda12x", "matplotlib")
@@ -54,7 +56,14 @@ def _gpu() -> dict | None:
 
     ok, why = cupy_usable()
     if not ok:
-        return {"available": False, "reason": why}
+        driver = driver_cuda_version()
+        if driver is None:
+            return {"available": False, "reason": why}
+        extra, version = extra_for(driver)[0], f"{driver[0]}.{driver[1]}"
+        advice = (f"install CuPy for it: pip install \".[bench,{extra}]\"" if extra else
+                  f"CuPy 14 needs a driver for CUDA {min(EXTRAS)} or newer")
+        return {"available": False, "reason": f"{why}, but an NVIDIA driver for CUDA {version} is present: {advice}",
+                "driver_cuda": version}
     info = get_backend("cupy").describe()
     return {"available": True, "name": info["gpu_name"], "memory_bytes": info["gpu_memory_bytes"]}
 
@@ -90,7 +99,8 @@ def machine_markdown(env: dict) -> str:
     gpu = env.get("gpu") or {}
     return (f"**Machine**: {env['cpu_model']}, {env['cpu_cores']} cores"
             + (f" ({env['threads']} per contestant)" if env.get("threads") not in (None, env["cpu_cores"]) else "")
-            + (f"; GPU {gpu['name']}" if gpu.get("available") else "; no usable GPU")
+            + (f"; GPU {gpu['name']}" if gpu.get("available") else
+               f"; no usable GPU ({gpu['reason']})" if gpu.get("driver_cuda") else "; no usable GPU")
             + f".  **Commit** `{(env.get('git_commit') or 'unknown')[:10]}`"
             + (" (uncommitted changes)" if env.get("git_dirty") else "")
             + f", {env['date_utc']}.")
