@@ -12,7 +12,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Iterator
 
-from .cuda_extra import EXTRAS, driver_cuda_version, extra_for
+from xpnet.cuda_extra import driver_cuda_version
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("xpnet", "numpy", "array-api-compat", "numba", "llvmlite", "scikit-learn", "torch",
@@ -56,14 +56,8 @@ def _gpu() -> dict | None:
 
     ok, why = cupy_usable()
     if not ok:
-        driver = driver_cuda_version()
-        if driver is None:
-            return {"available": False, "reason": why}
-        extra, version = extra_for(driver)[0], f"{driver[0]}.{driver[1]}"
-        advice = (f"install CuPy for it: pip install \".[bench,{extra}]\"" if extra else
-                  f"CuPy 14 needs a driver for CUDA {min(EXTRAS)} or newer")
-        return {"available": False, "reason": f"{why}, but an NVIDIA driver for CUDA {version} is present: {advice}",
-                "driver_cuda": version}
+        driver = driver_cuda_version()  # the reason then says what to install (xpnet.cuda_extra)
+        return {"available": False, "reason": why, **({"driver_cuda": "%d.%d" % driver} if driver else {})}
     info = get_backend("cupy").describe()
     return {"available": True, "name": info["gpu_name"], "memory_bytes": info["gpu_memory_bytes"]}
 

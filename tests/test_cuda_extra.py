@@ -1,6 +1,6 @@
-"""bench.cuda_extra, which the README's set-up commands ask for the CuPy extra: the driver's CUDA
-version read through a stand-in driver library, the extra for each version, and the pyproject
-extras it names."""
+"""xpnet.cuda_extra, which the README's set-up commands ask for the CuPy extra: the driver's CUDA
+version read through a stand-in driver library, the extra for each version, the pyproject extras it
+names, and the hint that the CuPy fallback message and the benchmark's machine line give."""
 
 import ctypes
 import subprocess
@@ -9,10 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from xpnet import cuda_extra
+from xpnet.backend import cupy_usable
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # bench/ is run from the checkout, not installed
 try:
-    from bench import cuda_extra, env
+    from bench import env
 finally:
     sys.path.remove(str(REPO))
 
@@ -74,15 +77,15 @@ def test_the_extras_it_names_are_cupy_with_cuda_libraries_in_pyproject():
 
 
 def test_the_command_prints_the_extra_alone_on_stdout():
-    """As ``$(python3 -m bench.cuda_extra)`` uses it, with the standard library only (``-S``: no
-    site-packages, so nothing installed is needed); the reason goes to stderr."""
-    proc = subprocess.run([sys.executable, "-S", "-m", "bench.cuda_extra"], cwd=REPO, capture_output=True, text=True,
+    """As ``$(python3 -m xpnet.cuda_extra)`` uses it, from the checkout with the standard library only
+    (``-S``: no site-packages, so neither NumPy nor an installed xpnet); the reason goes to stderr."""
+    proc = subprocess.run([sys.executable, "-S", "-m", "xpnet.cuda_extra"], cwd=REPO, capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() in ("", ",cuda12", ",cuda13")
     expected = cuda_extra.extra_for(cuda_extra.driver_cuda_version())[0]
     assert proc.stdout.strip() == (f",{expected}" if expected else "")
-    assert proc.stderr.startswith("bench.cuda_extra: ")
+    assert proc.stderr.startswith("xpnet.cuda_extra: ")
 
 
 def test_a_failing_driver_query_still_prints_a_line(monkeypatch, capsys):
@@ -94,13 +97,34 @@ def test_a_failing_driver_query_still_prints_a_line(monkeypatch, capsys):
     assert out == "\n" and "bad driver" in err and "CPU only" in err
 
 
-def test_the_benchmark_report_names_a_driver_without_cupy(monkeypatch):
-    monkeypatch.setattr("xpnet.backend.cupy_usable", lambda: (False, "CuPy is not importable (ModuleNotFoundError)"))
+@pytest.mark.parametrize("version, says", [
+    ((13, 0), "this machine has an NVIDIA driver for CUDA 13.0: the 'cuda13' extra installs CuPy for it"),
+    ((12, 4), "the 'cuda12' extra"),
+    ((11, 8), "CUDA 11.8, older than CuPy 14 supports"),
+])
+def test_without_cupy_the_reason_names_the_extra_for_the_driver(monkeypatch, version, says):
+    monkeypatch.setitem(sys.modules, "cupy", None)  # CuPy not importable, on any machine
+    monkeypatch.setattr(cuda_extra, "driver_cuda_version", lambda: version)
+    ok, why = cupy_usable.__wrapped__()  # past the cache
+    assert not ok and why.startswith("CuPy is not importable") and says in why
+
+
+def test_without_cupy_or_a_driver_the_reason_is_unchanged(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cupy", None)
+    monkeypatch.setattr(cuda_extra, "driver_cuda_version", lambda: None)
+    ok, why = cupy_usable.__wrapped__()
+    assert not ok and why.startswith("CuPy is not importable (") and why.endswith(")") and "driver" not in why
+
+
+def test_the_benchmark_machine_line_says_why_a_present_driver_is_unused(monkeypatch):
+    reason = "CuPy is not importable (ModuleNotFoundError); this machine has an NVIDIA driver for CUDA 13.0: ..."
+    monkeypatch.setattr("xpnet.backend.cupy_usable", lambda: (False, reason))
     monkeypatch.setattr(env, "driver_cuda_version", lambda: (13, 0))
     gpu = env._gpu()
-    assert gpu["available"] is False and gpu["driver_cuda"] == "13.0"
-    assert 'pip install ".[bench,cuda13]"' in gpu["reason"]
+    assert gpu == {"available": False, "reason": reason, "driver_cuda": "13.0"}
     line = env.machine_markdown({"cpu_model": "cpu", "cpu_cores": 2, "gpu": gpu, "git_commit": "0" * 40, "date_utc": "now"})
-    assert "no usable GPU (CuPy is not importable" in line and "CUDA 13.0" in line
-    monkeypatch.setattr(env, "driver_cuda_version", lambda: None)
-    assert env._gpu() == {"available": False, "reason": "CuPy is not importable (ModuleNotFoundError)"}
+    assert f"; no usable GPU ({reason})." in line
+    monkeypatch.setattr(env, "driver_cuda_version", lambda: None)  # no driver: the short line, as before
+    gpu = env._gpu()
+    assert "driver_cuda" not in gpu and "; no usable GPU." in env.machine_markdown(
+        {"cpu_model": "cpu", "cpu_cores": 2, "gpu": gpu, "git_commit": "0" * 40, "date_utc": "now"})

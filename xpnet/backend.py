@@ -52,12 +52,17 @@ def cupy_usable() -> tuple[bool, str]:
     """Whether CuPy imports and a CUDA device is usable, and if not, why.
 
     CuPy imports fine on machines without a GPU or driver (its first allocation
-    fails instead), so this asks ``cupy.is_available()``, which never raises.
+    fails instead), so this asks ``cupy.is_available()``, which never raises. Where
+    CuPy does not import but an NVIDIA driver is present, the reason says which extra
+    installs it (:func:`xpnet.cuda_extra.install_hint`).
     """
     try:
         import cupy
     except Exception as exc:  # ImportError, or a broken CUDA install
-        return False, f"CuPy is not importable ({type(exc).__name__}: {exc})"
+        from .cuda_extra import install_hint
+
+        hint = install_hint()
+        return False, f"CuPy is not importable ({type(exc).__name__}: {exc})" + (f"; {hint}" if hint else "")
     try:
         if not cupy.is_available():
             return False, "CuPy is installed but no usable CUDA GPU was found"
