@@ -84,8 +84,69 @@ def run_in_child(name: str, task: Task, timeout: float, threads: int | None = No
 
 
 # -- report ------------------------------------------------------------------------------------
+# xpnet's default step on each device: what `import xpnet` trains with there
+DEFAULT_STEPS = {"CPU": "xpnet-numpy-fused", "GPU": "xpnet-cupy-fused"}
+NOT_TRAINERS = ("sgemm-floor",)  # the matrix products alone
+
+
+def device_of(name: str) -> str:
+    return "GPU" if any(word in name for word in ("cupy", "cuda", "gpu")) else "CPU"
+
+
 def baseline_for(name: str) -> str:
-    return "torch-cuda" if any(word in name for word in ("cupy", "cuda", "gpu")) else "torch-cpu"
+    return "torch-cuda" if device_of(name) == "GPU" else "torch-cpu"
+
+
+def peer_summary(results: dict) -> dict:
+    """Per device where xpnet's default step ran: its epoch time against the fastest peer measured
+    in the same run, the peer a performance-minded user would pick there (any trainer of another
+    library, eager or compiled, at full float32 precision: the "-tf32"/"-bf16" variants are compared
+    in the precision table), and xpnet's fastest step there against the same peer."""
+    def ran(name: str) -> bool:
+        return results.get(name, {}).get("status") == "ok"
+
+    def seconds(name: str) -> float:
+        return results[name]["median_epoch_seconds"]
+
+    summary = {}
+    for device, default in DEFAULT_STEPS.items():
+        if not ran(default):
+            continue
+        full = [n for n in results if device_of(n) == device and not n.endswith(("-tf32", "-bf16"))]
+        peers = [n for n in full if not n.startswith("xpnet-") and n not in NOT_TRAINERS]
+        mine = min((n for n in full if n.startswith("xpnet-") and ran(n)), key=seconds)
+        fastest = min((n for n in peers if ran(n)), key=seconds, default=None)
+        summary[device] = {
+            "xpnet": default, "epoch_seconds": seconds(default), "fastest_xpnet": mine,
+            "fastest_xpnet_epoch_seconds": seconds(mine), "fastest_peer": fastest,
+            "peer_epoch_seconds": seconds(fastest) if fastest else None,
+            "vs_fastest_peer": seconds(default) / seconds(fastest) if fastest else None,
+            "fastest_xpnet_vs_fastest_peer": seconds(mine) / seconds(fastest) if fastest else None,
+            "peers_not_run": {n: results[n].get("reason", results[n]["status"]) for n in peers if not ran(n)},
+        }
+    return summary
+
+
+def peer_markdown(summary: dict) -> str:
+    lines = ["Against the fastest peer on each device, measured in this run (float32, full precision; below 1 means "
+             "xpnet is faster):", "",
+             "| device | xpnet's default step | s/epoch | fastest peer | s/epoch | xpnet / peer | xpnet's fastest step "
+             "| s/epoch | it / peer |",
+             "|---|---|---:|---|---:|---:|---|---:|---:|"]
+    for device, row in summary.items():
+        peer = row["fastest_peer"] or "none ran"
+        cells = ((f"{row['peer_epoch_seconds']:.4f}", f"{row['vs_fastest_peer']:.2f}x",
+                  f"{row['fastest_xpnet_vs_fastest_peer']:.2f}x") if row["fastest_peer"] else ("", "n/a", "n/a"))
+        lines.append(f"| {device} | {row['xpnet']} | {row['epoch_seconds']:.4f} | {peer} | {cells[0]} | {cells[1]} | "
+                     f"{row['fastest_xpnet']} | {row['fastest_xpnet_epoch_seconds']:.4f} | {cells[2]} |")
+    for device, row in summary.items():
+        by_reason: dict = {}
+        for name, reason in row["peers_not_run"].items():
+            by_reason.setdefault(reason, []).append(name)
+        if by_reason:
+            lines.append(f"\n{device} peers that did not run: "
+                         + "; ".join(f"{', '.join(names)} ({reason})" for reason, names in by_reason.items()) + ".")
+    return "\n".join(lines) + "\n"
 
 
 def _accuracy(result: dict) -> str:
@@ -443,6 +504,7 @@ def main(argv=None) -> int:
     crossovers = {axis: crossover(sweep, axis, key) for axis, key in (("batch_size", "batch_size"), ("hidden", "hidden_total"))}
     rooflines, limits = gpu_rooflines(results, task)
     precisions = precision_summary(results)
+    peers = peer_summary(results)
     report = {
         "gpu_faster_from": crossovers if sweep else None,
         "task": task.to_dict(),
@@ -453,9 +515,12 @@ def main(argv=None) -> int:
         "roofline": rooflines,
         "machine_limits": limits,
         "matmul_precision": precisions,
+        "vs_fastest_peer": peers,
         "total_seconds": time.perf_counter() - started,
     }
     table = markdown_table(results, task, env)
+    if peers:
+        table += "\n" + peer_markdown(peers)
     if rooflines:
         from .roofline import markdown
 

@@ -119,6 +119,51 @@ def test_precision_summary_compares_with_the_fastest_peer_at_the_same_setting(mo
     assert "| highest | xpnet-cupy-fused | 0.0200 | torch-cuda-autotune | 0.50x | torch-cuda-compiled-bf16 | 0.67x |" in table
 
 
+def test_the_report_sets_the_default_step_against_the_fastest_peer_of_its_device(quick_run):
+    out, report, stdout = quick_run
+    results, summary = report["results"], report["vs_fastest_peer"]
+    assert "CPU" in summary and ("GPU" in summary) == (results["xpnet-cupy-fused"]["status"] == "ok")
+    row = summary["CPU"]
+    assert row["xpnet"] == "xpnet-numpy-fused" and row["epoch_seconds"] == results["xpnet-numpy-fused"]["median_epoch_seconds"]
+    peers = ("sklearn-mlp", "torch-cpu", "torch-cpu-compiled", "jax-cpu", "jax-cpu-scan")  # of this run's contestants
+    ran = {p: results[p]["median_epoch_seconds"] for p in peers if results[p]["status"] == "ok"}
+    assert row["fastest_peer"] == min(ran, key=ran.get)  # sklearn-mlp at least runs everywhere
+    assert row["vs_fastest_peer"] == pytest.approx(row["epoch_seconds"] / ran[row["fastest_peer"]])
+    assert set(row["peers_not_run"]) == set(peers) - set(ran)
+    assert "Against the fastest peer on each device" in stdout and "| CPU | xpnet-numpy-fused |" in stdout
+
+
+def test_peer_summary_takes_other_libraries_at_full_precision_on_the_same_device(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO))
+    from bench.mnist import peer_markdown, peer_summary
+
+    def ok(seconds):
+        return {"status": "ok", "median_epoch_seconds": seconds, "test_accuracy": 0.97}
+
+    results = {"xpnet-numpy-fused": ok(0.5), "xpnet-numpy-fused-eager": ok(0.4), "sgemm-floor": ok(0.1),
+               "torch-cpu": ok(0.9), "jax-cpu-scan": ok(0.6), "torch-cpu-compiled": {"status": "failed", "reason": "boom"},
+               "xpnet-cupy-fused": ok(0.05), "xpnet-cupy-bf16": ok(0.01), "torch-cuda-compiled-bf16": ok(0.02),
+               "torch-cuda": ok(0.8), "jax-gpu-scan": {"status": "skipped", "reason": "JAX has no GPU"},
+               "jax-gpu": {"status": "skipped", "reason": "JAX has no GPU"}}
+    summary = peer_summary(results)
+    cpu, gpu = summary["CPU"], summary["GPU"]
+    # the floor is not a trainer, and xpnet's own steps are not peers
+    assert cpu["fastest_peer"] == "jax-cpu-scan" and cpu["vs_fastest_peer"] == pytest.approx(0.5 / 0.6)
+    assert cpu["fastest_xpnet"] == "xpnet-numpy-fused-eager"
+    assert cpu["fastest_xpnet_vs_fastest_peer"] == pytest.approx(0.4 / 0.6)
+    assert cpu["peers_not_run"] == {"torch-cpu-compiled": "boom"}
+    # bf16 peers and steps belong to the precision table, not here
+    assert gpu["fastest_peer"] == "torch-cuda" and gpu["fastest_xpnet"] == "xpnet-cupy-fused"
+    table = peer_markdown(summary)
+    assert "| CPU | xpnet-numpy-fused | 0.5000 | jax-cpu-scan | 0.6000 | 0.83x | xpnet-numpy-fused-eager | 0.4000 | 0.67x |" in table
+    assert "GPU peers that did not run: jax-gpu-scan, jax-gpu (JAX has no GPU)." in table
+    # no peer ran: said, not divided by
+    alone = peer_summary({"xpnet-numpy-fused": ok(0.5), "torch-cpu": {"status": "skipped", "reason": "no torch"}})
+    assert alone["CPU"]["fastest_peer"] is None and alone["CPU"]["vs_fastest_peer"] is None
+    assert "| CPU | xpnet-numpy-fused | 0.5000 | none ran |  | n/a |" in peer_markdown(alone)
+    assert peer_summary({"xpnet-numpy-fused": {"status": "skipped", "reason": "x"}}) == {}
+
+
 def test_crossover_finds_where_the_gpu_overtakes(monkeypatch):
     monkeypatch.syspath_prepend(str(REPO))  # bench/ is run from the checkout, not installed
     from bench.mnist import crossover
