@@ -54,6 +54,7 @@ def loader(found: dict):
     ("linux", {"libcuda.so.1": FakeDriver(13020, needs_init=True)}, (13, 2)),  # asked again after cuInit
     ("linux", {"libcuda.so.1": FakeDriver(13000, status=100)}, None),  # an error even then
     ("darwin", {"libcuda.so.1": FakeDriver(13000)}, None),  # no NVIDIA driver on macOS
+    ("linux", {"libcuda.so.1": object(), "libcuda.so": FakeDriver(12020)}, (12, 2)),  # a stub without the function
 ])
 def test_driver_version_is_read_from_the_driver_library(monkeypatch, platform, found, expected):
     monkeypatch.setattr(cuda_extra.sys, "platform", platform)

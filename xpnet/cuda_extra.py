@@ -30,13 +30,13 @@ def driver_cuda_version(load=ctypes.CDLL) -> tuple[int, int] | None:
     for name in DRIVER_LIBRARIES.get(sys.platform, ()):
         try:
             library = load(name)
-        except OSError:
-            continue
-        version = ctypes.c_int(0)
-        status = library.cuDriverGetVersion(ctypes.byref(version))
-        if status != 0:  # documented to need no cuInit; ask again after one where a driver does
-            library.cuInit(0)
+            version = ctypes.c_int(0)
             status = library.cuDriverGetVersion(ctypes.byref(version))
+            if status != 0:  # documented to need no cuInit; ask again after one where a driver does
+                library.cuInit(0)
+                status = library.cuDriverGetVersion(ctypes.byref(version))
+        except (OSError, AttributeError):  # no such library, or one without the driver's functions
+            continue
         if status == 0 and version.value > 0:
             return version.value // 1000, version.value % 1000 // 10
     return None
