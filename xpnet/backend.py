@@ -320,18 +320,24 @@ def host_state(state: dict) -> dict:
     """``state`` with every non-NumPy array (alone or in a list, tuple or dict) stored as host NumPy,
     restored onto its backend when unpickled: what an estimator's, optimizer's or FitState's
     ``__getstate__`` returns, so a pickle holds no device memory and no module object."""
-    import array_api_compat as compat
-
     def convert(value: Any) -> Any:
         if isinstance(value, (list, tuple)):
             return type(value)(convert(v) for v in value)
         if isinstance(value, dict):
             return {k: convert(v) for k, v in value.items()}
-        if compat.is_array_api_obj(value) and not isinstance(value, (np.ndarray, np.generic)):
+        if is_foreign_array(value):
             return _HostArray(value)
         return value
 
     return {key: convert(value) for key, value in state.items()}
+
+
+def is_foreign_array(value: Any) -> bool:
+    """True for an array of an Array-API library other than NumPy (torch, CuPy, JAX,
+    array_api_strict, ...); False for NumPy arrays and scalars and for everything else."""
+    import array_api_compat as compat
+
+    return not isinstance(value, (np.ndarray, np.generic)) and compat.is_array_api_obj(value)
 
 
 def array_to_numpy(x: Any) -> np.ndarray:

@@ -14,7 +14,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from .._validation import check_features, check_positive_int, check_same_length, check_seed, float_dtype_name
-from ..backend import array_to_numpy, backend_of, get_backend, host_state
+from ..backend import array_to_numpy, backend_of, get_backend, host_state, is_foreign_array
 from .. import stopping, training
 from ..network import Sequential
 from ..optim import _check_number
@@ -139,7 +139,7 @@ class _Estimator(_SkBase):
         input too, as scikit-learn's own estimators compute in their input's namespace."""
         follows = (isinstance(self.backend, str) and self.backend == "auto") or (self.backend is None and
                                                                                 _array_api_dispatch())
-        if follows and _foreign_array(X):
+        if follows and is_foreign_array(X):
             return backend_of(X)
         return get_backend(self.backend)
 
@@ -148,7 +148,7 @@ class _Estimator(_SkBase):
         ``array_api_dispatch`` on an array of another library or device comes as host NumPy (from
         where the fit puts it on the model's device), as scikit-learn moves ``y`` and
         ``sample_weight`` to ``X``'s namespace and device there. Without dispatch nothing is moved."""
-        if not _array_api_dispatch() or not _foreign_array(value):
+        if not _array_api_dispatch() or not is_foreign_array(value):
             return value
         if backend.owns(value) and _place(value)[1] == str(backend.device):
             return value
@@ -178,7 +178,7 @@ class _Estimator(_SkBase):
         if not self._host_input(X):
             return out
         host = self.model_.backend.to_numpy(out)
-        if _array_api_dispatch() and _foreign_array(X) and host.dtype.kind in "biuf":
+        if _array_api_dispatch() and is_foreign_array(X) and host.dtype.kind in "biuf":
             return backend_of(X).asarray(host)  # X's library, on X's device
         return host
 
@@ -259,7 +259,7 @@ class _Estimator(_SkBase):
         backend = self._backend() if reset else self.model_.backend
         if backend.owns(X) and not backend.is_numpy:
             return X, y
-        if _foreign_array(X) and _array_api_dispatch():  # an explicit backend: X through the host (validate_data
+        if is_foreign_array(X) and _array_api_dispatch():  # an explicit backend: X through the host (validate_data
             X = array_to_numpy(X)  # would look for NumPy's dtypes in X's library); outputs go back (_like_input)
         kw = dict(reset=reset, dtype=[np.float64, np.float32], ensure_all_finite=False,  # NaN/inf: xpnet's message
                   accept_sparse=["csr", "csc"] if self._accepts_sparse else False)
@@ -340,7 +340,7 @@ class _Estimator(_SkBase):
         floor = stopping.NoImprovement(0.0, patience)  # mini-batches: the full gradient's lowest
         converged = False
         xp = model.backend.xp
-        whole = float(Xd.shape[0]) if wd is None else float(xp.sum(wd))  # the L2 term's divisor
+        whole = _weight_total(Xd, wd, xp)  # the L2 term's divisor
         for _ in range(max_iter):
             mini_batches = batch_size < Xd.shape[0]
             batches = training.memory_batches(model, Xd, yd, batch_size, shuffle, wd=wd)
@@ -394,6 +394,11 @@ class _Estimator(_SkBase):
         return min(check_positive_int("batch_size", bs), n)
 
 
+def _weight_total(X: Any, weights: Any, xp: Any) -> float:
+    """What the objective averages over: ``X``'s row count, or the sample weights' sum."""
+    return float(X.shape[0]) if weights is None else float(xp.sum(weights))
+
+
 def _whole_data_penalty(model: Sequential, batches: Iterator[tuple[Any, Any, Any]], whole: float
                         ) -> Iterator[tuple[Any, Any, Any]]:
     """``batches``, each passed with the model's L2 factor scaled so that its step carries the
@@ -405,7 +410,7 @@ def _whole_data_penalty(model: Sequential, batches: Iterator[tuple[Any, Any, Any
     xp = model.backend.xp
     try:
         for xb, yb, wb in batches:
-            rows = xb.shape[0] if wb is None else float(xp.sum(wb))
+            rows = _weight_total(xb, wb, xp)
             model.l2 = l2 * rows / whole
             yield xb, yb, wb
     finally:
@@ -436,17 +441,10 @@ def _array_api_dispatch() -> bool:
     return bool(get_config().get("array_api_dispatch", False))
 
 
-def _foreign_array(value: Any) -> bool:
-    """True for an array of an Array-API library other than NumPy (torch, CuPy, JAX, array_api_strict)."""
-    import array_api_compat as compat
-
-    return not isinstance(value, (np.ndarray, np.generic)) and compat.is_array_api_obj(value)
-
-
 def _place(X: Any) -> tuple[str, str]:
     """``(library, device)`` of ``X`` as scikit-learn compares inputs: ``("numpy", "cpu")`` for NumPy and
     for everything that is not an array of another library (lists, pandas, scipy.sparse)."""
-    if not _foreign_array(X):
+    if not is_foreign_array(X):
         return ("numpy", "cpu")
     import array_api_compat as compat
 

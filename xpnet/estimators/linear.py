@@ -20,7 +20,7 @@ from ..network import Sequential
 from ..ops import PerceptronPenalty, _device
 from ..optim import SGD, _check_number
 from ._base import (ConvergenceWarning, _ClassifierMixin, _Estimator, _RegressorMixin, _check_float, _labels,
-                    _unchanged_if_it_raises, scikit_learn_draws)
+                    _unchanged_if_it_raises, _weight_total, scikit_learn_draws)
 
 
 class _Standardized:
@@ -311,8 +311,8 @@ class LogisticRegression(_Standardized, _ClassifierMixin, _Estimator):
             if self.learning_rate_init == "auto":
                 # the loss's Hessian in the logits is at most 1/4 (sigmoid) or 1/2 (softmax) times the identity
                 xp = model.backend.xp
-                total = float(Xd.shape[0]) if wd is None else float(xp.sum(wd))
-                lr = 1.0 / ((0.25 if binary else 0.5) / _lipschitz_step(Xt, xp, wd=wd) + alpha / total)
+                curvature = (0.25 if binary else 0.5) / _lipschitz_step(Xt, xp, wd=wd)
+                lr = 1.0 / (curvature + alpha / _weight_total(Xd, wd, xp))
             else:
                 lr = float(self.learning_rate_init)
             optimizer = SGD(lr=lr, momentum=self.momentum)
