@@ -10,7 +10,10 @@
 Bad arguments, and output paths that could not be written, give one readable line and
 exit status 2 before any work. File, data and runtime errors give one line and exit
 status 1. Ctrl-C exits with 130 at any moment, after saving a checkpoint when
-``--checkpoint-dir`` is set. No command prints a traceback.
+``--checkpoint-dir`` is set. (Run as ``python -m xpnet.cli``, where Ctrl-C landed in code that
+Python evaluates from a string, a namedtuple's constructor say, CPython 3.11 ends the process by
+SIGINT after xpnet's line instead of with 130; a shell reports that as 130 too.) No command prints
+a traceback.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ import math
 import os
 import platform
 import resource
+import signal
 import sys
 import tempfile
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -356,6 +361,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     saved_epoch = resume_epoch if resume_epoch is not None else -1
     try:
         while model.epochs_trained < args.epochs:
+            _ctrl_c.raise_if_seen()
             if checkpoint is not None:
                 snapshot = TrainingState(model, optimizer, history, fit_state=fit_state)
             epoch_history = model.fit(X_train, y_train, epochs=1, batch_size=args.batch_size, optimizer=optimizer,
@@ -557,13 +563,69 @@ def _one_line_warnings() -> Iterator[None]:
         warnings.showwarning = saved
 
 
+class _CtrlCRecord:
+    """Whether Ctrl-C (SIGINT) arrived during this ``main()``, beside the KeyboardInterrupt it raises.
+
+    Python raises that exception wherever the program happens to be, and some places lose it: NumPy's
+    extension, interrupted while it imports ``datetime``, raises an ImportError instead, and one raised
+    in a weak-reference callback (the import system's module locks) is printed as "Exception ignored"
+    and dropped. The record lets ``main()`` report such an error as the interruption it was, and the
+    training loop stop at the next epoch after a dropped one; the dropped exception's traceback is
+    not printed. Where SIGINT has a handler other than Python's default (ignored, or a caller's own),
+    or off the main thread, nothing is installed and ``seen`` stays False."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def _handle(self, signum, frame) -> None:
+        self.seen = True
+        signal.default_int_handler(signum, frame)
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        self.seen = False
+        if (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):
+            yield
+            return
+        unraisable_hook = sys.unraisablehook
+
+        def hide_a_dropped_ctrl_c(unraisable) -> None:
+            if not (self.seen and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+                unraisable_hook(unraisable)
+
+        signal.signal(signal.SIGINT, self._handle)
+        sys.unraisablehook = hide_a_dropped_ctrl_c
+        try:
+            yield
+        finally:
+            sys.unraisablehook = unraisable_hook
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    def raise_if_seen(self) -> None:
+        """Raise the KeyboardInterrupt of a Ctrl-C whose own exception was lost."""
+        if self.seen:
+            raise KeyboardInterrupt
+
+
+_ctrl_c = _CtrlCRecord()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    try:
-        with _one_line_warnings():
-            return _run(argv)
-    except KeyboardInterrupt:  # Ctrl-C before or after the training loop's own handler
+    with _ctrl_c.installed():
+        try:
+            with _one_line_warnings():
+                code = _run(argv)
+        except KeyboardInterrupt:  # Ctrl-C before or after the training loop's own handler
+            code = None
+        except Exception:
+            if not _ctrl_c.seen:
+                raise
+            code = None  # an error that Ctrl-C caused (see _CtrlCRecord)
+    if code is None or (_ctrl_c.seen and code != EXIT_INTERRUPTED):  # the latter: its exception was lost
         print("xpnet: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    return code
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -578,6 +640,8 @@ def _run(argv: Sequence[str] | None) -> int:
         return EXIT_USAGE
     except (DatasetError, FileNotFoundError, BackendUnavailableError, ValueError, TypeError, ImportError, OSError,
             MemoryError) as exc:
+        if _ctrl_c.seen:  # caused by Ctrl-C: main() reports the interruption
+            raise
         message = str(exc).splitlines()[0] if not isinstance(exc, DatasetError) else str(exc)
         print(f"xpnet: error: {message}", file=sys.stderr)
         return EXIT_FAILURE
