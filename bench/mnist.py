@@ -23,7 +23,6 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
-from typing import Any
 
 from .arguments import batch_size_list, networks, non_negative_int, positive_int, positive_seconds, widths
 from .task import REFERENCE, Task
@@ -50,11 +49,12 @@ def run_one(name: str, task: Task) -> dict:
         return {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()}
 
 
-def thread_settings(threads: int | None) -> tuple[dict, Any]:
-    """Environment variables and a ``preexec_fn`` that hold a child process to ``threads`` CPU cores
-    (None: all of them). The process is pinned to the first ``threads`` cores, so no library can
+def thread_settings(threads: int | None) -> tuple[dict, list[int] | None]:
+    """Environment variables and the CPU cores that hold a process to ``threads`` cores (None: all
+    of them, ``({}, None)``). The process is pinned to the first ``threads`` cores, so no library can
     use more, and each thread pool is sized to match: OpenBLAS (NumPy's and SciPy's), MKL, OpenMP
-    (PyTorch reads ``OMP_NUM_THREADS``), Numba, and XLA (one thread: no Eigen pool)."""
+    (PyTorch reads ``OMP_NUM_THREADS``), Numba, and XLA (one thread: no Eigen pool). The cores are
+    None where this platform cannot pin."""
     if threads is None:
         return {}, None
     cores = sorted(os.sched_getaffinity(0))[:threads] if hasattr(os, "sched_getaffinity") else None
@@ -62,19 +62,33 @@ def thread_settings(threads: int | None) -> tuple[dict, Any]:
     if threads == 1:
         env["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
                             "intra_op_parallelism_threads=1").strip()
-    return env, (None if cores is None else lambda: os.sched_setaffinity(0, cores))
+    return env, cores
+
+
+# Pins the new interpreter to the cores in argv[1], then runs the module in argv[2] as `python -m`
+# would, before any library has started a thread (threads inherit the affinity of their creator).
+# Pinning in the child itself, not in a preexec_fn: no Python runs between fork and exec, which is
+# unsafe where the parent has threads (JAX's, OpenBLAS's).
+_PINNED_MODULE = ("import os, runpy, sys; os.sched_setaffinity(0, [int(c) for c in sys.argv.pop(1).split(',')]); "
+                  "runpy.run_module(sys.argv.pop(1), run_name='__main__', alter_sys=True)")
+
+
+def module_command(module: str, args: list[str], cores: list[int] | None = None) -> list[str]:
+    """The command that runs ``python -m module *args``, pinned to ``cores`` where given."""
+    if cores is None:
+        return [sys.executable, "-m", module, *args]
+    return [sys.executable, "-c", _PINNED_MODULE, ",".join(map(str, cores)), module, *args]
 
 
 def run_in_child(name: str, task: Task, timeout: float, threads: int | None = None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "result.json"
-        limits, pin = thread_settings(threads)
+        limits, cores = thread_settings(threads)
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), **limits)
-        cmd = [sys.executable, "-m", "bench.mnist", "--run-one", name, "--task-json", json.dumps(task.to_dict()),
-               "--result-json", str(out)]
+        cmd = module_command("bench.mnist", ["--run-one", name, "--task-json", json.dumps(task.to_dict()),
+                                             "--result-json", str(out)], cores)
         try:
-            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout,
-                                  preexec_fn=pin)
+            proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"timed out after {timeout:.0f} s"}
         if not out.is_file():

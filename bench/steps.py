@@ -63,10 +63,10 @@ def main(argv=None) -> int:
     if threads is not None:  # before NumPy loads: OpenBLAS sizes its pool once, from the environment
         if "numpy" in sys.modules:
             raise SystemExit("bench.steps: --threads must be set before NumPy is imported; run it as its own process")
-        limits, pin = thread_settings(threads)
+        limits, cores = thread_settings(threads)
         os.environ.update(limits)
-        if pin is not None:
-            pin()
+        if cores is not None:
+            os.sched_setaffinity(0, cores)
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
     if not kinds or any(k not in KINDS for k in kinds):
         raise SystemExit(f"bench.steps: --kinds must name some of {list(KINDS)}, got {args.kinds!r}")

@@ -252,19 +252,25 @@ def test_bad_arguments_are_refused_before_anything_runs(capsys):
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="no CPU affinity on this platform")
-def test_threads_pin_the_child_and_size_its_pools():
-    from bench.mnist import parse_threads, thread_settings
+def test_threads_pin_the_child_and_size_its_pools(tmp_path):
+    import os
+
+    from bench.mnist import module_command, parse_threads, thread_settings
 
     assert parse_threads("all") is None and parse_threads("1") == 1
     for bad in ("0", "x", "999"):
         with pytest.raises(SystemExit, match="--threads"):
             parse_threads(bad)
-    env, pin = thread_settings(1)
+    env, cores = thread_settings(1)
     assert env["OPENBLAS_NUM_THREADS"] == env["OMP_NUM_THREADS"] == "1" and "XLA_FLAGS" in env
-    code = "import os; print(len(os.sched_getaffinity(0)), os.environ['OPENBLAS_NUM_THREADS'])"
-    out = subprocess.run([sys.executable, "-c", code], env={**__import__("os").environ, **env}, preexec_fn=pin,
-                         capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["1", "1"]
+    assert cores == sorted(os.sched_getaffinity(0))[:1]
+    (tmp_path / "show_threads.py").write_text(  # what the child sees, as a module run with -m would
+        "import os, sys\n"
+        "print(__name__, sorted(os.sched_getaffinity(0)), os.environ['OPENBLAS_NUM_THREADS'], sys.argv[1:])\n")
+    out = subprocess.run(module_command("show_threads", ["--run-one", "x y"], cores), cwd=tmp_path,
+                         env={**os.environ, **env}, capture_output=True, text=True, check=True).stdout
+    assert out == f"__main__ {cores} 1 ['--run-one', 'x y']\n"
+    assert module_command("show_threads", ["a"]) == [sys.executable, "-m", "show_threads", "a"]
     assert thread_settings(None) == ({}, None)
 
 
