@@ -12,12 +12,9 @@ import pytest
 from xpnet import cuda_extra
 from xpnet.backend import cupy_usable
 
+from bench import env  # from the checkout (conftest.py)
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # bench/ is run from the checkout, not installed
-try:
-    from bench import env
-finally:
-    sys.path.remove(str(REPO))
 
 
 class FakeDriver:
