@@ -93,8 +93,7 @@ def test_jax_scan_epoch_trains_as_the_jit_step(quick_run):
     assert abs(scan["test_accuracy"] - step["test_accuracy"]) <= 0.005
 
 
-def test_precision_summary_compares_with_the_fastest_peer_at_the_same_setting(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
+def test_precision_summary_compares_with_the_fastest_peer_at_the_same_setting():
     from bench.mnist import precision_markdown, precision_summary
 
     def ok(seconds, accuracy):
@@ -133,8 +132,7 @@ def test_the_report_sets_the_default_step_against_the_fastest_peer_of_its_device
     assert "Against the fastest peer on each device" in stdout and "| CPU | xpnet-numpy-fused |" in stdout
 
 
-def test_peer_summary_takes_other_libraries_at_full_precision_on_the_same_device(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
+def test_peer_summary_takes_other_libraries_at_full_precision_on_the_same_device():
     from bench.mnist import peer_markdown, peer_summary
 
     def ok(seconds):
@@ -164,8 +162,7 @@ def test_peer_summary_takes_other_libraries_at_full_precision_on_the_same_device
     assert peer_summary({"xpnet-numpy-fused": {"status": "skipped", "reason": "x"}}) == {}
 
 
-def test_crossover_finds_where_the_gpu_overtakes(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))  # bench/ is run from the checkout, not installed
+def test_crossover_finds_where_the_gpu_overtakes():
     from bench.mnist import crossover
 
     def point(name, batch, seconds):
@@ -298,8 +295,7 @@ def test_steps_alternate_the_step_kinds(tmp_path):
     assert "median_ratio_to_first_thread_count" not in results["compiled @1"]
 
 
-def test_roofline_step_work_and_fractions(monkeypatch):
-    monkeypatch.syspath_prepend(str(REPO))
+def test_roofline_step_work_and_fractions():
     from bench.roofline import markdown, report, roofline, step_work
 
     work = step_work([784, 256, 128, 10], 128)
@@ -325,10 +321,9 @@ def test_roofline_step_work_and_fractions(monkeypatch):
     assert "| xpnet-cupy-fused | 100.0 |" in markdown(rooflines, limits)
 
 
-def test_launches_per_kernel_per_step(monkeypatch):
+def test_launches_per_kernel_per_step():
     # bench.launches' arithmetic, from profiler-like events: per step, per kernel, the slowest first;
     # kernels that ran once per epoch in both profiles drop out, and launch calls are not kernels
-    monkeypatch.syspath_prepend(str(REPO))
     from types import SimpleNamespace
 
     from bench.launches import kernel_name, kernel_tables, per_step, summarise
@@ -363,10 +358,9 @@ def test_launches_per_kernel_per_step(monkeypatch):
     assert step["by_kernel"] == {"xpnet_persistent_step<float, long long>": {"launches": 0.0, "us": 30.0}}
 
 
-def test_the_persistent_steps_phases_are_tabled_with_their_sum(monkeypatch):
+def test_the_persistent_steps_phases_are_tabled_with_their_sum():
     # bench.launches' phase table: a row per phase (a shared phase names both launches), a column per
     # blocks per multiprocessor, and the sum of each column
-    monkeypatch.syspath_prepend(str(REPO))
     from bench.launches import at_one_and_two_blocks_per_sm, phase_table_lines
 
     gather, gw, gx = "xpnet_gather_batch<float, long long>", "xpnet_fused_gemm<float, 32, true, false>", \
@@ -394,7 +388,6 @@ def test_launches_writes_after_every_measurement_with_the_persistent_kernels_las
     """bench.launches on a GPU run cut short (a persistent kernel that never finished, killed by the
     stage's timeout; here an interrupt): its files hold every measurement made before, marked
     incomplete. The barrier alone runs before the first persistent mode, the phases last."""
-    monkeypatch.syspath_prepend(str(REPO))
     import bench.env
     import bench.launches as launches
     import xpnet.backend

@@ -767,7 +767,6 @@ def test_bench_times_each_phase_of_the_persistent_step(emulator, monkeypatch):
     import sys
     from types import SimpleNamespace
 
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))
     import bench.launches
 
     loss, layers, make_optimizer, l2 = CASES["sigmoid-ce-adam"]

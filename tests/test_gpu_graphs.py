@@ -3,8 +3,6 @@
 Skipped, with the reason, where CuPy is missing or ``cupy.is_available()`` is False.
 """
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -206,9 +204,8 @@ def test_auto_mode_replays_small_batches_only(cp):
     assert not model.uses_graphs(Adam(), 128, 100)[0]
 
 
-def test_one_host_launch_per_replayed_step(cp, graph_step, rng, monkeypatch):
+def test_one_host_launch_per_replayed_step(cp, graph_step, rng):
     pytest.importorskip("torch")
-    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[1]))  # bench/ runs from the checkout
     from bench.launches import count_per_step
 
     model = Sequential([Dense(30, 20), Sigmoid(), Dense(20, 4)], backend="cupy", seed=0, graphs=True)
